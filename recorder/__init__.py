@@ -1,0 +1,1 @@
+"""Lesson recorder and resource library (WebM without transcoding). Built in a later issue."""

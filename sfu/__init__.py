@@ -1,0 +1,1 @@
+"""Selective forwarding unit: forwards encoded RTP, never decodes on the forwarding path."""

@@ -1,0 +1,214 @@
+"""The one place that touches aiortc's private internals (pinned: aiortc==1.16.0, aioice==0.13.0).
+
+aiortc gives us ICE, DTLS and SRTP. Its RTP path decodes and re-encodes, which an SFU must never do, so we
+take packets off the DTLS transport right after SRTP (raw bytes, before aiortc parses or routes them), and
+send by SRTP-protecting and writing to the nominated ICE pair's socket ourselves. Everything here catches
+its own exceptions: one escaping into aiortc's DTLS loop would kill the whole transport.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Awaitable, Callable, Iterable, Optional
+
+import aioice.ice
+import aiortc
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+log = logging.getLogger(__name__)
+
+PINNED_AIORTC = "1.16.0"
+
+RtpHandler = Callable[[bytes, float], None]
+RtcpHandler = Callable[[bytes], None]
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_host_addresses: Optional[list[str]] = None
+
+
+def configure_host_addresses(addresses: Optional[Iterable[str]]) -> None:
+    """Gather ICE host candidates only on these addresses (loopback allowed); None restores aioice's own.
+
+    aioice skips 127.0.0.1 and would otherwise offer every interface of the server; a media server wants
+    exactly the addresses the operator configured.
+    """
+    global _host_addresses
+    _host_addresses = list(addresses) if addresses else None
+    aioice.ice.get_host_addresses = _gather_host_addresses if _host_addresses else _original_get_host_addresses
+
+
+def _gather_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    assert _host_addresses is not None
+    return [a for a in _host_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    """A peer connection that gathers no STUN/TURN candidates (the server has no network but its own)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
+    seen: list[RTCDtlsTransport] = []
+    for t in pc.getTransceivers():
+        d = t.receiver.transport
+        if d is not None and d not in seen:
+            seen.append(d)
+    return seen
+
+
+class PacketTap:
+    """Raw decrypted RTP/RTCP from one peer connection, and a lean SRTP send path back to it."""
+
+    def __init__(self, pc: RTCPeerConnection, on_rtp: RtpHandler, on_rtcp: RtcpHandler) -> None:
+        transports = dtls_transports(pc)
+        if len(transports) != 1:
+            raise ValueError("the SFU requires BUNDLE: one transport for all media")
+        self.dtls = transports[0]
+        self._on_rtp = on_rtp
+        self._on_rtcp = on_rtcp
+        self._pair: object = None
+        self._sendto: Callable[[bytes, tuple], None] | None = None
+        self._addr: tuple = ()
+        self._protect: Callable[[bytes], bytes] | None = None
+        self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        self.send_errors = 0
+        self.hook_errors = 0
+        # aiortc awaits these two on every datagram: instance attributes shadow its methods.
+        self.dtls._handle_rtp_data = self._rtp_hook  # type: ignore[method-assign]
+        self.dtls._handle_rtcp_data = self._rtcp_hook  # type: ignore[method-assign]
+
+    async def _rtp_hook(self, data: bytes, arrival_time_ms: int) -> None:
+        try:
+            self._on_rtp(data, arrival_time_ms / 1000.0)
+        except Exception:
+            self.hook_errors += 1
+            log.exception("RTP handler failed; packet dropped")
+
+    async def _rtcp_hook(self, data: bytes) -> None:
+        try:
+            self._on_rtcp(data)
+        except Exception:
+            self.hook_errors += 1
+            log.exception("RTCP handler failed; packet dropped")
+
+    @property
+    def connected(self) -> bool:
+        return self.dtls._tx_srtp is not None and self.dtls.state == "connected"
+
+    def _refresh(self) -> bool:
+        srtp = self.dtls._tx_srtp
+        if srtp is None or self.dtls.state != "connected":
+            return False
+        pair = self.dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return False
+        self._pair = pair
+        self._sendto = pair.protocol.transport.sendto
+        self._addr = pair.remote_addr
+        self._protect = srtp.protect
+        self._protect_rtcp = srtp.protect_rtcp
+        return True
+
+    def send_rtp(self, packet: bytes | bytearray) -> bool:
+        """Protect and send one RTP packet; False (dropped) when not connected."""
+        try:
+            if self._pair is not self.dtls.transport._connection._nominated.get(1) or self._protect is None:
+                if not self._refresh():
+                    return False
+            self._sendto(self._protect(bytes(packet)), self._addr)  # type: ignore[misc]
+            return True
+        except Exception:
+            self.send_errors += 1
+            self._pair = None
+            return False
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        try:
+            if self._pair is not self.dtls.transport._connection._nominated.get(1) or self._protect_rtcp is None:
+                if not self._refresh():
+                    return False
+            self._sendto(self._protect_rtcp(packet), self._addr)  # type: ignore[misc]
+            return True
+        except Exception:
+            self.send_errors += 1
+            self._pair = None
+            return False
+
+
+class SilentTrack(MediaStreamTrack):
+    """A track that never yields a frame: it makes aiortc answer `sendonly` with SSRCs, and its sender's
+    encoding loop then blocks forever instead of polling (we send RTP ourselves)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future = asyncio.get_event_loop().create_future()
+
+    async def recv(self):  # type: ignore[override]
+        await asyncio.shield(self._never)
+
+
+def silence_sender_reports(sender: RTCRtpSender) -> None:
+    """Stop aiortc's own RTCP loop for this sender (its SRs would carry zero NTP/RTP times); we send ours.
+
+    Must run before the sender starts (before setLocalDescription's connect)."""
+
+    async def run_rtcp() -> None:
+        sender._RTCRtpSender__rtcp_started.set()  # type: ignore[attr-defined]
+        try:
+            await asyncio.get_event_loop().create_future()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            sender._RTCRtpSender__rtcp_exited.set()  # type: ignore[attr-defined]
+
+    sender._run_rtcp = run_rtcp  # type: ignore[method-assign]
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """Put a viewer's audio and video in one MediaStream (a=msid) so the browser lip-syncs them."""
+    sender._stream_id = stream_id
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The media and RTX SSRCs aiortc put in the SDP for this sender."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
+def remote_direction(transceiver: RTCRtpTransceiver) -> Optional[str]:
+    """The direction the remote offer declared for this media section (aiortc stores its reverse)."""
+    d = transceiver._offerDirection
+    return {"sendonly": "recvonly", "recvonly": "sendonly"}.get(d, d) if d else None
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list:
+    """Codec parameters negotiated for a transceiver (payload types as agreed with the remote)."""
+    return list(transceiver._codecs)
+
+
+def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    """Header-extension URI → negotiated id."""
+    return {e.uri: e.id for e in transceiver._headerExtensions}
+
+
+def self_test() -> list[str]:
+    """Check every private seam this module uses still exists; returns the problems (empty when fine)."""
+    problems = []
+    if aiortc.__version__ != PINNED_AIORTC:
+        problems.append(f"aiortc {aiortc.__version__} installed, adapter written for {PINNED_AIORTC}")
+    for owner, name in ((RTCDtlsTransport, "_handle_rtp_data"), (RTCDtlsTransport, "_handle_rtcp_data"),
+                        (RTCRtpSender, "_run_rtcp"), (aioice.ice, "get_host_addresses"),
+                        (aioice.ice.Connection, "sendto")):
+        if not hasattr(owner, name):
+            problems.append(f"{getattr(owner, '__name__', owner)}.{name} missing")
+    # attributes assigned in constructors: look for them in the source
+    for owner, names in ((RTCDtlsTransport, ("self._tx_srtp",)),
+                         (RTCRtpSender, ("self.__rtcp_started", "self.__rtcp_exited", "self._ssrc", "self._rtx_ssrc")),
+                         (RTCRtpTransceiver, ("self._codecs", "self._headerExtensions", "self._offerDirection")),
+                         (aioice.ice.Connection, ("self._nominated",))):
+        source = inspect.getsource(owner.__init__)
+        problems += [f"{owner.__name__}: {n} missing" for n in names if n not in source]
+    return problems

@@ -1,0 +1,199 @@
+"""The ingest side of a publisher connection: demux by SSRC/payload type, repair loss, feed the room's tracks."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Optional
+
+from . import rtcp_builder
+from .inbound import InboundStream
+from .ingest_estimator import IngestEstimator
+from .rtp_header import RtpParseError, RtpView
+
+if TYPE_CHECKING:
+    from .aiortc_adapter import PacketTap
+    from .room import Room
+
+log = logging.getLogger(__name__)
+
+_OSN_LEN = 2
+
+
+class PayloadInfo:
+    __slots__ = ("kind", "codec", "clock_rate", "rtx_for")
+
+    def __init__(self, kind: str, codec: str, clock_rate: int, rtx_for: Optional[int]) -> None:
+        self.kind = kind
+        self.codec = codec
+        self.clock_rate = clock_rate
+        self.rtx_for = rtx_for  # the media payload type an RTX payload type repairs
+
+
+class PublisherIngest:
+    def __init__(self, room: "Room", payloads: dict[int, PayloadInfo], rtcp_ssrc: int) -> None:
+        self.room = room
+        self.payloads = payloads
+        self.rtcp_ssrc = rtcp_ssrc
+        self.tap: Optional["PacketTap"] = None
+        self.streams: dict[int, InboundStream] = {}      # media SSRC -> stream
+        self.rtx: dict[int, InboundStream] = {}          # RTX SSRC -> repaired stream
+        self.by_kind: dict[str, InboundStream] = {}
+        self.estimator = IngestEstimator()
+        self.malformed = 0
+        self.unknown = 0
+        self.probe_bytes = 0
+        self.remb_bps = 0
+
+    # --- packets in ----------------------------------------------------------------------------------------
+
+    def on_rtp(self, data: bytes, arrival: float) -> None:
+        now = time.monotonic()
+        try:
+            view = RtpView(data)
+        except RtpParseError:
+            self.malformed += 1
+            return
+        self.estimator.on_bytes(len(data), now)
+        stream = self.streams.get(view.ssrc)
+        if stream is None:
+            repaired = self.rtx.get(view.ssrc)
+            if repaired is not None:
+                self._on_rtx(view, repaired, now)
+                return
+            stream = self._learn(view, now)
+            if stream is None:
+                return
+        self._on_media(view, stream, now)
+
+    def _on_media(self, view: RtpView, stream: InboundStream, now: float) -> None:
+        if view.payload_type != stream.payload_type and view.payload_type in self.payloads:
+            info = self.payloads[view.payload_type]
+            if info.rtx_for is not None or info.kind != stream.kind:
+                self.unknown += 1
+                return
+        stream.stats.on_packet(view.seq, view.timestamp, now, view.payload_size)
+        if stream.nack is not None:
+            lost = stream.nack.on_packet(view.seq, now)
+            if lost:
+                self._send_rtcp(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, lost))
+        if view.payload_size == 0:
+            return  # padding-only probe: counted above, nothing to forward
+        pkt = stream.classify(view, now)
+        track = self.room.tracks.get(stream.kind)
+        if track is not None:
+            track.forward(pkt, stream, now)
+
+    def _on_rtx(self, view: RtpView, stream: InboundStream, now: float) -> None:
+        if view.payload_size < _OSN_LEN:
+            self.probe_bytes += len(view.data)  # padding probe on the RTX stream
+            return
+        d = view.data
+        osn = (d[view.payload_start] << 8) | d[view.payload_start + 1]
+        if stream.nack is None or not stream.nack.was_requested(osn):
+            stream.rtx_dropped += 1   # a bandwidth probe or a repair someone else asked for
+            self.probe_bytes += len(d)
+            return
+        stream.rtx_forwarded += 1
+        # rebuild the original packet: same header as the RTX packet but the media SSRC, PT and sequence
+        header = bytearray(d[:view.payload_start])
+        header[0] &= 0xDF  # padding is stripped below
+        header[1] = (header[1] & 0x80) | stream.payload_type
+        header[2] = osn >> 8
+        header[3] = osn & 0xFF
+        header[8:12] = stream.ssrc.to_bytes(4, "big")
+        original = RtpView(bytes(header) + d[view.payload_start + _OSN_LEN:view.payload_end])
+        self._on_media(original, stream, now)
+
+    def _learn(self, view: RtpView, now: float) -> Optional[InboundStream]:
+        """First packet of an unknown SSRC: classify it by payload type."""
+        info = self.payloads.get(view.payload_type)
+        if info is None:
+            self.unknown += 1
+            return None
+        if info.rtx_for is not None:
+            media_info = self.payloads.get(info.rtx_for)
+            target = self.by_kind.get(media_info.kind) if media_info else None
+            if target is None:
+                self.unknown += 1
+                return None
+            target.rtx_ssrc = view.ssrc
+            self.rtx[view.ssrc] = target
+            self._on_rtx(view, target, now)
+            return None
+        old = self.by_kind.get(info.kind)
+        if old is not None:  # the publisher restarted this source with a new SSRC
+            self.streams.pop(old.ssrc, None)
+            if old.rtx_ssrc is not None:
+                self.rtx.pop(old.rtx_ssrc, None)
+        stream = InboundStream(info.kind, info.codec, info.clock_rate, view.ssrc, view.payload_type)
+        self.streams[view.ssrc] = stream
+        self.by_kind[info.kind] = stream
+        track = self.room.tracks.get(info.kind)
+        if track is not None:
+            track.attach(stream, now)
+        log.info("room %s: %s stream %s ssrc=%d", self.room.id, info.kind, info.codec, view.ssrc)
+        return stream
+
+    def on_rtcp(self, data: bytes) -> None:
+        now = time.monotonic()
+        try:
+            packets = rtcp_builder.parse(data)
+        except ValueError:
+            self.malformed += 1
+            return
+        for p in packets:
+            if isinstance(p, rtcp_builder.RtcpSrPacket):
+                stream = self.streams.get(p.ssrc)
+                if stream is not None:
+                    stream.on_sender_report(p.sender_info.ntp_timestamp, p.sender_info.rtp_timestamp, now)
+
+    # --- feedback out --------------------------------------------------------------------------------------
+
+    def _send_rtcp(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap.send_rtcp(data)
+
+    def request_keyframe(self, stream: InboundStream, now: float) -> None:
+        if stream.keyframes.request(now):
+            self._send_rtcp(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
+
+    def fast_tick(self, now: float) -> None:
+        """Every ~50 ms: repeat NACKs still unanswered, send deferred keyframe requests."""
+        for stream in self.streams.values():
+            if stream.nack is not None:
+                again = stream.nack.poll(now)
+                if again:
+                    self._send_rtcp(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, again))
+            if stream.keyframes.poll(now) and self.room.tracks[stream.kind].consumers:
+                self._send_rtcp(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
+
+    def report_tick(self, now: float) -> None:
+        """Every second: receiver reports and REMB to the publisher."""
+        blocks = []
+        worst = 0.0
+        for stream in self.streams.values():
+            fl = stream.stats.interval_fraction_lost()
+            worst = max(worst, fl)
+            dlsr = int((now - stream.lsr_time) * 65536) if stream.lsr else 0
+            blocks.append(rtcp_builder.report_block(stream.ssrc, fl, stream.stats.lost, stream.stats.extended_max,
+                                                    stream.stats.jitter, stream.lsr, dlsr))
+        if not blocks:
+            return
+        packet = rtcp_builder.receiver_report(self.rtcp_ssrc, blocks)
+        video = [s.ssrc for s in self.streams.values() if s.kind == "video"]
+        if video:
+            self.remb_bps = self.estimator.update(now, worst)
+            packet += rtcp_builder.remb(self.rtcp_ssrc, self.remb_bps, video)
+        self._send_rtcp(packet)
+
+    def dump(self) -> dict:
+        return {
+            "streams": [{
+                "kind": s.kind, "codec": s.codec, "ssrc": s.ssrc, "rtx_ssrc": s.rtx_ssrc,
+                "packets": s.stats.received, "lost": s.stats.lost, "keyframes": s.keyframes_seen,
+                "plis_sent": s.keyframes.sent_count, "rtx_forwarded": s.rtx_forwarded, "rtx_dropped": s.rtx_dropped,
+                "nack_recovered": s.nack.recovered if s.nack else 0,
+            } for s in self.streams.values()],
+            "remb_bps": self.remb_bps, "received_bps": int(self.estimator.received_bps),
+            "malformed": self.malformed, "unknown": self.unknown,
+        }

@@ -1,0 +1,51 @@
+"""A room's track (the teacher's camera or microphone) that outlives any one publisher connection.
+
+Viewers subscribe to the track, not to a publisher: when the teacher reconnects, the new stream is attached
+here and every consumer continues on its next keyframe without renegotiating.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from .consumer import Consumer
+from .inbound import InboundStream, IngressPacket
+from .rtp_header import abs_send_time
+
+
+class Track:
+    def __init__(self, kind: str, wall_clock: Callable[[], float]) -> None:
+        self.kind = kind
+        self.source: Optional[InboundStream] = None
+        self.consumers: list[Consumer] = []
+        self.wall_clock = wall_clock
+        self.forwarded = 0
+        self.on_keyframe_needed: Callable[[InboundStream, float], None] = lambda s, now: None
+
+    def attach(self, source: Optional[InboundStream], now: float) -> None:
+        self.source = source
+        if source is not None and source.kind == "video" and self.consumers:
+            self.request_keyframe(now)
+
+    def request_keyframe(self, now: float) -> None:
+        if self.source is not None:
+            self.on_keyframe_needed(self.source, now)
+
+    def add(self, consumer: Consumer, now: float) -> None:
+        self.consumers.append(consumer)
+        if self.kind == "video":
+            self.request_keyframe(now)
+
+    def remove(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    def forward(self, pkt: IngressPacket, source: InboundStream, now: float) -> None:
+        if source is not self.source or not self.consumers:
+            return
+        self.forwarded += 1
+        view = pkt.view
+        payload = view.data[view.payload_start:view.payload_end]
+        ast = abs_send_time(self.wall_clock()) if self.kind == "video" else b""
+        templates: dict = {}
+        for c in self.consumers:
+            c.send(pkt, source, payload, templates, ast, now)

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket signaling: rooms, tokens, WHIP/WHEP, static pages."""

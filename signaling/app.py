@@ -1,0 +1,77 @@
+"""The aiohttp application: WHIP/WHEP, health, metrics, stats and the static classroom pages."""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+from aiohttp import web
+
+from sfu.node import SfuNode
+
+from . import media_endpoints
+from .http_errors import error_middleware
+from .tokens import TokenError, verify
+
+CLIENT_WEB = Path(__file__).resolve().parent.parent / "client_web"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node: SfuNode = request.app["sfu"]
+    c = node.counts()
+    forwarded = sum(t.forwarded for r in node.rooms.values() for t in r.tracks.values())
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        fds = -1
+    lines = [
+        "# TYPE liveclass_rooms gauge", f"liveclass_rooms {c['room_count']}",
+        "# TYPE liveclass_sessions gauge",
+        f'liveclass_sessions{{role="publisher"}} {c["publishers"]}',
+        f'liveclass_sessions{{role="viewer"}} {c["viewers"]}',
+        "# TYPE liveclass_forwarded_packets_total counter", f"liveclass_forwarded_packets_total {forwarded}",
+        "# TYPE liveclass_asyncio_tasks gauge", f"liveclass_asyncio_tasks {len(asyncio.all_tasks())}",
+        "# TYPE liveclass_open_fds gauge", f"liveclass_open_fds {fds}",
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Per-room, per-viewer media state for operators (admin token, or any token of that room)."""
+    token = request.query.get("token") or media_endpoints.bearer(request)
+    try:
+        grant = verify(request.app["secret"], token)
+    except TokenError as exc:
+        raise web.HTTPUnauthorized(text=str(exc))
+    room = request.query.get("room")
+    if grant.role != "admin" and (room is None or not grant.allows_room(room)):
+        raise web.HTTPForbidden(text="stats need an admin token or a token of the room asked for")
+    return web.json_response(request.app["sfu"].dump(room))
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/terminal.html" + (f"?{request.query_string}" if request.query_string else ""))
+
+
+def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None,
+               node: Optional[SfuNode] = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
+    app["secret"] = secret
+    app["sfu"] = node or SfuNode(media_hosts, public_ip)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/stats", stats)
+    media_endpoints.add_routes(app)
+    app.router.add_get("/", index)
+    app.router.add_static("/", CLIENT_WEB, show_index=False)
+
+    async def shutdown(app: web.Application) -> None:
+        await app["sfu"].close()
+
+    app.on_shutdown.append(shutdown)
+    return app

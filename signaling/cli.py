@@ -1,0 +1,83 @@
+"""The `liveclass` command: `serve` runs the whole system, `token` mints access tokens."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .tokens import ROLES, mint, new_secret, secret_from_env
+
+PAGE_TOKEN_TTL = 12 * 3600
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import create_app  # imports aiortc: keep `liveclass token` fast
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    secret = args.secret or secret_from_env()
+    if not secret:
+        secret = new_secret()
+        print(f"No --secret or LIVECLASS_SECRET given: generated one for this run: {secret}", flush=True)
+    app = create_app(secret, args.media_host or None, args.public_ip)
+    host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    base = f"http://{host_for_url}:{args.port}"
+    room = args.room
+    teacher = mint(secret, room, "teacher", PAGE_TOKEN_TTL, name="Teacher")
+    terminal = mint(secret, room, "terminal", PAGE_TOKEN_TTL, name="Classroom")
+    print(f"Teacher page:  {base}/teacher.html?room={quote(room)}&token={teacher}", flush=True)
+    print(f"Terminal page: {base}/terminal.html?room={quote(room)}&token={terminal}", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
+                access_log=None)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    secret = args.secret or secret_from_env()
+    if not secret:
+        print("liveclass token: set LIVECLASS_SECRET (or --secret) to the server's secret", file=sys.stderr)
+        return 2
+    try:
+        print(mint(secret, args.room, args.role, args.ttl, name=args.name or "", identity=args.identity or ""))
+    except ValueError as exc:
+        print(f"liveclass token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="liveclass", description="Live remote classroom server")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run signaling, SFU and pages in one process")
+    s.add_argument("--host", default="127.0.0.1", help="HTTP listen address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    s.add_argument("--media-host", action="append", metavar="ADDR",
+                   help="address to offer media on (repeatable; 127.0.0.1 allowed; default: every interface)")
+    s.add_argument("--public-ip", help="address announced in ICE candidates (server behind 1:1 NAT)")
+    s.add_argument("--secret", help="token signing secret (default: LIVECLASS_SECRET, else generated)")
+    s.add_argument("--room", default="demo", help="room named in the printed page URLs (default demo)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=_serve)
+    t = sub.add_parser("token", help="print an access token (JWT) signed with LIVECLASS_SECRET")
+    t.add_argument("--room", required=True)
+    t.add_argument("--role", required=True, choices=ROLES)
+    t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    t.add_argument("--name", help="display name")
+    t.add_argument("--identity", help="participant identity (sub); default: generated")
+    t.add_argument("--secret", help="signing secret (default: LIVECLASS_SECRET)")
+    t.set_defaults(func=_token)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""WHIP (RFC 9725) and WHEP endpoints: publish and play a room's lesson over plain HTTP + SDP."""
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from sfu.errors import SfuError
+from sfu.node import SfuNode
+
+from .http_errors import CORS_HEADERS, text_error
+from .tokens import Grant, TokenError, verify
+
+ROOM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_SDP_BYTES = 64 * 1024
+
+
+def bearer(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return None
+
+
+def authorize(request: web.Request, room: str, need: str) -> Grant:
+    """Verify the bearer token for this room and right; raises an HTTP error (401/403) otherwise."""
+    try:
+        grant = verify(request.app["secret"], bearer(request))
+    except TokenError as exc:
+        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
+    if not grant.allows_room(room):
+        raise web.HTTPForbidden(text="token is for another room")
+    if need == "publish" and not (grant.can_publish and "camera" in grant.sources or grant.can_publish and "microphone" in grant.sources):
+        raise web.HTTPForbidden(text=f"role {grant.role} may not publish")
+    if need == "subscribe" and not grant.can_subscribe:
+        raise web.HTTPForbidden(text=f"role {grant.role} may not subscribe")
+    return grant
+
+
+def room_of(request: web.Request) -> str:
+    room = request.match_info["room"]
+    if not ROOM_RE.match(room):
+        raise web.HTTPBadRequest(text="room names are 1-64 letters, digits, '.', '_' or '-'")
+    return room
+
+
+async def read_offer(request: web.Request) -> str:
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != "application/sdp":
+        raise web.HTTPUnsupportedMediaType(text="Content-Type must be application/sdp")
+    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
+        raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, request.content_length, text="SDP offer too large")
+    body = await request.content.read(MAX_SDP_BYTES + 1)
+    if len(body) > MAX_SDP_BYTES:
+        raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), text="SDP offer too large")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="SDP offer is not UTF-8")
+
+
+def make_handlers(kind: str):
+    need = "publish" if kind == "whip" else "subscribe"
+
+    async def create(request: web.Request) -> web.Response:
+        room = room_of(request)
+        authorize(request, room, need)
+        offer = await read_offer(request)
+        node: SfuNode = request.app["sfu"]
+        try:
+            if kind == "whip":
+                session_id, answer = await node.publish(room, offer)
+            else:
+                session_id, answer = await node.play(room, offer)
+        except SfuError as exc:
+            return text_error(exc.status, str(exc))
+        headers = dict(CORS_HEADERS)
+        headers["Location"] = f"/{kind}/{room}/{session_id}"
+        headers["ETag"] = f'"{session_id}"'
+        return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
+
+    async def delete(request: web.Request) -> web.Response:
+        room = room_of(request)
+        authorize(request, room, need)
+        node: SfuNode = request.app["sfu"]
+        try:
+            await node.end(room, request.match_info["session"], "publisher" if kind == "whip" else "viewer")
+        except SfuError as exc:
+            return text_error(exc.status, str(exc))
+        return web.Response(status=200, headers=CORS_HEADERS)
+
+    async def patch(request: web.Request) -> web.Response:
+        room_of(request)
+        return text_error(405, "trickle ICE and ICE restart are not supported; start a new session")
+
+    async def options(request: web.Request) -> web.Response:
+        return web.Response(status=204, headers=CORS_HEADERS)
+
+    return create, delete, patch, options
+
+
+def add_routes(app: web.Application) -> None:
+    for kind in ("whip", "whep"):
+        create, delete, patch, options = make_handlers(kind)
+        app.router.add_post(f"/{kind}/{{room}}", create)
+        app.router.add_route("OPTIONS", f"/{kind}/{{room}}", options)
+        app.router.add_delete(f"/{kind}/{{room}}/{{session}}", delete)
+        app.router.add_patch(f"/{kind}/{{room}}/{{session}}", patch)
+        app.router.add_route("OPTIONS", f"/{kind}/{{room}}/{{session}}", options)

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benchmarks: generated media and real aiortc WHIP/WHEP peers."""

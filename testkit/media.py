@@ -1,0 +1,61 @@
+"""Make the test lesson clip: VP8 video with a moving pattern + Opus tone in WebM, encoded once and cached."""
+from __future__ import annotations
+
+import fractions
+import math
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int = 360, fps: int = 30,
+              bitrate: int = 800_000, gop: int = 30) -> Path:
+    path = Path(path)
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.webm")
+    with av.open(str(tmp), "w", format="webm") as out:
+        v = out.add_stream("libvpx", rate=fps)
+        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        v.bit_rate = bitrate
+        v.gop_size = gop
+        v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "error-resilient": "1",
+                     "keyint_min": str(gop)}
+        a = out.add_stream("libopus", rate=48000)
+        a.layout = "stereo"
+        frames = int(seconds * fps)
+        yy, xx = np.mgrid[0:height, 0:width]
+        samples_per_frame = 960
+        audio_pts = 0
+        for i in range(frames):
+            img = np.zeros((height, width, 3), dtype=np.uint8)
+            img[..., 0] = (xx + i * 4) % 256
+            img[..., 1] = (yy + i * 2) % 256
+            img[..., 2] = (i * 3) % 256
+            x0 = (i * 7) % max(1, width - 60)
+            img[40:100, x0:x0 + 60] = 255
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = i
+            vf.time_base = fractions.Fraction(1, fps)
+            for pkt in v.encode(vf):
+                out.mux(pkt)
+            # audio: 20 ms frames, 440 Hz tone, until audio time catches up with video time
+            while audio_pts < (i + 1) * 48000 / fps:
+                t = (np.arange(samples_per_frame) + audio_pts) / 48000
+                tone = (0.2 * np.sin(2 * math.pi * 440 * t) * 32767).astype(np.int16)
+                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1), format="s16",
+                                                layout="stereo")
+                af.sample_rate = 48000
+                af.pts = audio_pts
+                af.time_base = fractions.Fraction(1, 48000)
+                for pkt in a.encode(af):
+                    out.mux(pkt)
+                audio_pts += samples_per_frame
+        for s in (v, a):
+            for pkt in s.encode(None):
+                out.mux(pkt)
+    os.replace(tmp, path)
+    return path

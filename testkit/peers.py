@@ -1,0 +1,187 @@
+"""Real aiortc peers speaking WHIP/WHEP over HTTP: a publisher of pre-encoded media and viewers."""
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import aiohttp
+import av
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from sfu import aiortc_adapter as adapter
+from sfu.rtp_header import RtpView
+
+
+class PreEncodedTrack(MediaStreamTrack):
+    """Plays one stream of a file as encoded packets (no decoding, no re-encoding), looped with continuous pts,
+    paced in real time. aiortc's sender packetizes them as they are."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0] if kind == "video" else c.streams.audio[0]
+            self.time_base = stream.time_base
+            self.packets = [p for p in c.demux(stream) if p.size]
+        first = self.packets[0].pts
+        last = self.packets[-1].pts
+        step = (self.packets[1].pts - first) if len(self.packets) > 1 else 1
+        self.period = last - first + step
+        self.first = first
+        self.index = 0
+        self.loops = 0
+        self.start: Optional[float] = None
+        self.sent = 0
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self.start is None:
+            self.start = time.monotonic()
+        pkt = self.packets[self.index]
+        pts = pkt.pts - self.first + self.loops * self.period
+        self.index += 1
+        if self.index == len(self.packets):
+            self.index = 0
+            self.loops += 1
+        due = self.start + float(pts * self.time_base)
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pkt.pts = pts
+        pkt.dts = pts
+        pkt.time_base = self.time_base
+        self.sent += 1
+        return pkt
+
+
+async def _exchange(session: aiohttp.ClientSession, url: str, token: str, pc: RTCPeerConnection) -> str:
+    await pc.setLocalDescription(await pc.createOffer())
+    async with session.post(url, data=pc.localDescription.sdp,
+                            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}) as r:
+        text = await r.text()
+        if r.status != 201:
+            raise RuntimeError(f"{url}: HTTP {r.status}: {text.strip()}")
+        location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+    return location
+
+
+class WhipPublisher:
+    def __init__(self, base_url: str, room: str, token: str, clip: Path, video: bool = True, audio: bool = True):
+        self.base_url, self.room, self.token, self.clip = base_url, room, token, clip
+        self.pc = adapter.new_peer_connection()
+        self.tracks = []
+        if video:
+            self.tracks.append(PreEncodedTrack(clip, "video"))
+        if audio:
+            self.tracks.append(PreEncodedTrack(clip, "audio"))
+        self.location: Optional[str] = None
+        self.http = aiohttp.ClientSession()
+
+    async def start(self) -> None:
+        for t in self.tracks:
+            self.pc.addTransceiver(t, direction="sendonly")
+        self.location = await _exchange(self.http, f"{self.base_url}/whip/{self.room}", self.token, self.pc)
+
+    async def connected(self, timeout: float = 10) -> None:
+        await _wait_state(self.pc, timeout)
+
+    async def stop(self) -> None:
+        if self.location:
+            async with self.http.delete(self.base_url + self.location,
+                                        headers={"Authorization": f"Bearer {self.token}"}):
+                pass
+            self.location = None
+        await self.pc.close()
+        await self.http.close()
+
+
+class WhepViewer:
+    """A viewer. With count_only, packets are counted off the transport and never decoded (cheap, for load);
+    otherwise aiortc decodes and `frames` counts decoded video frames."""
+
+    def __init__(self, base_url: str, room: str, token: str, count_only: bool = False) -> None:
+        self.base_url, self.room, self.token = base_url, room, token
+        self.pc = adapter.new_peer_connection()
+        self.count_only = count_only
+        self.packets: Counter = Counter()      # payload type -> packets
+        self.seqs: dict[int, set] = {}         # ssrc -> distinct sequence numbers
+        self.first_packet_at: Optional[float] = None
+        self.first_frame_at: Optional[float] = None
+        self.frames = 0
+        self.frame_sizes: list[tuple[int, int]] = []
+        self.location: Optional[str] = None
+        self.started_at = 0.0
+        self.http = aiohttp.ClientSession()
+        self._tasks: list[asyncio.Task] = []
+
+    def _on_rtp(self, data: bytes, arrival: float) -> None:
+        v = RtpView(data)
+        self.packets[v.payload_type] += 1
+        self.seqs.setdefault(v.ssrc, set()).add(v.seq)
+        if self.first_packet_at is None:
+            self.first_packet_at = time.monotonic()
+
+    async def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.pc.addTransceiver("audio", direction="recvonly")
+        if not self.count_only:
+            @self.pc.on("track")
+            def on_track(track: MediaStreamTrack) -> None:
+                if track.kind == "video":
+                    self._tasks.append(asyncio.ensure_future(self._consume(track)))
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with self.http.post(f"{self.base_url}/whep/{self.room}", data=self.pc.localDescription.sdp,
+                                  headers={"Content-Type": "application/sdp",
+                                           "Authorization": f"Bearer {self.token}"}) as r:
+            text = await r.text()
+            if r.status != 201:
+                raise RuntimeError(f"WHEP: HTTP {r.status}: {text.strip()}")
+            self.location = r.headers["Location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+        if self.count_only:  # transports are bundled only once the answer is applied
+            adapter.PacketTap(self.pc, self._on_rtp, lambda data: None)
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.frames += 1
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.monotonic()
+                if len(self.frame_sizes) < 1000:
+                    self.frame_sizes.append((frame.width, frame.height))
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+
+    def distinct_packets(self) -> int:
+        return sum(len(s) for s in self.seqs.values())
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.location:
+            try:
+                async with self.http.delete(self.base_url + self.location,
+                                            headers={"Authorization": f"Bearer {self.token}"}):
+                    pass
+            except aiohttp.ClientError:
+                pass
+            self.location = None
+        await self.pc.close()
+        await self.http.close()
+
+
+async def _wait_state(pc: RTCPeerConnection, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while pc.connectionState != "connected":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"peer connection still {pc.connectionState}")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,81 @@
+"""Run `liveclass serve` as a real subprocess on a free loopback port, as users and CI do."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from signaling.tokens import mint
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, secret: str = "test-secret-0123456789abcdef0123456789", host: str = "127.0.0.1",
+                 media_hosts: tuple[str, ...] = ("127.0.0.1",), extra: tuple[str, ...] = (),
+                 log_path: Optional[Path] = None, netns: Optional[str] = None) -> None:
+        self.secret = secret
+        self.host = host
+        self.port = free_port()
+        self.base_url = f"http://{host}:{self.port}"
+        args = [sys.executable, "-m", "signaling.cli", "serve", "--host", host, "--port", str(self.port),
+                "--secret", secret, *extra]
+        for m in media_hosts:
+            args += ["--media-host", m]
+        if netns:
+            args = ["ip", "netns", "exec", netns, *args]
+        self.log_path = log_path
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(args, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"liveclass serve exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("liveclass serve did not become healthy: " + self.log_tail())
+
+    def token(self, room: str, role: str, ttl: int = 3600, **kw) -> str:
+        return mint(self.secret, room, role, ttl, **kw)
+
+    def log_tail(self, n: int = 4000) -> str:
+        if self.log_path and Path(self.log_path).exists():
+            return Path(self.log_path).read_bytes()[-n:].decode(errors="replace")
+        return ""
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU time of the server process, from /proc/PID/stat."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+        return self.proc.returncode

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from testkit.media import make_clip
+from testkit.server import ServerProcess
+
+CACHE = Path(os.environ.get("LIVECLASS_TEST_CACHE", Path.home() / ".cache" / "liveclass-tests"))
+
+
+@pytest.fixture(scope="session")
+def clip() -> Path:
+    """A 12 s 640x360 VP8 + Opus WebM clip, encoded once and cached across runs."""
+    return make_clip(CACHE / "clip-640x360-v1.webm")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`liveclass serve` as a subprocess on a free port, media on loopback."""
+    s = ServerProcess(log_path=tmp_path / "server.log")
+    yield s
+    code = s.stop()
+    assert code in (0, -2, 130), f"server exited with {code}: {s.log_tail()}"
