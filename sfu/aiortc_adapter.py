@@ -45,6 +45,20 @@ def _gather_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return [a for a in _host_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
 
+_original_query_consent = aioice.ice.Connection.query_consent
+
+
+async def _query_consent_unless_closed(self: aioice.ice.Connection) -> None:
+    # aioice 0.13 race: when close() runs while connect() is finishing, connect() still starts the consent
+    # task after close; with no nominated pair left it then loops forever. Such a task must end at once.
+    if getattr(self, "_closing", False):
+        return
+    await _original_query_consent(self)
+
+
+aioice.ice.Connection.query_consent = _query_consent_unless_closed  # type: ignore[method-assign]
+
+
 def new_peer_connection() -> RTCPeerConnection:
     """A peer connection that gathers no STUN/TURN candidates (the server has no network but its own)."""
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -208,7 +222,7 @@ def self_test() -> list[str]:
     for owner, names in ((RTCDtlsTransport, ("self._tx_srtp",)),
                          (RTCRtpSender, ("self.__rtcp_started", "self.__rtcp_exited", "self._ssrc", "self._rtx_ssrc")),
                          (RTCRtpTransceiver, ("self._codecs", "self._headerExtensions", "self._offerDirection")),
-                         (aioice.ice.Connection, ("self._nominated",))):
+                         (aioice.ice.Connection, ("self._nominated", "self._closing"))):
         source = inspect.getsource(owner.__init__)
         problems += [f"{owner.__name__}: {n} missing" for n in names if n not in source]
     return problems

@@ -40,7 +40,7 @@ class StreamMunger:
         if self.last_time is None:
             out_ts = self.last_ts
         else:  # keep real time: the gap stays a gap (at least one tick so timestamps never repeat)
-            out_ts = self.last_ts + max(1, int((now - self.last_time) * clock_rate))
+            out_ts = self.last_ts + max(1, round((now - self.last_time) * clock_rate))
         self.seq_offset = (out_seq - seq) & 0xFFFF
         self.ts_offset = (out_ts - ts) & 0xFFFFFFFF
         self.pid_offset = 0 if picture_id is None or self.last_pid is None else (self.last_pid + 1 - picture_id)

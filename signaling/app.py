@@ -21,6 +21,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
+def _background_tasks() -> int:
+    return sum(1 for t in asyncio.all_tasks()
+               if not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler."))
+
+
 async def metrics(request: web.Request) -> web.Response:
     node: SfuNode = request.app["sfu"]
     c = node.counts()
@@ -35,9 +40,11 @@ async def metrics(request: web.Request) -> web.Response:
         f'liveclass_sessions{{role="publisher"}} {c["publishers"]}',
         f'liveclass_sessions{{role="viewer"}} {c["viewers"]}',
         "# TYPE liveclass_forwarded_packets_total counter", f"liveclass_forwarded_packets_total {forwarded}",
-        "# TYPE liveclass_asyncio_tasks gauge", f"liveclass_asyncio_tasks {len(asyncio.all_tasks())}",
+        "# HELP liveclass_asyncio_tasks background tasks, not counting HTTP connection handlers",
+        "# TYPE liveclass_asyncio_tasks gauge", f"liveclass_asyncio_tasks {_background_tasks()}",
         "# TYPE liveclass_open_fds gauge", f"liveclass_open_fds {fds}",
     ]
+    lines.append("# tasks: " + ", ".join(sorted(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())))
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
