@@ -59,3 +59,33 @@ def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int =
                 out.mux(pkt)
     os.replace(tmp, path)
     return path
+
+
+def make_h264_clip(path: Path, seconds: float = 6.0, width: int = 640, height: int = 360, fps: int = 30,
+                   gop: int = 30) -> Path:
+    """H.264 Constrained Baseline video only, Annex B in MPEG-TS (what aiortc packetizes as it is)."""
+    path = Path(path)
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.ts")
+    with av.open(str(tmp), "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        v.gop_size = gop
+        v.options = {"profile": "baseline", "tune": "zerolatency", "preset": "ultrafast", "bf": "0",
+                     "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:repeat-headers=1"}
+        yy, xx = np.mgrid[0:height, 0:width]
+        for i in range(int(seconds * fps)):
+            img = np.zeros((height, width, 3), dtype=np.uint8)
+            img[..., 0] = (xx + i * 4) % 256
+            img[..., 1] = (yy + i * 2) % 256
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = i
+            vf.time_base = fractions.Fraction(1, fps)
+            for pkt in v.encode(vf):
+                out.mux(pkt)
+        for pkt in v.encode(None):
+            out.mux(pkt)
+    os.replace(tmp, path)
+    return path

@@ -10,7 +10,7 @@ from typing import Optional
 
 import aiohttp
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from sfu import aiortc_adapter as adapter
@@ -73,8 +73,10 @@ async def _exchange(session: aiohttp.ClientSession, url: str, token: str, pc: RT
 
 
 class WhipPublisher:
-    def __init__(self, base_url: str, room: str, token: str, clip: Path, video: bool = True, audio: bool = True):
+    def __init__(self, base_url: str, room: str, token: str, clip: Path, video: bool = True, audio: bool = True,
+                 video_codec: Optional[str] = None):
         self.base_url, self.room, self.token, self.clip = base_url, room, token, clip
+        self.video_codec = video_codec  # e.g. "video/H264": offer only that codec
         self.pc = adapter.new_peer_connection()
         self.tracks = []
         if video:
@@ -86,7 +88,10 @@ class WhipPublisher:
 
     async def start(self) -> None:
         for t in self.tracks:
-            self.pc.addTransceiver(t, direction="sendonly")
+            tr = self.pc.addTransceiver(t, direction="sendonly")
+            if t.kind == "video" and self.video_codec:
+                caps = RTCRtpSender.getCapabilities("video").codecs
+                tr.setCodecPreferences([c for c in caps if c.mimeType in (self.video_codec, "video/rtx")])
         self.location = await _exchange(self.http, f"{self.base_url}/whip/{self.room}", self.token, self.pc)
 
     async def connected(self, timeout: float = 10) -> None:

@@ -24,3 +24,9 @@ def server(tmp_path):
     yield s
     code = s.stop()
     assert code in (0, -2, 130), f"server exited with {code}: {s.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def h264_clip() -> Path:
+    from testkit.media import make_h264_clip
+    return make_h264_clip(CACHE / "clip-h264-640x360-v1.ts")

@@ -125,3 +125,20 @@ async def test_loss_on_ingest_and_egress_is_repaired_without_freezing(server, cl
     finally:
         await viewer.stop()
         await pub.stop()
+
+
+async def test_h264_publisher_reaches_viewers_that_offer_h264(server, h264_clip):
+    pub = WhipPublisher(server.base_url, "avc", server.token("avc", "teacher"), h264_clip, audio=False,
+                        video_codec="video/H264")
+    await pub.start()
+    await pub.connected()
+    viewer = WhepViewer(server.base_url, "avc", server.token("avc", "terminal"))
+    try:
+        await viewer.start()
+        await wait_for(lambda: viewer.frames >= 60, 10, "60 decoded H.264 frames")
+        assert viewer.frame_sizes[-1] == (640, 360)
+        stats = await room_stats(server, "avc")
+        assert stats["tracks"]["video"]["codec"] == "H264"
+    finally:
+        await viewer.stop()
+        await pub.stop()

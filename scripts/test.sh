@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian's chromium and redis-server, iproute2 for network namespaces,
+# Python deps) and run the whole suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for pkg in chromium redis-server iproute2; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+bash scripts/setup-python.sh test
+exec .venv/bin/python -m pytest -q -rs --durations=15 "$@"
