@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
+import time
 from typing import Awaitable, Callable, Iterable, Optional
 
 import aioice.ice
+import aioice.stun
 import aiortc
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
@@ -45,18 +48,47 @@ def _gather_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return [a for a in _host_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
 
-_original_query_consent = aioice.ice.Connection.query_consent
+_original_check_incoming = aioice.ice.Connection.check_incoming
 
 
-async def _query_consent_unless_closed(self: aioice.ice.Connection) -> None:
-    # aioice 0.13 race: when close() runs while connect() is finishing, connect() still starts the consent
-    # task after close; with no nominated pair left it then loops forever. Such a task must end at once.
+def _check_incoming_noting_life(self: aioice.ice.Connection, message, addr, protocol) -> None:
+    # An authenticated check from the peer proves it is alive even if it never answers ours (FFmpeg's WHIP
+    # muxer stops answering consent checks after the handshake, and aioice would drop it after ~30 s).
+    self._liveclass_peer_seen = time.monotonic()
+    _original_check_incoming(self, message, addr, protocol)
+
+
+async def _query_consent(self: aioice.ice.Connection) -> None:
+    """RFC 7675 consent freshness as aioice does it, except that recent authenticated checks from the peer
+    count as consent, and a connection already closing never starts (aioice 0.13 race: close() during the
+    end of connect() would otherwise leave this loop running forever with no pair)."""
     if getattr(self, "_closing", False):
         return
-    await _original_query_consent(self)
+    failures = 0
+    while True:
+        await asyncio.sleep(aioice.ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        if self._closing or not self._nominated:
+            return
+        for pair in list(self._nominated.values()):
+            request = self.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(request, pair.remote_addr,
+                                            integrity_key=self.remote_password.encode("utf8"), retransmissions=0)
+                failures = 0
+            except aioice.stun.TransactionError:
+                seen = getattr(self, "_liveclass_peer_seen", None)
+                if seen is not None and time.monotonic() - seen < 2 * aioice.ice.CONSENT_INTERVAL:
+                    failures = 0
+                else:
+                    failures += 1
+        if failures >= aioice.ice.CONSENT_FAILURES:
+            self._query_consent_task = None
+            await self.close()
+            return
 
 
-aioice.ice.Connection.query_consent = _query_consent_unless_closed  # type: ignore[method-assign]
+aioice.ice.Connection.check_incoming = _check_incoming_noting_life  # type: ignore[method-assign]
+aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
 
 
 def new_peer_connection() -> RTCPeerConnection:
@@ -215,14 +247,17 @@ def self_test() -> list[str]:
         problems.append(f"aiortc {aiortc.__version__} installed, adapter written for {PINNED_AIORTC}")
     for owner, name in ((RTCDtlsTransport, "_handle_rtp_data"), (RTCDtlsTransport, "_handle_rtcp_data"),
                         (RTCRtpSender, "_run_rtcp"), (aioice.ice, "get_host_addresses"),
-                        (aioice.ice.Connection, "sendto")):
+                        (aioice.ice.Connection, "sendto"), (aioice.ice.Connection, "check_incoming"),
+                        (aioice.ice.Connection, "build_request"), (aioice.ice, "CONSENT_INTERVAL"),
+                        (aioice.ice, "CONSENT_FAILURES")):
         if not hasattr(owner, name):
             problems.append(f"{getattr(owner, '__name__', owner)}.{name} missing")
     # attributes assigned in constructors: look for them in the source
     for owner, names in ((RTCDtlsTransport, ("self._tx_srtp",)),
                          (RTCRtpSender, ("self.__rtcp_started", "self.__rtcp_exited", "self._ssrc", "self._rtx_ssrc")),
                          (RTCRtpTransceiver, ("self._codecs", "self._headerExtensions", "self._offerDirection")),
-                         (aioice.ice.Connection, ("self._nominated", "self._closing"))):
+                         (aioice.ice.Connection, ("self._nominated", "self._closing", "self._query_consent_task",
+                                                  "self.remote_password"))):
         source = inspect.getsource(owner.__init__)
         problems += [f"{owner.__name__}: {n} missing" for n in names if n not in source]
     return problems
