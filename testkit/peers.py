@@ -121,6 +121,10 @@ class WhepViewer:
         self.first_frame_at: Optional[float] = None
         self.frames = 0
         self.frame_sizes: list[tuple[int, int]] = []
+        self.sender_reports: dict[int, tuple[int, int]] = {}   # ssrc -> last (ntp, rtp timestamp)
+        self.clock_rates: dict[int, int] = {}                   # payload type -> clock rate
+        self.kinds: dict[int, str] = {}                         # payload type -> kind
+        self.sync_offsets: dict[int, list[float]] = {}          # payload type -> arrival - capture time (s)
         self.location: Optional[str] = None
         self.started_at = 0.0
         self.http = aiohttp.ClientSession()
@@ -132,6 +136,19 @@ class WhepViewer:
         self.seqs.setdefault(v.ssrc, set()).add(v.seq)
         if self.first_packet_at is None:
             self.first_packet_at = time.monotonic()
+        sr = self.sender_reports.get(v.ssrc)
+        clock = self.clock_rates.get(v.payload_type)
+        if sr is not None and clock and len(self.sync_offsets[v.payload_type]) < 5000:
+            ntp, rtp_ts = sr
+            delta = ((v.timestamp - rtp_ts + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+            capture = ntp / (1 << 32) - 2208988800 + delta / clock   # sender's wall clock for this packet
+            self.sync_offsets[v.payload_type].append(time.time() - capture)
+
+    def _on_rtcp(self, data: bytes) -> None:
+        from aiortc.rtp import RtcpPacket, RtcpSrPacket
+        for p in RtcpPacket.parse(data):
+            if isinstance(p, RtcpSrPacket):
+                self.sender_reports[p.ssrc] = (p.sender_info.ntp_timestamp, p.sender_info.rtp_timestamp)
 
     async def start(self) -> None:
         self.started_at = time.monotonic()
@@ -152,7 +169,12 @@ class WhepViewer:
             self.location = r.headers["Location"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
         if self.count_only:  # transports are bundled only once the answer is applied
-            adapter.PacketTap(self.pc, self._on_rtp, lambda data: None)
+            for t in self.pc.getTransceivers():
+                for c in adapter.negotiated_codecs(t):
+                    self.clock_rates[c.payloadType] = c.clockRate
+                    self.kinds[c.payloadType] = t.kind
+                    self.sync_offsets[c.payloadType] = []
+            adapter.PacketTap(self.pc, self._on_rtp, self._on_rtcp)
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         try:
@@ -165,6 +187,11 @@ class WhepViewer:
                     self.frame_sizes.append((frame.width, frame.height))
         except (MediaStreamError, asyncio.CancelledError):
             pass
+
+    def sync_offset(self, kind: str) -> Optional[float]:
+        """Median of (arrival − capture time by the sender reports) for a kind; None before any SR."""
+        values = sorted(x for pt, xs in self.sync_offsets.items() if self.kinds.get(pt) == kind for x in xs)
+        return values[len(values) // 2] if values else None
 
     def distinct_packets(self) -> int:
         return sum(len(s) for s in self.seqs.values())

@@ -142,3 +142,24 @@ async def test_h264_publisher_reaches_viewers_that_offer_h264(server, h264_clip)
     finally:
         await viewer.stop()
         await pub.stop()
+
+
+async def test_sender_reports_keep_audio_and_video_in_sync(server, clip):
+    """The SFU's own sender reports map each viewer's rewritten timestamps to the teacher's clock: audio and
+    video captured together are presented together (offset ≤ 40 ms)."""
+    pub = WhipPublisher(server.base_url, "sync", server.token("sync", "teacher"), clip)
+    await pub.start()
+    await pub.connected()
+    viewer = WhepViewer(server.base_url, "sync", server.token("sync", "terminal"), count_only=True)
+    try:
+        await viewer.start()
+        await wait_for(lambda: viewer.sync_offset("audio") is not None and viewer.sync_offset("video") is not None,
+                       10, "sender reports for audio and video")
+        await asyncio.sleep(4)
+        audio, video = viewer.sync_offset("audio"), viewer.sync_offset("video")
+        print(f"sync offsets audio={audio * 1000:.1f} ms video={video * 1000:.1f} ms")
+        assert abs(audio) < 0.2 and abs(video) < 0.2, (audio, video)   # same machine: transit is small
+        assert abs(audio - video) <= 0.040, f"A/V offset {1000 * (audio - video):.1f} ms"
+    finally:
+        await viewer.stop()
+        await pub.stop()
