@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 PINNED_AIORTC = "1.16.0"
 
-RtpHandler = Callable[[bytes, float], None]
+RtpHandler = Callable[[bytes, float], None]  # (decrypted packet, arrival on the monotonic clock)
 RtcpHandler = Callable[[bytes], None]
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
@@ -128,7 +128,7 @@ class PacketTap:
 
     async def _rtp_hook(self, data: bytes, arrival_time_ms: int) -> None:
         try:
-            self._on_rtp(data, arrival_time_ms / 1000.0)
+            self._on_rtp(data, time.monotonic())
         except Exception:
             self.hook_errors += 1
             log.exception("RTP handler failed; packet dropped")

@@ -43,6 +43,8 @@ class InboundStream:
         self.rtx_forwarded = 0
         self.rtx_dropped = 0
         self.malformed = 0
+        self.bad_seq = -1               # RFC 3550 A.1 probation for sequence jumps
+        self.last_packet_at = 0.0
 
     def classify(self, view: RtpView, arrival: float) -> IngressPacket:
         vp8 = None

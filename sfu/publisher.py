@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 from . import rtcp_builder
 from .inbound import InboundStream
 from .ingest_estimator import IngestEstimator
-from .rtp_header import RtpParseError, RtpView
+from .rtp_header import RtpParseError, RtpView, seq_diff
 
 if TYPE_CHECKING:
     from .aiortc_adapter import PacketTap
@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _OSN_LEN = 2
+MAX_DROPOUT = 3000      # RFC 3550 A.1: a jump further ahead than this is not loss
+MAX_MISORDER = 100      # ... and one further back is not reordering
+SSRC_TAKEOVER_SILENCE = 1.0  # a new SSRC replaces a kind's stream only after the old one fell silent
 
 
 class PayloadInfo:
@@ -46,8 +49,8 @@ class PublisherIngest:
 
     # --- packets in ----------------------------------------------------------------------------------------
 
-    def on_rtp(self, data: bytes, arrival: float) -> None:
-        now = time.monotonic()
+    def on_rtp(self, data: bytes, now: float) -> None:
+        """One decrypted packet from the publisher; `now` is its arrival time (monotonic seconds)."""
         try:
             view = RtpView(data)
         except RtpParseError:
@@ -71,6 +74,17 @@ class PublisherIngest:
             if info.rtx_for is not None or info.kind != stream.kind:
                 self.unknown += 1
                 return
+        if stream.stats.base_seq is not None:
+            d = seq_diff(view.seq, stream.stats.max_seq)
+            if d > MAX_DROPOUT or d < -MAX_MISORDER:
+                # RFC 3550 A.1: accept a jump only when the next packet confirms it (a source restart);
+                # forwarding one stray wild sequence number would break viewers' SRTP replay windows.
+                if view.seq != stream.bad_seq:
+                    stream.bad_seq = (view.seq + 1) & 0xFFFF
+                    self.malformed += 1
+                    return
+                stream = self._restart(stream, view, now)
+        stream.last_packet_at = now
         stream.stats.on_packet(view.seq, view.timestamp, now, view.payload_size)
         if stream.nack is not None:
             lost = stream.nack.on_packet(view.seq, now)
@@ -121,17 +135,33 @@ class PublisherIngest:
             self._on_rtx(view, target, now)
             return None
         old = self.by_kind.get(info.kind)
-        if old is not None:  # the publisher restarted this source with a new SSRC
-            self.streams.pop(old.ssrc, None)
+        if old is not None:
+            if now - old.last_packet_at < SSRC_TAKEOVER_SILENCE:
+                self.unknown += 1   # a stray SSRC must not hijack a live stream
+                return None
+            self.streams.pop(old.ssrc, None)   # the publisher restarted this source with a new SSRC
             if old.rtx_ssrc is not None:
                 self.rtx.pop(old.rtx_ssrc, None)
         stream = InboundStream(info.kind, info.codec, info.clock_rate, view.ssrc, view.payload_type)
-        self.streams[view.ssrc] = stream
-        self.by_kind[info.kind] = stream
-        track = self.room.tracks.get(info.kind)
+        self._install(stream, now)
+        log.info("room %s: %s stream %s ssrc=%d", self.room.id, info.kind, info.codec, view.ssrc)
+        return stream
+
+    def _install(self, stream: InboundStream, now: float) -> None:
+        self.streams[stream.ssrc] = stream
+        self.by_kind[stream.kind] = stream
+        if stream.rtx_ssrc is not None:
+            self.rtx[stream.rtx_ssrc] = stream
+        track = self.room.tracks.get(stream.kind)
         if track is not None:
             track.attach(stream, now)
-        log.info("room %s: %s stream %s ssrc=%d", self.room.id, info.kind, info.codec, view.ssrc)
+
+    def _restart(self, old: InboundStream, view: RtpView, now: float) -> InboundStream:
+        """Same SSRC, discontinuous sequence: a fresh stream, so viewers re-sync on its next keyframe."""
+        stream = InboundStream(old.kind, old.codec, old.clock_rate, old.ssrc, old.payload_type)
+        stream.rtx_ssrc = old.rtx_ssrc
+        self._install(stream, now)
+        log.info("room %s: %s stream ssrc=%d restarted its sequence", self.room.id, old.kind, old.ssrc)
         return stream
 
     def on_rtcp(self, data: bytes) -> None:
