@@ -20,10 +20,14 @@ import aiortc
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from pylibsrtp import SRTP_MAX_TRAILER_LEN
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 log = logging.getLogger(__name__)
 
 PINNED_AIORTC = "1.16.0"
+PINNED_PYLIBSRTP = "1.0.0"
 
 RtpHandler = Callable[[bytes, float], None]  # (decrypted packet, arrival on the monotonic clock)
 RtcpHandler = Callable[[bytes], None]
@@ -105,6 +109,32 @@ def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
     return seen
 
 
+class SrtpError(Exception):
+    pass
+
+
+def fast_protect(session) -> Callable[[bytes | bytearray], bytes]:
+    """SRTP protect for the forwarding hot path: pylibsrtp's own wrapper allocates an int and insists on
+    bytes for every call; this reuses both and takes the bytearray we built directly (pylibsrtp==1.0.0)."""
+    cdata, buffer, srtp = session._cdata, session._buffer, session._srtp[0]
+    len_p = srtp_ffi.new("int *")
+    limit = len(cdata) - SRTP_MAX_TRAILER_LEN
+    protect = srtp_lib.srtp_protect
+
+    def fn(data: bytes | bytearray) -> bytes:
+        n = len(data)
+        if n > limit:
+            raise SrtpError("packet too long for SRTP")
+        buffer[0:n] = data
+        len_p[0] = n
+        rc = protect(srtp, cdata, len_p)
+        if rc:
+            raise SrtpError(f"srtp_protect failed: {rc}")
+        return buffer[0:len_p[0]]
+
+    return fn
+
+
 class PacketTap:
     """Raw decrypted RTP/RTCP from one peer connection, and a lean SRTP send path back to it."""
 
@@ -154,7 +184,7 @@ class PacketTap:
         self._pair = pair
         self._sendto = pair.protocol.transport.sendto
         self._addr = pair.remote_addr
-        self._protect = srtp.protect
+        self._protect = fast_protect(srtp)
         self._protect_rtcp = srtp.protect_rtcp
         return True
 
@@ -164,7 +194,7 @@ class PacketTap:
             if self._pair is not self.dtls.transport._connection._nominated.get(1) or self._protect is None:
                 if not self._refresh():
                     return False
-            self._sendto(self._protect(bytes(packet)), self._addr)  # type: ignore[misc]
+            self._sendto(self._protect(packet), self._addr)  # type: ignore[misc]
             return True
         except Exception:
             self.send_errors += 1
@@ -245,6 +275,12 @@ def self_test() -> list[str]:
     problems = []
     if aiortc.__version__ != PINNED_AIORTC:
         problems.append(f"aiortc {aiortc.__version__} installed, adapter written for {PINNED_AIORTC}")
+    import pylibsrtp
+    if pylibsrtp.__version__ != PINNED_PYLIBSRTP:
+        problems.append(f"pylibsrtp {pylibsrtp.__version__} installed, adapter written for {PINNED_PYLIBSRTP}")
+    if "self._cdata" not in inspect.getsource(pylibsrtp.Session.__init__) or \
+            "self._buffer" not in inspect.getsource(pylibsrtp.Session.__init__):
+        problems.append("pylibsrtp.Session buffers missing")
     for owner, name in ((RTCDtlsTransport, "_handle_rtp_data"), (RTCDtlsTransport, "_handle_rtcp_data"),
                         (RTCRtpSender, "_run_rtcp"), (aioice.ice, "get_host_addresses"),
                         (aioice.ice.Connection, "sendto"), (aioice.ice.Connection, "check_incoming"),
