@@ -1,0 +1,712 @@
+"""Fan-out benchmark: one teacher stream -> N viewers through `liveclass serve`, SFU CPU per viewer-second.
+
+    .venv/bin/python bench/fanout.py                    # N = 50, 100, 200 in sequence, fresh server for each
+    .venv/bin/python bench/fanout.py -n 100             # one N (repeatable)
+    .venv/bin/python bench/fanout.py --quick            # N = 10, 5 s window: a CI smoke test (~10 s)
+    .venv/bin/python bench/fanout.py --wait-quiet 300   # on a shared machine: measure while nothing else runs
+    .venv/bin/python bench/fanout.py -n 100 --profile /tmp/sfu   # + py-spy of the SFU -> bench/pyspy_top.py
+
+Processes: the SFU (`liveclass serve`, the only process measured), one publisher process (testkit's WHIP
+publisher sending a pre-encoded 1280x720 30 fps VP8 ~1.5 Mbit/s + Opus clip, no encoding) and one or more
+viewer processes holding non-decoding WHEP viewers (bench/loadpeers.py: sockets drained in batches, RTP
+counted from its clear-text header, SRTP not decrypted after the first keyframe). Everything is on 127.0.0.1.
+
+Each run: start the server and the publisher, join the viewers in batches (each batch waits for its first
+keyframe), settle, then one measuring window. The publisher pauses just before and just after the window
+and the viewers count only once every queue has drained, so "packets sent in the window" and "distinct
+sequence numbers received" cover exactly the same packets (loss is exact, not skewed by clocks or queues).
+Reported: SFU CPU (/proc/PID/stat, and the scheduler's exact runtime) -> CPU-ms per viewer-second; loss per
+viewer (mean, worst) and holes inside each viewer's sequence span; delivered bitrate; join timings (WHEP
+answer, ICE+DTLS connected, first packet, first keyframe start); how long queues took to drain after the
+window (a backlog means the SFU is at its limit); the load generator's own CPU, the host's busy fraction,
+other processes' load (a window disturbed by them is repeated), UDP buffer drops, and a machine-speed
+calibration (this VM's speed drifts by +-15% over minutes: compare runs only with similar calibration).
+stdout: one JSON object per run, then one summary line per run.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.procs import (Worker, WorkerIO, calibrate, host_cpu_times, proc_cpu_seconds,  # noqa: E402
+                         proc_cpu_split, proc_exec_seconds, proc_threads, sleep_until, udp_errors)
+
+CACHE = Path(os.environ.get("LIVECLASS_BENCH_CACHE", Path.home() / ".cache" / "liveclass-bench"))
+CLIP = dict(seconds=20.0, width=1280, height=720, fps=30, bitrate=1_500_000, gop=30)
+ROOM = "bench"
+WORKER_MAX_SECONDS = 1800       # a worker ends itself after this, whatever happens to the orchestrator
+JOIN_START_TIMEOUT = 20.0       # one viewer's offer/answer
+KEYFRAME_WAIT = 10.0            # a batch waits this long at most for its viewers' first keyframe
+FEEDBACK_INTERVAL = 0.25        # browser-like RR + REMB per viewer
+REMB_BPS = 5_000_000
+
+
+def clip_path() -> Path:
+    c = CLIP
+    return CACHE / f"clip-{c['width']}x{c['height']}-{c['fps']}fps-{c['bitrate'] // 1000}k-gop{c['gop']}-v1.webm"
+
+
+def ensure_clip() -> tuple[Path, dict]:
+    from testkit.media import make_clip
+    import av
+    path = make_clip(clip_path(), **CLIP)
+    info = {"path": str(path), **{k: CLIP[k] for k in ("width", "height", "fps", "gop")}}
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        time_base = v.time_base
+        sizes = [(p.pts, p.size) for p in c.demux(v) if p.size]
+    with av.open(str(path)) as c:
+        audio_bytes = sum(p.size for p in c.demux(c.streams.audio[0]) if p.size)
+    duration = float((sizes[-1][0] - sizes[0][0]) * time_base) + 1 / CLIP["fps"]
+    info["video_kbps"] = round(sum(s for _, s in sizes) * 8 / duration / 1000)
+    info["audio_kbps"] = round(audio_bytes * 8 / duration / 1000)
+    return path, info
+
+
+# ------------------------------------------------------------------------------------------------------------
+# worker processes
+# ------------------------------------------------------------------------------------------------------------
+
+class LagMonitor:
+    """How late this process's event loop runs a 50 ms timer: a saturated load generator shows up here."""
+
+    def __init__(self) -> None:
+        self.samples: Optional[list[float]] = None
+
+    async def run(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            due = time.monotonic() + 0.05
+            await asyncio.sleep(0.05)
+            if self.samples is not None:
+                self.samples.append(max(0.0, time.monotonic() - due))
+
+    def summary(self) -> dict:
+        s = self.samples or [0.0]
+        return {"mean_ms": round(statistics.fmean(s) * 1000, 2), "max_ms": round(max(s) * 1000, 1)}
+
+
+async def drain(viewers, quiet: float = 0.25, limit: float = 15.0) -> float:
+    """Wait until no viewer has received RTP for `quiet` seconds (bounded); returns the ms it took."""
+    start = time.monotonic()
+    last_total, last_change = -1, start
+    while time.monotonic() - start < limit:
+        total = sum(c.packets for v in viewers for c in v.counters())
+        now = time.monotonic()
+        if total != last_total:
+            last_total, last_change = total, now
+        elif now - last_change >= quiet:
+            break
+        await asyncio.sleep(0.05)
+    return round((last_change - start) * 1000, 1)
+
+
+async def viewers_worker(args: argparse.Namespace) -> None:
+    import aiohttp
+    from sfu import aiortc_adapter as adapter
+    from bench.loadpeers import CountingViewer, SocketPoller
+
+    adapter.configure_host_addresses(["127.0.0.1"])
+    io = WorkerIO()
+    await io.open()
+    deadline = time.monotonic() + args.max_seconds
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JOIN_START_TIMEOUT),
+                                 connector=aiohttp.TCPConnector(limit=0))
+    viewers: list[CountingViewer] = []
+    lag = LagMonitor()
+    poller = SocketPoller()
+    tasks = [asyncio.create_task(lag.run(deadline)), asyncio.create_task(poller.run(deadline))]
+    if args.viewer_rtcp == "browser":
+        async def feedback() -> None:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(FEEDBACK_INTERVAL)
+                for v in viewers:
+                    v.send_feedback(REMB_BPS)
+        tasks.append(asyncio.create_task(feedback()))
+
+    async def join(v: CountingViewer) -> None:
+        try:
+            await asyncio.wait_for(v.start(), JOIN_START_TIMEOUT)
+        except Exception as exc:  # recorded per viewer; the benchmark reports failed joins
+            v.error = f"{type(exc).__name__}: {exc}"
+
+    io.send("hello", pid=os.getpid())
+    try:
+        while time.monotonic() < deadline:
+            cmd = await io.recv(deadline - time.monotonic())
+            if cmd is None or cmd["cmd"] == "stop":
+                break
+            if cmd["cmd"] == "join":
+                batch = [CountingViewer(args.base_url, args.room, t, http, args.viewer_mode, poller)
+                         for t in cmd["tokens"]]
+                viewers.extend(batch)
+                await asyncio.gather(*(join(v) for v in batch))
+                until = time.monotonic() + KEYFRAME_WAIT
+                while time.monotonic() < until and any(v.error is None and v.first_keyframe_at is None
+                                                        for v in batch):
+                    await asyncio.sleep(0.05)
+                io.send("joined", viewers=[v.join_info() for v in batch])
+            elif cmd["cmd"] == "open":  # once the publisher is paused: drain, then start counting
+                drained = await drain(viewers)
+                for v in viewers:
+                    for c in v.counters():
+                        c.open_window()
+                lag.samples = []
+                io.send("opened", drain_ms=drained)
+            elif cmd["cmd"] == "close":  # publisher paused again: count what was still queued, then report
+                drained = await drain(viewers)
+                results = [{c.kind: c.close_window() for c in v.counters()} for v in viewers]
+                lag_summary = lag.summary()
+                lag.samples = None
+                io.send("closed", viewers=results, loop_lag=lag_summary, drain_ms=drained,
+                        other_packets=sum(v.other_packets for v in viewers),
+                        keyframe_probe_errors=sum(v.keyframe_probe_errors for v in viewers))
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+    except Exception as exc:
+        io.send("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        for t in tasks:
+            t.cancel()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(v.stop() for v in viewers), return_exceptions=True), 20)
+        except asyncio.TimeoutError:
+            pass
+        await http.close()
+        poller.close()
+    io.send("stopped")
+
+
+async def publisher_worker(args: argparse.Namespace) -> None:
+    from sfu import aiortc_adapter as adapter
+    from bench.loadpeers import CountingPublisher
+
+    adapter.configure_host_addresses(["127.0.0.1"])
+    io = WorkerIO()
+    await io.open()
+    deadline = time.monotonic() + args.max_seconds
+    pub = CountingPublisher(args.base_url, args.room, args.token, Path(args.clip))
+    try:
+        await pub.start(timeout=20)
+        io.send("ready", pid=os.getpid())
+        while time.monotonic() < deadline:
+            cmd = await io.recv(deadline - time.monotonic())
+            if cmd is None or cmd["cmd"] == "stop":
+                break
+            if cmd["cmd"] == "pause":
+                io.send("paused", sent=await pub.pause())
+            elif cmd["cmd"] == "resume":
+                pub.resume()
+                io.send("resumed")
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+    except Exception as exc:
+        io.send("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        try:
+            await asyncio.wait_for(pub.stop(), 10)
+        except Exception:
+            pass
+    io.send("stopped")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# orchestrator
+# ------------------------------------------------------------------------------------------------------------
+
+def pct(values: list[float], q: float) -> Optional[float]:
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return round(v[lo] + (v[hi] - v[lo]) * (k - lo), 1)
+
+
+def dist(values: list) -> dict:
+    v = [x for x in values if x is not None]
+    return {"p50": pct(v, 0.5), "p95": pct(v, 0.95), "max": max(v) if v else None, "n": len(v)}
+
+
+async def fetch_stats(server) -> Optional[dict]:
+    import aiohttp
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+            async with http.get(f"{server.base_url}/api/stats",
+                                params={"room": ROOM, "token": server.token(ROOM, "admin")}) as r:
+                data = await r.json()
+        return data["rooms"][0] if data.get("rooms") else None
+    except Exception:
+        return None
+
+
+def summarize_server_stats(room: Optional[dict]) -> dict:
+    if room is None:
+        return {}
+    consumers = [c for v in room["viewers"] for c in v["consumers"]]
+    video = [c for c in consumers if c["kind"] == "video"]
+    streams = room["publisher"]["streams"] if room.get("publisher") else []
+    return {
+        "viewer_sessions": len(room["viewers"]),
+        "ingest": [{k: s[k] for k in ("kind", "packets", "lost", "keyframes", "plis_sent")} for s in streams],
+        "video_consumers_waiting_keyframe": sum(1 for c in video if c["waiting_keyframe"]),
+        "consumer_video_packets_min": min((c["packets"] for c in video), default=0),
+        "rtx_packets_total": sum(c["rtx_packets"] for c in consumers),
+        "nacks_total": sum(c["nacks"] for c in consumers),
+        "plis_from_viewers_total": sum(c["plis"] for c in consumers),
+        "remb_bps_seen": sorted({c["remb_bps"] for c in video if c["remb_bps"]})[:3],
+    }
+
+
+class Run:
+    """One benchmark run at one N: owns the server and its workers, and always cleans them up."""
+
+    def __init__(self, n: int, args: argparse.Namespace, clip: Path, logdir: Path) -> None:
+        self.n, self.args, self.clip, self.logdir = n, args, clip, logdir
+        self.server = None
+        self.workers: list[Worker] = []
+        self.calibration: dict = {}
+
+    def _argv(self, role: str, *extra: str) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "--worker", role, "--base-url", self.server.base_url,
+                "--room", ROOM, "--max-seconds", str(WORKER_MAX_SECONDS), *extra]
+
+    async def execute(self) -> dict:
+        from testkit.server import ServerProcess
+        a, n = self.args, self.n
+        if a.wait_quiet:
+            await self._wait_quiet(a.wait_quiet)
+        self.calibration = calibrate()
+        self.server = ServerProcess(log_path=self.logdir / f"server-n{n}.log")
+        server_pid = self.server.proc.pid
+        if a.pin_sfu is not None:
+            self._pin(server_pid, {a.pin_sfu})
+        pub = await Worker.spawn("publisher", self._argv("publisher", "--token", self.server.token(ROOM, "teacher"),
+                                                         "--clip", str(self.clip)),
+                                 self.logdir / f"publisher-n{n}.log", REPO)
+        self.workers.append(pub)
+        if a.pin_sfu is not None:
+            self._pin(pub.pid, self._load_cpus())
+        await pub.expect("ready", 40)
+        viewer_workers = []
+        for i in range(a.viewer_procs):
+            w = await Worker.spawn(f"viewers{i}", self._argv("viewers", "--viewer-mode", a.viewer_mode,
+                                                             "--viewer-rtcp", a.viewer_rtcp),
+                                   self.logdir / f"viewers{i}-n{n}.log", REPO)
+            self.workers.append(w)
+            viewer_workers.append(w)
+            if a.pin_sfu is not None:
+                self._pin(w.pid, self._load_cpus())
+        for w in viewer_workers:
+            await w.expect("hello", 30)
+
+        # join in batches, spread round-robin over the viewer processes. Each batch waits for its keyframe,
+        # so the next would start right after a keyframe and always wait a whole GOP (the pre-encoded
+        # publisher cannot answer PLI): a random pause of up to one GOP first puts batches at random phases.
+        joins: list[dict] = []
+        rng = random.Random(n)
+        staggered = 0.0
+        t_join = time.monotonic()
+        batches = [min(a.batch, n - i) for i in range(0, n, a.batch)]
+        for b, size in enumerate(batches):
+            if a.stagger:
+                pause = rng.uniform(0, CLIP["gop"] / CLIP["fps"])
+                staggered += pause
+                await asyncio.sleep(pause)
+            w = viewer_workers[b % len(viewer_workers)]
+            tokens = [self.server.token(ROOM, "terminal") for _ in range(size)]
+            msg = await w.call({"cmd": "join", "tokens": tokens}, "joined",
+                               JOIN_START_TIMEOUT + KEYFRAME_WAIT + 30)
+            joins.extend(msg["viewers"])
+        join_total = time.monotonic() - t_join - staggered
+        await asyncio.sleep(a.settle)
+
+        # the measuring window, repeated (bounded) while other processes on the host disturb it
+        attempts = []
+        for attempt in range(a.max_windows):
+            if a.wait_quiet:
+                await self._wait_quiet(a.wait_quiet)
+            m = await self._window(viewer_workers, server_pid)
+            got = [sum(k["distinct"] for kind, k in v.items() if kind in ("video", "audio"))
+                   for c in m["closed"] for v in c["viewers"]]
+            attempts.append({"other_processes_cpu_cores": round(m["other_cores"], 3),
+                             "sfu_cpu_ms_per_viewer_s": round(m["server_cpu"] * 1000 / (n * m["window"]), 3),
+                             "sfu_cpu_ms_per_viewer_s_exact": round(m["server_exact"] * 1000 / (n * m["window"]), 3)
+                             if m["server_exact"] is not None else None,
+                             "published": m["sent"], "received_min": min(got, default=0),
+                             "received_max": max(got, default=0)})
+            if m["other_cores"] <= a.noise_limit:
+                break
+        room_stats = await fetch_stats(self.server)
+        result = self._result(joins, join_total, m, viewer_workers, room_stats)
+        result["window_attempts"] = attempts
+        result["calibration"] = self.calibration
+        return result
+
+    def _load_cpus(self) -> set[int]:
+        cpus = set(range(os.cpu_count() or 1))
+        return (cpus - {self.args.pin_sfu}) or cpus
+
+    @staticmethod
+    def _pin(pid: int, cpus: set[int]) -> None:
+        """Pin a process and all its threads (threads created later inherit it)."""
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except OSError:
+                pass
+
+    def _our_pids(self) -> list[int]:
+        return ([self.server.proc.pid] if self.server else []) + [w.pid for w in self.workers]
+
+    async def _other_cores(self, seconds: float) -> float:
+        """CPU cores used by processes other than this benchmark's, over `seconds`."""
+        pids = self._our_pids()
+        ours0 = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+        h0 = host_cpu_times()
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        h1 = host_cpu_times()
+        ours1 = sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+        busy = (h1[0] - h0[0]) / max(1, h1[1] - h0[1]) * (os.cpu_count() or 1)
+        return max(0.0, busy - (ours1 - ours0) / (time.monotonic() - t0))
+
+    async def _wait_quiet(self, limit: float) -> None:
+        """Wait (at most `limit` seconds) until other processes use at most --noise-limit cores for 2 s."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if await self._other_cores(2.0) <= self.args.noise_limit:
+                return
+
+    async def _window(self, viewer_workers: list[Worker], server_pid: int) -> dict:
+        """One measurement. The publisher pauses before and after it, and viewers count only once every queue
+        has drained: 'sent in the window' and 'received' then cover exactly the same packets."""
+        a = self.args
+        pub = self.workers[0]
+        before = (await pub.call({"cmd": "pause"}, "paused", 20))["sent"]
+        opened = await asyncio.gather(*(w.call({"cmd": "open"}, "opened", 60) for w in viewer_workers))
+        cpu0 = {w.name: proc_cpu_seconds(w.pid) for w in self.workers}
+        server_cpu0 = self.server.cpu_seconds()
+        split0 = proc_cpu_split(server_pid)
+        exact0 = proc_exec_seconds(server_pid)
+        host0, udp0 = host_cpu_times(), udp_errors()
+        t0 = time.monotonic()
+        await pub.call({"cmd": "resume"}, "resumed", 20)
+        profiler = await self._start_profiler(server_pid) if a.profile else None
+        await sleep_until(t0 + a.window)
+        server_cpu1 = self.server.cpu_seconds()
+        split1 = proc_cpu_split(server_pid)
+        exact1 = proc_exec_seconds(server_pid)
+        threads = proc_threads(server_pid)
+        host1, udp1 = host_cpu_times(), udp_errors()
+        cpu1 = {w.name: proc_cpu_seconds(w.pid) for w in self.workers}
+        window = time.monotonic() - t0
+        after = (await pub.call({"cmd": "pause"}, "paused", 20))["sent"]
+        closed = await asyncio.gather(*(w.call({"cmd": "close"}, "closed", 60 + self.n * 0.05)
+                                        for w in viewer_workers))
+        await pub.call({"cmd": "resume"}, "resumed", 20)
+        if profiler is not None:
+            await self._finish_profiler(profiler)
+        server_cpu = server_cpu1 - server_cpu0
+        cpu = {k: (cpu1[k] - cpu0[k]) / window if cpu0.get(k) is not None and cpu1.get(k) is not None else None
+               for k in cpu0}
+        busy = (host1[0] - host0[0]) / max(1, host1[1] - host0[1])
+        steal = (host1[2] - host0[2]) / max(1, host1[1] - host0[1])
+        other = max(0.0, busy * (os.cpu_count() or 1) - server_cpu / window - sum(x for x in cpu.values() if x))
+        return {"window": window, "server_cpu": server_cpu, "cpu": cpu, "busy": busy, "steal": steal,
+                "server_user_sys": (split1[0] - split0[0], split1[1] - split0[1]) if split0 and split1 else None,
+                "server_threads": threads,
+                "server_exact": exact1 - exact0 if exact0 is not None and exact1 is not None else None,
+                "other_cores": other,
+                "udp": {k: udp1[k] - udp0[k] for k in udp0},
+                "sent": {k: n - before.get(k, 0) for k, n in after.items()},
+                "opened": opened, "closed": closed}
+
+    async def _start_profiler(self, pid: int):
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+        if spy is None:
+            raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+        fmt = self.args.profile_format
+        out = Path(f"{self.args.profile}-n{self.n}.{'txt' if fmt == 'raw' else 'json'}")
+        argv = [spy, "record", "-p", str(pid), "-d", str(int(self.args.window)), "-r", "200", "--format", fmt,
+                "-o", str(out)]
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=open(self.logdir / f"py-spy-n{self.n}.log", "wb"),
+                                                    start_new_session=True)
+        return proc, out
+
+    async def _finish_profiler(self, profiler) -> None:
+        proc, out = profiler
+        try:
+            await asyncio.wait_for(proc.wait(), 60)
+        except asyncio.TimeoutError:
+            proc.kill()
+        print(f"fanout: py-spy profile of the SFU at N={self.n}: {out}", file=sys.stderr)
+
+    def _result(self, joins: list[dict], join_total: float, m: dict, viewer_workers: list[Worker],
+                room_stats: Optional[dict]) -> dict:
+        n, window, server_cpu, sent = self.n, m["window"], m["server_cpu"], m["sent"]
+        sent_media = sent.get("video", 0) + sent.get("audio", 0)
+        per_viewer = [v for c in m["closed"] for v in c["viewers"]]
+        loss, gap_loss, video_loss, mbps = [], [], [], []
+        for v in per_viewer:
+            got = sum(v.get(k, {}).get("distinct", 0) for k in ("video", "audio"))
+            expected = sum(v.get(k, {}).get("expected", 0) for k in ("video", "audio"))
+            gaps = sum(v.get(k, {}).get("gaps", 0) for k in ("video", "audio"))
+            loss.append(100.0 * (sent_media - got) / sent_media if sent_media else 100.0)
+            gap_loss.append(100.0 * gaps / expected if expected else 100.0)
+            vs = sent.get("video", 0)
+            video_loss.append(100.0 * (vs - v.get("video", {}).get("distinct", 0)) / vs if vs else 100.0)
+            mbps.append(sum(k["octets"] for k in v.values()) * 8 / window / 1e6)
+        delivered_packets = sum(k["packets"] for v in per_viewer for k in v.values())
+        joined_ok = [j for j in joins if j["error"] is None]
+        cpu = m["cpu"]
+        return {
+            "bench": "fanout",
+            "n": n,
+            "window_s": round(window, 2),
+            "sfu_cpu_ms_per_viewer_s": round(server_cpu * 1000 / (n * window), 3),
+            "sfu_cpu_ms_per_viewer_s_exact": round(m["server_exact"] * 1000 / (n * window), 3)
+            if m["server_exact"] is not None else None,
+            "sfu_cpu_cores": round(server_cpu / window, 3),
+            "sfu_cpu_user_system_cores": [round(x / window, 3) for x in m["server_user_sys"]]
+            if m["server_user_sys"] else None,
+            "sfu_threads": m["server_threads"],
+            "sfu_cpu_us_per_delivered_packet": round(server_cpu * 1e6 / delivered_packets, 2)
+            if delivered_packets else None,
+            "published_pps": {k: round(c / window, 1) for k, c in sorted(sent.items())},
+            "published_packets": sent,
+            "viewer_distinct_mean": {k: round(statistics.fmean(v.get(k, {}).get("distinct", 0) for v in per_viewer), 1)
+                                     for k in ("video", "audio")} if per_viewer else {},
+            "loss_pct": {   # publisher's media packets in the window vs distinct sequence numbers each viewer got
+                "mean": round(statistics.fmean(loss), 3) if loss else None,
+                "worst": round(max(loss), 3) if loss else None,
+                "video_worst": round(max(video_loss), 3) if video_loss else None,
+                "viewers_with_loss": sum(1 for x in loss if x > 0),
+            },
+            "gap_loss_pct": {  # holes inside each viewer's received sequence span
+                "mean": round(statistics.fmean(gap_loss), 4) if gap_loss else None,
+                "worst": round(max(gap_loss), 4) if gap_loss else None,
+                "viewers_with_gaps": sum(1 for x in gap_loss if x > 0),
+            },
+            "bitrate_mbps": {"mean": round(statistics.fmean(mbps), 3) if mbps else None,
+                             "min": round(min(mbps), 3) if mbps else None,
+                             "what": "SRTP datagrams (RTP header + payload + auth tag), video + audio"},
+            "drain_ms_after_window": [c["drain_ms"] for c in m["closed"]],
+            "join": {
+                "batch": self.args.batch, "total_s": round(join_total, 1), "failed": len(joins) - len(joined_ok),
+                "errors": sorted({j["error"] for j in joins if j["error"]})[:3],
+                "answer_ms": dist([j["post_ms"] for j in joins]),
+                "connected_ms": dist([j["connected_ms"] for j in joins]),
+                "first_packet_ms": dist([j["first_packet_ms"] for j in joins]),
+                "first_keyframe_ms": dist([j["first_keyframe_ms"] for j in joins]),
+                "no_keyframe": sum(1 for j in joined_ok if j["first_keyframe_ms"] is None),
+                # the SFU finished DTLS and sent the keyframe before this viewer could decrypt it: a real client
+                # loses that keyframe and waits for the next one
+                "viewers_sent_media_before_their_keys": sum(1 for j in joins if j.get("video_before_keys")),
+                "viewers_srtp_probe_failed": sum(1 for j in joins if j.get("keyframe_probe_errors")),
+                "viewers_first_packet_not_keyframe": sum(
+                    1 for j in joined_ok if j["first_packet_ms"] is not None and j["first_keyframe_ms"] is not None
+                    and j["first_keyframe_ms"] - j["first_packet_ms"] > 20),
+                "note": f"times from WHEP POST; the pre-encoded publisher cannot answer PLI, so the first "
+                        f"keyframe waits for its next keyframe (GOP {CLIP['gop'] / CLIP['fps']:.1f} s; batches "
+                        f"start at random GOP phases unless --no-stagger); total_s excludes those pauses",
+            },
+            "load_generator": {
+                "viewer_procs": len(viewer_workers),
+                "sfu_pinned_to_cpu": self.args.pin_sfu,
+                "viewer_mode": self.args.viewer_mode,
+                "viewer_rtcp": self.args.viewer_rtcp,
+                "viewer_procs_cpu_cores": [None if cpu.get(w.name) is None else round(cpu[w.name], 3)
+                                           for w in viewer_workers],
+                "publisher_cpu_cores": None if cpu.get("publisher") is None else round(cpu["publisher"], 3),
+                "host_cores": os.cpu_count(),
+                "host_busy_frac": round(m["busy"], 3),
+                "host_steal_frac": round(m["steal"], 4),
+                "other_processes_cpu_cores": round(m["other_cores"], 3),
+                "viewer_loop_lag_ms": [c["loop_lag"] for c in m["closed"]],
+                "udp_rcvbuf_errors": m["udp"]["RcvbufErrors"],
+                "udp_sndbuf_errors": m["udp"]["SndbufErrors"],
+                "note": "load generator and SFU share the host's cores; only the SFU process's CPU is the "
+                        "result. host_busy_frac near 1.0: everything was CPU-starved (expect loss); "
+                        "other_processes_cpu_cores: load on the host that is not this benchmark's.",
+            },
+            "server": summarize_server_stats(room_stats),
+            "profiled": bool(self.args.profile),
+        }
+
+    async def cleanup(self) -> None:
+        await asyncio.gather(*(w.stop() for w in reversed(self.workers)), return_exceptions=True)
+        for w in self.workers:
+            w.kill()
+        if self.server is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.server.stop)
+
+
+def git_state() -> dict:
+    """Which code was measured: the commit and the files changed on top of it (sfu/ is being worked on)."""
+    import subprocess
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sfu", "signaling", "testkit"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        return {"commit": commit, "changed": sorted(line[3:] for line in dirty if line.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def summary_line(r: dict) -> str:
+    fk = r["join"]["first_keyframe_ms"]["p50"]
+    lg = r["load_generator"]
+    return (f"fanout: N={r['n']} cpu={r['sfu_cpu_ms_per_viewer_s']:.2f} ms/viewer-s "
+            f"loss={r['loss_pct']['mean']:.2f}% (worst viewer {r['loss_pct']['worst']:.2f}%) "
+            f"bitrate={r['bitrate_mbps']['mean']:.2f} Mbit/s "
+            f"first-frame p50={fk / 1000 if fk is not None else float('nan'):.2f} s "
+            f"join={r['join']['total_s']:.0f} s failed={r['join']['failed']} | "
+            f"sfu {r['sfu_cpu_cores']:.2f} cores, viewers {sum(x or 0 for x in lg['viewer_procs_cpu_cores']):.2f}, "
+            f"host busy {lg['host_busy_frac'] * 100:.0f}% of {lg['host_cores']}, "
+            f"other load {lg['other_processes_cpu_cores']:.2f} cores")
+
+
+_LIVE_RUNS: list[Run] = []
+
+
+def _kill_leftovers() -> None:
+    """Last resort at interpreter exit: no worker or server outlives the benchmark."""
+    for run in _LIVE_RUNS:
+        for w in run.workers:
+            w.kill()
+        if run.server is not None and run.server.proc.poll() is None:
+            run.server.proc.kill()
+
+
+async def orchestrate(args: argparse.Namespace) -> int:
+    import atexit
+    import signal
+    atexit.register(_kill_leftovers)
+    me = asyncio.current_task()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, me.cancel)
+    clip, clip_info = await asyncio.get_running_loop().run_in_executor(None, ensure_clip)
+    code_state = git_state()
+    logdir = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="liveclass-fanout-"))
+    logdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    failed = False
+    for n in args.n:
+        run = Run(n, args, clip, logdir)
+        _LIVE_RUNS.append(run)
+        try:
+            r = await asyncio.wait_for(run.execute(), timeout=args.run_timeout)
+            r["clip"] = clip_info
+            r["host"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+            r["code"] = code_state
+            results.append(r)
+            print(json.dumps(r), flush=True)
+        except (Exception, asyncio.TimeoutError) as exc:
+            failed = True
+            why = (f"run exceeded --run-timeout {args.run_timeout:g} s" if isinstance(exc, asyncio.TimeoutError)
+                   and not str(exc) else f"{type(exc).__name__}: {exc}")
+            print(json.dumps({"bench": "fanout", "n": n, "error": why,
+                              "logs": str(logdir)}), flush=True)
+        finally:
+            await run.cleanup()
+            _LIVE_RUNS.remove(run)
+    for r in results:
+        print(summary_line(r), flush=True)
+    if not args.logs and not failed:
+        shutil.rmtree(logdir, ignore_errors=True)
+    elif failed:
+        print(f"fanout: logs kept in {logdir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, action="append", help="viewers (repeatable; default 50, 100, 200)")
+    p.add_argument("--quick", action="store_true", help="CI smoke test: N=10, 5 s window, short settle")
+    p.add_argument("--window", type=float, help="measuring window in seconds (default 12)")
+    p.add_argument("--settle", type=float, help="seconds to wait after the last join (default 3)")
+    p.add_argument("--batch", type=int, default=10, help="viewers joining concurrently (default 10)")
+    p.add_argument("--no-stagger", dest="stagger", action="store_false",
+                   help="start each join batch at once instead of at a random phase of the GOP")
+    p.add_argument("--viewer-procs", type=int, default=1, help="viewer processes (default 1)")
+    p.add_argument("--viewer-mode", choices=("poll", "socket", "tap"), default="poll",
+                   help="poll: sockets drained in batches, RTP counted without SRTP (default); socket: the same, "
+                   "one asyncio callback per datagram; tap: through aiortc's DTLS/SRTP path")
+    p.add_argument("--viewer-rtcp", choices=("browser", "none"), default="browser",
+                   help="browser: each viewer sends RR+REMB every 250 ms like Chromium (default); none: silent")
+    p.add_argument("--pin-sfu", type=int, metavar="CPU",
+                   help="pin the SFU to this CPU and the load generator to the others (default: no pinning)")
+    p.add_argument("--profile", metavar="PREFIX", help="py-spy the SFU during each window into PREFIX-nN.txt "
+                   "(or .json); perturbs the numbers a little")
+    p.add_argument("--profile-format", choices=("raw", "speedscope"), default="raw",
+                   help="raw: collapsed stacks for bench/pyspy_top.py (default); speedscope: for speedscope.app")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                   help="before each window wait up to S seconds for other processes to use <= --noise-limit")
+    p.add_argument("--noise-limit", type=float, default=0.15, metavar="CORES",
+                   help="a window during which other processes used more CPU than this is repeated (default 0.15)")
+    p.add_argument("--max-windows", type=int, help="window attempts per run (default 3; 1 with --quick)")
+    p.add_argument("--logs", help="keep server/worker logs in this folder")
+    p.add_argument("--run-timeout", type=float, default=600, help="give up on one run after this (default 600 s)")
+    # worker mode (internal)
+    p.add_argument("--worker", choices=("viewers", "publisher"), help=argparse.SUPPRESS)
+    p.add_argument("--base-url", help=argparse.SUPPRESS)
+    p.add_argument("--room", default=ROOM, help=argparse.SUPPRESS)
+    p.add_argument("--token", help=argparse.SUPPRESS)
+    p.add_argument("--clip", help=argparse.SUPPRESS)
+    p.add_argument("--max-seconds", type=float, default=WORKER_MAX_SECONDS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n = args.n or [10]
+        args.window = args.window or 5.0
+        args.settle = 1.0 if args.settle is None else args.settle
+        args.max_windows = args.max_windows or 1
+    if args.profile:  # py-spy's own CPU shows up as "other load": do not repeat profiled windows for it
+        args.max_windows = args.max_windows or 1
+    args.max_windows = args.max_windows or 3
+    args.n = args.n or [50, 100, 200]
+    args.window = args.window or 12.0
+    args.settle = 3.0 if args.settle is None else args.settle
+    if any(n < 1 for n in args.n) or min(args.batch, args.viewer_procs, args.max_windows) < 1 or args.window <= 0:
+        p.error("N, --batch, --viewer-procs, --max-windows and --window must be positive")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.worker == "viewers":
+        asyncio.run(viewers_worker(args))
+        return 0
+    if args.worker == "publisher":
+        asyncio.run(publisher_worker(args))
+        return 0
+    try:
+        return asyncio.run(orchestrate(args))
+    except KeyboardInterrupt:
+        print("fanout: interrupted; server and workers stopped", file=sys.stderr)
+        return 130
+    except asyncio.CancelledError:  # SIGTERM/SIGINT cancel the orchestrator, which cleans up on the way out
+        print("fanout: stopped by a signal; server and workers stopped", file=sys.stderr)
+        return 143
+
+
+if __name__ == "__main__":
+    sys.exit(main())

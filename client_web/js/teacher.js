@@ -1,0 +1,210 @@
+// Teacher page: camera + microphone preview, "Go live" publishes to the room with WHIP, "Stop" ends it.
+import {
+  pageParams, newPeerConnection, negotiate, deleteSession, preferCodec, endpointUrl, describeError,
+  mediaStats, HttpError,
+} from "./whip-client.js";
+
+const CONNECT_TIMEOUT_MS = 15000;     // offer posted → ICE/DTLS connected
+const DISCONNECTED_GRACE_MS = 5000;   // 'disconnected' often recovers by itself
+const MAX_AUTO_RETRIES = 5;           // after a lost connection while live
+
+const { room, token } = pageParams();
+const $ = (id) => document.getElementById(id);
+const stateEl = $("state");
+const messageEl = $("message");
+const statsEl = $("stats");
+const goLiveBtn = $("go-live");
+const stopBtn = $("stop");
+const preview = $("preview");
+const previewNote = $("preview-note");
+
+const LABELS = { idle: "Not live", connecting: "Connecting…", live: "Live", error: "Error" };
+
+// Debugging hook for tests and operators: the current peer connection and state.
+const liveclass = (window.liveclass = { pc: null, state: "idle", error: null, resource: null, stream: null });
+
+let stream = null;
+let session = null;   // { pc, resource, stopped }
+let retries = 0;
+
+function setState(state, message = "") {
+  liveclass.state = state;
+  liveclass.error = state === "error" ? message : null;
+  stateEl.dataset.state = state;
+  stateEl.textContent = LABELS[state] || state;
+  messageEl.textContent = message;
+  messageEl.classList.toggle("error", state === "error");
+  document.body.dataset.state = state;
+  const active = state === "connecting" || state === "live";
+  goLiveBtn.disabled = !stream || active;
+  stopBtn.disabled = !active;
+}
+
+async function startCamera() {
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+  } catch (e) {
+    previewNote.textContent = "No camera";
+    setState("error", `Cannot use the camera or microphone: ${e.message || e.name}`);
+    return;
+  }
+  liveclass.stream = stream;
+  preview.srcObject = stream;
+  preview.play().catch(() => {});
+  previewNote.hidden = true;
+  setState("idle", "Camera ready. Press “Go live” to start the lesson.");
+}
+
+function waitConnected(pc, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (pc.connectionState === "connected") finish(null);
+      else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        finish(new Error("could not connect to the media server (ICE/DTLS failed)"));
+      }
+    };
+    const finish = (err) => {
+      clearTimeout(timer);
+      pc.removeEventListener("connectionstatechange", check);
+      err ? reject(err) : resolve();
+    };
+    const timer = setTimeout(() => finish(new Error("timed out connecting to the media server")), timeoutMs);
+    pc.addEventListener("connectionstatechange", check);
+    check();
+  });
+}
+
+async function teardown(s, { keepalive = false } = {}) {
+  if (!s) return;
+  s.stopped = true;
+  clearTimeout(s.disconnectTimer);
+  const resource = s.resource;
+  s.resource = null;
+  // DELETE before closing: closing first makes the server end the session on its own (DTLS close), and the
+  // DELETE would then race it and find nothing.
+  if (resource) await deleteSession(resource, token, { keepalive });
+  try { s.pc.close(); } catch { /* already closed */ }
+}
+
+async function goLive() {
+  if (!stream || session) return;
+  const s = (session = { pc: newPeerConnection(), resource: null, stopped: false, disconnectTimer: 0 });
+  const pc = s.pc;
+  liveclass.pc = pc;
+  setState("connecting", retries ? `Connection lost. Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES})…` : "Connecting to the server…");
+  for (const track of stream.getAudioTracks()) {
+    pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  }
+  for (const track of stream.getVideoTracks()) {
+    const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    preferCodec(t, "video", "video/VP8");  // one encoding for now; simulcast comes later
+  }
+  pc.addEventListener("connectionstatechange", () => onConnectionState(s));
+  try {
+    s.resource = await negotiate(pc, endpointUrl("whip", room), token);
+    liveclass.resource = s.resource;
+    if (s.stopped) { await deleteSession(s.resource, token); return; }
+    await waitConnected(pc, CONNECT_TIMEOUT_MS);
+    if (s.stopped) return;
+    retries = 0;
+    setState("live", "You are live. Classrooms can see and hear you.");
+  } catch (e) {
+    if (s.stopped) return;
+    await teardown(s);
+    if (session === s) session = null;
+    const reason = describeError(e);
+    const permanent = e instanceof HttpError && (e.permanent || e.status === 409);
+    if (retries > 0 && retries < MAX_AUTO_RETRIES && !permanent) {  // an automatic reconnect failed: go on
+      retries += 1;
+      setState("connecting", `Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES}): ${reason}`);
+      setTimeout(() => { if (!session && liveclass.state === "connecting") goLive(); },
+                 Math.min(1000 * 2 ** (retries - 1), 8000));
+      return;
+    }
+    const gaveUp = retries > 0;
+    retries = 0;
+    if (gaveUp) {
+      setState("error", `The connection was lost and reconnecting failed (${reason}). Press “Go live” to try again.`);
+    } else {
+      setState("error", e instanceof HttpError ? `The server refused: ${reason}` : `Could not go live: ${reason}`);
+    }
+  }
+}
+
+function onConnectionState(s) {
+  if (s.stopped || session !== s) return;
+  const st = s.pc.connectionState;
+  if (st === "connected") {
+    clearTimeout(s.disconnectTimer);
+    s.disconnectTimer = 0;
+    if (liveclass.state === "live") messageEl.textContent = "You are live. Classrooms can see and hear you.";
+  } else if (st === "failed") {
+    connectionLost(s);
+  } else if (st === "disconnected" && liveclass.state === "live") {
+    messageEl.textContent = "Connection unstable…";
+    if (!s.disconnectTimer) s.disconnectTimer = setTimeout(() => connectionLost(s), DISCONNECTED_GRACE_MS);
+  }
+}
+
+async function connectionLost(s) {
+  // While still connecting, goLive() is waiting for this connection and reports the failure itself.
+  if (s.stopped || session !== s || liveclass.state !== "live") return;
+  await teardown(s);
+  session = null;
+  if (retries < MAX_AUTO_RETRIES) {
+    retries += 1;
+    setTimeout(() => { if (!session && liveclass.state !== "idle") goLive(); }, Math.min(1000 * 2 ** (retries - 1), 8000));
+    setState("connecting", `Connection lost. Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES})…`);
+  } else {
+    retries = 0;
+    setState("error", "The connection to the server was lost. Press “Go live” to try again.");
+  }
+}
+
+async function stop() {
+  const s = session;
+  session = null;
+  retries = 0;
+  setState("idle", "Stopping…");
+  await teardown(s);
+  liveclass.pc = null;
+  liveclass.resource = null;
+  if (!session) setState("idle", "The lesson has stopped. Press “Go live” to start again.");
+}
+
+async function showStats() {
+  const pc = session && session.pc;
+  if (!pc || liveclass.state !== "live") { statsEl.textContent = ""; return; }
+  try {
+    const now = performance.now();
+    const { outbound } = await mediaStats(pc);
+    const v = outbound.video;
+    if (!v) return;
+    const prev = showStats.prev;
+    let rate = "";
+    if (prev && prev.id === v.id && now > prev.at) {
+      rate = ` · ${(((v.bytesSent - prev.bytes) * 8) / ((now - prev.at) / 1000) / 1e6).toFixed(2)} Mbit/s`;
+    }
+    showStats.prev = { id: v.id, bytes: v.bytesSent, at: now };
+    const size = v.frameWidth ? `${v.frameWidth}×${v.frameHeight}` : "–";
+    const fps = v.framesPerSecond ? ` · ${Math.round(v.framesPerSecond)} fps` : "";
+    const limit = v.qualityLimitationReason && v.qualityLimitationReason !== "none"
+      ? ` · limited by ${v.qualityLimitationReason}` : "";
+    statsEl.textContent = `Sending ${size}${fps}${rate}${limit}`;
+  } catch { /* pc closed meanwhile */ }
+}
+
+goLiveBtn.addEventListener("click", () => { retries = 0; goLive(); });
+stopBtn.addEventListener("click", stop);
+window.addEventListener("pagehide", () => { if (session) teardown(session, { keepalive: true }); });
+setInterval(showStats, 1000);
+
+$("room-name").textContent = room ? `· ${room}` : "";
+if (!room || !token) {
+  setState("error", "This page needs ?room=…&token=… in its address (ask for a teacher link).");
+} else {
+  startCamera();
+}

@@ -1,0 +1,276 @@
+// Classroom terminal (the big screen): plays the room's lesson with WHEP, full window, and keeps itself
+// playing: it waits while the lesson is not live, and tears the session down (DELETE) and starts a new one
+// when the link fails or the picture stops.
+import {
+  pageParams, newPeerConnection, negotiate, deleteSession, endpointUrl, describeError, HttpError,
+} from "./whip-client.js";
+
+const POLL_MS = 500;                 // how often the session is checked (getStats)
+const CONNECT_TIMEOUT_MS = 10000;    // offer posted → ICE/DTLS connected
+const DISCONNECTED_GRACE_MS = 3000;  // 'disconnected' often recovers by itself
+const STALL_MS = 4000;               // frames were being decoded and stopped this long → new session
+const WAITING_AFTER_MS = 2500;       // connected, no frames yet: say the lesson has not started
+const WAIT_RECYCLE_MS = 20000;       // connected, nothing ever arrived: start a fresh session anyway
+const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
+const PERMANENT_RETRY_MS = 30000;    // bad token or room: the page keeps trying, slowly
+
+const { room, token } = pageParams();
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+const overlay = $("overlay");
+const titleEl = $("overlay-title");
+const detailEl = $("overlay-detail");
+const badge = $("badge");
+const soundHint = $("sound-hint");
+
+const TITLES = {
+  waiting: "Waiting for the lesson…",
+  live: "Live",
+  reconnecting: "Reconnecting…",
+  error: "Cannot play the lesson",
+};
+
+// Debugging hook for tests and operators: the current peer connection and state.
+const liveclass = (window.liveclass = {
+  pc: null, state: "waiting", detail: "", sessions: 0, resource: null, firstFrameMs: null, error: null,
+});
+
+let everLive = false;       // this page has shown the lesson at some point
+let soundBlocked = false;   // autoplay with sound was refused: waiting for a key press or tap
+let wake = null;            // resolves the current back-off sleep early ("retry now")
+
+function setState(state, detail = "") {
+  if (liveclass.state === state && liveclass.detail === detail) return;
+  liveclass.state = state;
+  liveclass.detail = detail;
+  liveclass.error = state === "error" ? detail : null;
+  document.body.dataset.state = state;
+  titleEl.textContent = TITLES[state] || state;
+  detailEl.textContent = detail;
+  overlay.hidden = state === "live";
+  badge.hidden = state !== "live";
+  updateSoundHint();
+}
+
+function updateSoundHint() {
+  soundHint.hidden = !(soundBlocked && liveclass.state === "live");
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() { clearTimeout(timer); wake = null; resolve(); }
+    wake = done;
+  });
+}
+
+// --- playback -------------------------------------------------------------------------------------------
+
+async function startPlayback() {
+  if (!video.srcObject) return;
+  video.muted = false;
+  try {
+    await video.play();
+    soundBlocked = false;
+  } catch (e) {
+    if (e && e.name === "AbortError") return;  // a newer srcObject replaced this one
+    // Autoplay with sound refused until the first user gesture: play muted (audio RTP flows anyway).
+    soundBlocked = true;
+    video.muted = true;
+    try { await video.play(); } catch { /* replaced meanwhile */ }
+  }
+  updateSoundHint();
+}
+
+function userGesture() {
+  if (soundBlocked || video.muted) {
+    video.muted = false;
+    video.play().then(() => { soundBlocked = false; updateSoundHint(); }).catch(() => {});
+  }
+  if (wake) wake();  // waiting to retry: retry now
+}
+
+async function toggleFullscreen() {
+  try {
+    if (document.fullscreenElement) await document.exitFullscreen();
+    else await document.documentElement.requestFullscreen();
+  } catch { /* not allowed here */ }
+}
+
+async function keepScreenOn() {
+  try {
+    if ("wakeLock" in navigator && document.visibilityState === "visible") await navigator.wakeLock.request("screen");
+  } catch { /* not supported or refused */ }
+}
+
+// --- one WHEP session -----------------------------------------------------------------------------------
+
+async function framesDecoded(pc) {
+  let frames = 0;
+  const report = await pc.getStats();
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+  });
+  return frames;
+}
+
+async function teardown(s, { keepalive = false } = {}) {
+  if (s.stopped) return;
+  s.stopped = true;
+  clearTimeout(s.timer);
+  const resource = s.resource;
+  s.resource = null;
+  if (liveclass.resource === resource) liveclass.resource = null;
+  // DELETE before closing (closing first lets the server end the session itself and the DELETE race it).
+  if (resource) await deleteSession(resource, token, { keepalive });
+  try { s.pc.close(); } catch { /* closed */ }
+}
+
+let current = null;
+
+/** Runs one session until it has to be replaced; resolves with why ("stalled", "failed", ...). */
+async function playOnce() {
+  const pc = newPeerConnection();
+  const s = (current = { pc, resource: null, stopped: false, timer: 0 });
+  liveclass.pc = pc;
+  liveclass.sessions += 1;
+  const stream = new MediaStream();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  pc.addEventListener("track", (e) => {
+    if (s.stopped) return;
+    stream.addTrack(e.track);
+    if (video.srcObject !== stream) {
+      video.srcObject = stream;
+      startPlayback();
+    }
+  });
+
+  try {
+    s.resource = await negotiate(pc, endpointUrl("whep", room), token);
+    liveclass.resource = s.resource;
+  } catch (e) {
+    await teardown(s);
+    return { reason: "refused", error: e };
+  }
+
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let connectedAt = pc.connectionState === "connected" ? performance.now() : 0;
+    let disconnectedAt = 0;
+    let lastFrames = 0;
+    let lastProgressAt = 0;
+    let gotFrames = false;
+    const end = async (reason) => {
+      if (s.stopped) return;
+      await teardown(s);
+      resolve({ reason, gotFrames });
+    };
+    const firstFrame = () => {
+      if (gotFrames || s.stopped) return;
+      gotFrames = true;
+      everLive = true;
+      lastProgressAt = performance.now();
+      if (connectedAt) liveclass.firstFrameMs = Math.round(lastProgressAt - connectedAt);
+      setState("live");
+    };
+    if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+      const onFrame = () => { if (!s.stopped && video.srcObject === stream) firstFrame(); };
+      const arm = () => { if (video.srcObject === stream) video.requestVideoFrameCallback(onFrame); else if (!s.stopped) setTimeout(arm, 50); };
+      arm();
+    }
+    const check = async () => {
+      if (s.stopped) return;
+      const now = performance.now();
+      const st = pc.connectionState;
+      if (st === "failed" || st === "closed") return end("failed");
+      if (st === "disconnected") {
+        disconnectedAt = disconnectedAt || now;
+        if (now - disconnectedAt > DISCONNECTED_GRACE_MS) return end("disconnected");
+      } else {
+        disconnectedAt = 0;
+      }
+      if (st === "connected" && !connectedAt) connectedAt = now;
+      if (!connectedAt && now - started > CONNECT_TIMEOUT_MS) return end("connect-timeout");
+      let frames = lastFrames;
+      try { frames = await framesDecoded(pc); } catch { /* closed meanwhile */ }
+      if (s.stopped) return;
+      if (frames > lastFrames) {
+        lastFrames = frames;
+        lastProgressAt = performance.now();
+        firstFrame();
+      } else if (gotFrames && now - lastProgressAt > STALL_MS) {
+        return end("stalled");
+      } else if (!gotFrames && connectedAt) {
+        if (now - connectedAt > WAIT_RECYCLE_MS) return end("idle");
+        if (now - connectedAt > WAITING_AFTER_MS) {
+          setState("waiting", "The picture will appear as soon as the teacher goes live.");
+        }
+      }
+      s.timer = setTimeout(check, POLL_MS);
+    };
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "connected" && !connectedAt) connectedAt = performance.now();
+      if (pc.connectionState === "failed") end("failed");
+    });
+    s.timer = setTimeout(check, POLL_MS);
+  });
+}
+
+// --- the retry loop -------------------------------------------------------------------------------------
+
+async function run() {
+  let failures = 0;
+  for (;;) {
+    const outcome = await playOnce();
+    let delay;
+    if (outcome.reason === "refused") {
+      const e = outcome.error;
+      const reason = describeError(e);
+      if (e instanceof HttpError && e.permanent) {
+        setState("error", `${reason} — trying again in ${PERMANENT_RETRY_MS / 1000} s.`);
+        delay = PERMANENT_RETRY_MS;
+      } else {
+        delay = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length - 1)];
+        failures += 1;
+        const what = e instanceof HttpError ? `The server answered: ${reason}.` : `${reason[0].toUpperCase()}${reason.slice(1)}.`;
+        setState(everLive ? "reconnecting" : "waiting", `${what} Trying again in ${Math.round(delay / 1000)} s.`);
+      }
+    } else if (outcome.reason === "stalled") {
+      failures = 0;
+      delay = 300;
+      setState("reconnecting", "The picture stopped. Connecting again…");
+    } else if (outcome.reason === "idle") {
+      failures = 0;
+      delay = 300;  // a healthy session that carried nothing: just start a fresh one
+    } else {
+      if (outcome.gotFrames) failures = 0;
+      delay = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length - 1)];
+      failures += 1;
+      setState(everLive ? "reconnecting" : "waiting",
+               `Lost the connection to the media server. Trying again in ${Math.round(delay / 1000)} s.`);
+    }
+    await sleep(delay);
+  }
+}
+
+// --- page wiring ----------------------------------------------------------------------------------------
+
+window.addEventListener("keydown", (e) => {
+  if (e.key === "f" || e.key === "F") { toggleFullscreen(); return; }
+  if (e.key === "m" || e.key === "M") { video.muted = !video.muted; if (!video.muted) userGesture(); return; }
+  userGesture();
+});
+window.addEventListener("pointerdown", userGesture);
+window.addEventListener("dblclick", toggleFullscreen);
+window.addEventListener("pagehide", () => { if (current) teardown(current, { keepalive: true }); });
+document.addEventListener("visibilitychange", keepScreenOn);
+
+$("room-name").textContent = room;
+setState("waiting", "Connecting to the classroom server…");
+if (!room || !token) {
+  setState("error", "This page needs ?room=…&token=… in its address (ask for a classroom link).");
+} else {
+  keepScreenOn();
+  run();
+}

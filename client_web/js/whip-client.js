@@ -1,0 +1,159 @@
+// WHIP (publish) and WHEP (play) over plain HTTP + SDP, shared by the teacher and terminal pages.
+//
+// The server does not do trickle ICE (PATCH answers 405), so every offer is sent only once ICE gathering
+// has completed, with all candidates in it. Sessions end with DELETE on the Location the server returned.
+
+export class HttpError extends Error {
+  constructor(status, reason) {
+    super(reason || `HTTP ${status}`);
+    this.name = "HttpError";
+    this.status = status;
+    this.reason = reason || `HTTP ${status}`;
+  }
+  // 4xx answers that will not change by retrying the same request (token, room name, rights).
+  get permanent() {
+    return [400, 401, 403, 413, 415].includes(this.status);
+  }
+}
+
+export function pageParams() {
+  const q = new URLSearchParams(window.location.search);
+  return { room: q.get("room") || "", token: q.get("token") || "" };
+}
+
+export function newPeerConnection() {
+  // No STUN/TURN: the server announces its own reachable addresses. One transport for everything.
+  return new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+}
+
+/** Resolves when ICE gathering is complete, or after timeoutMs with whatever has been gathered. */
+export function iceGatheringComplete(pc, timeoutMs = 3000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      pc.removeEventListener("icecandidate", onCandidate);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === "complete") done(); };
+    const onCandidate = (e) => { if (!e.candidate) done(); };
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
+    pc.addEventListener("icecandidate", onCandidate);
+  });
+}
+
+/** Put codecs whose MIME type is `mime` (e.g. "video/VP8") first, keeping the others as fallbacks. */
+export function preferCodec(transceiver, kind, mime) {
+  if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
+  const caps = RTCRtpReceiver.getCapabilities(kind);
+  if (!caps) return;
+  const want = mime.toLowerCase();
+  const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === want);
+  if (!first.length) return;
+  const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== want);
+  try {
+    transceiver.setCodecPreferences([...first, ...rest]);
+  } catch (e) {
+    console.warn("setCodecPreferences failed", e);
+  }
+}
+
+async function readReason(response) {
+  try {
+    const text = (await response.text()).trim();
+    return text || `${response.status} ${response.statusText}`;
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+function withTimeout(ms) {
+  const ctrl = new AbortController();
+  const timer = setTimeout(() => ctrl.abort(), ms);
+  return { signal: ctrl.signal, clear: () => clearTimeout(timer) };
+}
+
+/**
+ * Offer → (wait for ICE gathering) → POST endpoint → apply the answer.
+ * Returns the session resource URL (absolute) to DELETE later. Throws HttpError with the server's
+ * plain-text reason on a non-201 answer, or a TypeError/AbortError when the server cannot be reached.
+ */
+export async function negotiate(pc, endpoint, token, { timeoutMs = 10000 } = {}) {
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  await iceGatheringComplete(pc);
+  const t = withTimeout(timeoutMs);
+  let response;
+  try {
+    response = await fetch(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp", "Authorization": `Bearer ${token}` },
+      body: pc.localDescription.sdp,
+      signal: t.signal,
+      cache: "no-store",
+    });
+  } finally {
+    t.clear();
+  }
+  if (response.status !== 201) {
+    throw new HttpError(response.status, await readReason(response));
+  }
+  const location = response.headers.get("Location");
+  const answer = await response.text();
+  if (!location) throw new HttpError(response.status, "server answered without a Location header");
+  const resource = new URL(location, new URL(endpoint, window.location.href)).href;
+  try {
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  } catch (e) {
+    // The server holds a session for us that we cannot use: release it before reporting.
+    deleteSession(resource, token);
+    throw new Error(`the browser did not accept the server's SDP answer: ${(e && e.message) || e}`);
+  }
+  return resource;
+}
+
+/** End a session (best effort; never throws). keepalive lets it run while the page unloads. */
+export async function deleteSession(resource, token, { keepalive = false, timeoutMs = 3000 } = {}) {
+  if (!resource) return false;
+  const t = keepalive ? null : withTimeout(timeoutMs);
+  try {
+    const r = await fetch(resource, {
+      method: "DELETE",
+      headers: { "Authorization": `Bearer ${token}` },
+      keepalive,
+      signal: t ? t.signal : undefined,
+    });
+    await r.text().catch(() => "");  // read the (empty) body so the request completes cleanly
+    return r.ok || r.status === 404;
+  } catch {
+    return false;
+  } finally {
+    if (t) t.clear();
+  }
+}
+
+export function endpointUrl(kind, room) {
+  return `/${kind}/${encodeURIComponent(room)}`;
+}
+
+/** A short human description of any error thrown while connecting. */
+export function describeError(e) {
+  if (e instanceof HttpError) return e.reason;
+  if (e && e.name === "AbortError") return "the server did not answer in time";
+  if (e instanceof TypeError) return "cannot reach the server";
+  return (e && e.message) || String(e);
+}
+
+/** Sum up the stats of one peer connection by kind and direction (the fields the pages show). */
+export async function mediaStats(pc) {
+  const out = { inbound: {}, outbound: {} };
+  if (!pc) return out;
+  const report = await pc.getStats();
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp") out.inbound[s.kind] = s;
+    else if (s.type === "outbound-rtp" && !out.outbound[s.kind]) out.outbound[s.kind] = s;
+  });
+  return out;
+}
