@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Iterable, Optional
 
 from . import aiortc_adapter as adapter
 from .errors import BadOffer, RoomBusy, SessionNotFound
 from .room import Room
 from .sessions import PublisherSession, Session, ViewerSession
+from .track import PacketSink
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,9 @@ class SfuNode:
 
     def _closed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
-        room = session.room
+        self._drop_if_empty(session.room)
+
+    def _drop_if_empty(self, room: Room) -> None:
         if room.empty and self.rooms.get(room.id) is room:
             del self.rooms[room.id]
             task = asyncio.get_running_loop().create_task(room.stop())
@@ -67,6 +71,19 @@ class SfuNode:
             await session.close()
             raise
         return session.id, answer
+
+    def attach_sink(self, room_id: str, kind: str, sink: "PacketSink") -> None:
+        """Give an in-process consumer (the recorder) the room's `kind` track; keeps the room alive."""
+        room = self._room(room_id)
+        room.tracks[kind].add_sink(sink, time.monotonic())
+        room.ensure_timer()
+
+    def detach_sink(self, room_id: str, kind: str, sink: "PacketSink") -> None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        room.tracks[kind].remove_sink(sink)
+        self._drop_if_empty(room)
 
     def session(self, room_id: str, session_id: str, role: str) -> Session:
         s = self.sessions.get(session_id)

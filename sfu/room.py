@@ -29,7 +29,7 @@ class Room:
 
     @property
     def empty(self) -> bool:
-        return self.publisher is None and not self.viewers
+        return self.publisher is None and not self.viewers and not any(t.sinks for t in self.tracks.values())
 
     def _keyframe_needed(self, stream, now: float) -> None:
         if self.publisher is not None:

@@ -5,11 +5,21 @@ here and every consumer continues on its next keyframe without renegotiating.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+import logging
+from typing import Callable, Optional, Protocol
 
 from .consumer import Consumer
 from .inbound import InboundStream, IngressPacket
 from .rtp_header import abs_send_time
+
+log = logging.getLogger(__name__)
+
+
+class PacketSink(Protocol):
+    """An in-process consumer of a track's packets as they arrive (the recorder): gets the original RTP,
+    unmodified and shared, and must return quickly (no I/O on this path: queue and write elsewhere)."""
+
+    def on_rtp(self, pkt: IngressPacket, source: InboundStream, now: float) -> None: ...
 
 
 class Track:
@@ -17,6 +27,7 @@ class Track:
         self.kind = kind
         self.source: Optional[InboundStream] = None
         self.consumers: list[Consumer] = []
+        self.sinks: list[PacketSink] = []
         self.wall_clock = wall_clock
         self.forwarded = 0
         self.on_keyframe_needed: Callable[[InboundStream, float], None] = lambda s, now: None
@@ -39,8 +50,24 @@ class Track:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
 
+    def add_sink(self, sink: PacketSink, now: float) -> None:
+        self.sinks.append(sink)
+        if self.kind == "video":
+            self.request_keyframe(now)
+
+    def remove_sink(self, sink: PacketSink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
     def forward(self, pkt: IngressPacket, source: InboundStream, now: float) -> None:
-        if source is not self.source or not self.consumers:
+        if source is not self.source:
+            return
+        for sink in self.sinks:
+            try:
+                sink.on_rtp(pkt, source, now)
+            except Exception:
+                log.exception("packet sink failed; packet not recorded")
+        if not self.consumers:
             return
         self.forwarded += 1
         view = pkt.view
