@@ -146,15 +146,23 @@ class PacketTap:
         self._on_rtp = on_rtp
         self._on_rtcp = on_rtcp
         self._pair: object = None
-        self._sendto: Callable[[bytes, tuple], None] | None = None
+        self._sock_sendto: Callable[[bytes, tuple], object] | None = None
+        self._buffered_sendto: Callable[[bytes, tuple], None] | None = None
         self._addr: tuple = ()
-        self._protect: Callable[[bytes], bytes] | None = None
+        self._protect: Callable[[bytes | bytearray], bytes] | None = None
         self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        # True once DTLS is up and the send path is cached: checked per packet instead of aiortc's state.
+        self.ready = False
+        self.on_ready: Callable[[], None] = lambda: None
         self.send_errors = 0
+        self.send_buffered = 0
         self.hook_errors = 0
         # aiortc awaits these two on every datagram: instance attributes shadow its methods.
         self.dtls._handle_rtp_data = self._rtp_hook  # type: ignore[method-assign]
         self.dtls._handle_rtcp_data = self._rtcp_hook  # type: ignore[method-assign]
+        self.dtls.on("statechange", self._on_dtls_state)
+        if self.dtls.state == "connected":  # tapping a connection that is already up
+            self._refresh()
 
     async def _rtp_hook(self, data: bytes, arrival_time_ms: int) -> None:
         try:
@@ -170,47 +178,72 @@ class PacketTap:
             self.hook_errors += 1
             log.exception("RTCP handler failed; packet dropped")
 
+    def _on_dtls_state(self) -> None:
+        try:
+            if self.dtls.state == "connected":
+                if self._refresh():
+                    self.on_ready()
+            else:
+                self.ready = False
+        except Exception:
+            self.hook_errors += 1
+            log.exception("DTLS state handler failed")
+
     @property
     def connected(self) -> bool:
         return self.dtls._tx_srtp is not None and self.dtls.state == "connected"
 
+    def check_path(self) -> None:
+        """Follow a change of the nominated ICE pair (call on a timer; the per-packet path does not look)."""
+        if self.ready and self._pair is not self.dtls.transport._connection._nominated.get(1):
+            self._refresh()
+
     def _refresh(self) -> bool:
+        self.ready = False
         srtp = self.dtls._tx_srtp
         if srtp is None or self.dtls.state != "connected":
             return False
         pair = self.dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return False
+        transport = pair.protocol.transport
         self._pair = pair
-        self._sendto = pair.protocol.transport.sendto
+        # The socket itself: asyncio's DatagramTransport.sendto adds checks and buffering we only need
+        # when the kernel's send buffer is full (BlockingIOError), so that case goes through it.
+        self._sock_sendto = transport._sock.sendto
+        self._buffered_sendto = transport.sendto
         self._addr = pair.remote_addr
         self._protect = fast_protect(srtp)
         self._protect_rtcp = srtp.protect_rtcp
+        self.ready = True
         return True
 
     def send_rtp(self, packet: bytes | bytearray) -> bool:
         """Protect and send one RTP packet; False (dropped) when not connected."""
+        if not self.ready:
+            return False
         try:
-            if self._pair is not self.dtls.transport._connection._nominated.get(1) or self._protect is None:
-                if not self._refresh():
-                    return False
-            self._sendto(self._protect(packet), self._addr)  # type: ignore[misc]
+            data = self._protect(packet)  # type: ignore[misc]
+            try:
+                self._sock_sendto(data, self._addr)  # type: ignore[misc]
+            except BlockingIOError:
+                self.send_buffered += 1
+                self._buffered_sendto(data, self._addr)  # type: ignore[misc]
             return True
         except Exception:
             self.send_errors += 1
-            self._pair = None
+            self._refresh()
             return False
 
     def send_rtcp(self, packet: bytes) -> bool:
+        if not self.ready:
+            return False
         try:
-            if self._pair is not self.dtls.transport._connection._nominated.get(1) or self._protect_rtcp is None:
-                if not self._refresh():
-                    return False
-            self._sendto(self._protect_rtcp(packet), self._addr)  # type: ignore[misc]
+            self._buffered_sendto(self._protect_rtcp(packet), self._addr)  # type: ignore[misc]
             return True
         except Exception:
             self.send_errors += 1
-            self._pair = None
+            self._refresh()
             return False
 
 
@@ -296,4 +329,7 @@ def self_test() -> list[str]:
                                                   "self.remote_password"))):
         source = inspect.getsource(owner.__init__)
         problems += [f"{owner.__name__}: {n} missing" for n in names if n not in source]
+    import asyncio.selector_events
+    if "self._sock = sock" not in inspect.getsource(asyncio.selector_events._SelectorTransport.__init__):
+        problems.append("asyncio selector transport has no _sock")
     return problems

@@ -61,9 +61,12 @@ class Consumer:
         m = self.munger
         view = pkt.view
         if m.source is not source:
+            # Start only on a keyframe the viewer can receive: one sent before its DTLS is up is lost and
+            # the picture would start a whole GOP late (the tap asks for a keyframe when it becomes ready).
+            if not self.tap.ready:
+                return
             if not pkt.keyframe:
-                if not self.waiting_keyframe:
-                    self.waiting_keyframe = True
+                self.waiting_keyframe = True
                 self.request_keyframe(now)
                 return
             if not self._switch_to(source, pkt, now):

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 FAST_TICK = 0.05
 REPORT_EVERY = 20  # fast ticks: one report a second
+PATH_CHECK_EVERY = 4  # fast ticks: follow ICE pair changes within 200 ms
 
 
 class Room:
@@ -66,6 +67,12 @@ class Room:
             try:
                 if self.publisher is not None:
                     self.publisher.ingest.fast_tick(now)
+                if n % PATH_CHECK_EVERY == 0:
+                    for v in self.viewers:
+                        if v.tap is not None:
+                            v.tap.check_path()
+                    if self.publisher is not None and self.publisher.tap is not None:
+                        self.publisher.tap.check_path()
                 if n % REPORT_EVERY == 0:
                     interval = max(0.001, now - last_report)
                     last_report = now

@@ -153,6 +153,7 @@ class ViewerSession(Session):
         if not any(t.sender.track is not None for t in transceivers):
             raise BadOffer("offer receives no media (a viewer's media must be recvonly or sendrecv)")
         self.tap = adapter.PacketTap(self.pc, lambda data, arrival: None, self.on_rtcp)
+        self.tap.on_ready = self._on_transport_ready
         for t in transceivers:
             if t.sender.track is None:
                 continue
@@ -176,6 +177,12 @@ class ViewerSession(Session):
         for kind, consumer in self.consumers:
             self.room.tracks[kind].add(consumer, now)
         return answer
+
+    def _on_transport_ready(self) -> None:
+        now = time.monotonic()
+        for kind, consumer in self.consumers:
+            if kind == "video":
+                consumer.request_keyframe(now)
 
     def on_rtcp(self, data: bytes) -> None:
         now = time.monotonic()

@@ -42,9 +42,9 @@ class Track:
             self.on_keyframe_needed(self.source, now)
 
     def add(self, consumer: Consumer, now: float) -> None:
+        # No keyframe request yet: the viewer's transport is still connecting, and a keyframe sent now
+        # would be lost. Its session asks once the transport is ready.
         self.consumers.append(consumer)
-        if self.kind == "video":
-            self.request_keyframe(now)
 
     def remove(self, consumer: Consumer) -> None:
         if consumer in self.consumers:

@@ -28,6 +28,8 @@ class PreEncodedTrack(MediaStreamTrack):
             stream = c.streams.video[0] if kind == "video" else c.streams.audio[0]
             self.time_base = stream.time_base
             self.packets = [p for p in c.demux(stream) if p.size]
+        # recv() rewrites each packet's pts as it loops: keep the file's own pts to compute from.
+        self.file_pts = [p.pts for p in self.packets]
         first = self.packets[0].pts
         last = self.packets[-1].pts
         step = (self.packets[1].pts - first) if len(self.packets) > 1 else 1
@@ -44,7 +46,7 @@ class PreEncodedTrack(MediaStreamTrack):
         if self.start is None:
             self.start = time.monotonic()
         pkt = self.packets[self.index]
-        pts = pkt.pts - self.first + self.loops * self.period
+        pts = self.file_pts[self.index] - self.first + self.loops * self.period
         self.index += 1
         if self.index == len(self.packets):
             self.index = 0
