@@ -17,8 +17,10 @@ from typing import Awaitable, Callable, Iterable, Optional
 import aioice.ice
 import aioice.stun
 import aiortc
+import aiortc.codecs as aiortc_codecs
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as srtp_ffi
@@ -92,6 +94,21 @@ async def _query_consent(self: aioice.ice.Connection) -> None:
 
 
 aioice.ice.Connection.check_incoming = _check_incoming_noting_life  # type: ignore[method-assign]
+
+# Simulcast needs the RID header extensions negotiated (the SFU demuxes encodings by them); aiortc answers
+# only extensions it lists as its own.
+SIMULCAST_EXTENSIONS = ("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+                        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id")
+
+
+def _register_simulcast_extensions() -> None:
+    video = aiortc_codecs.HEADER_EXTENSIONS["video"]
+    for i, uri in enumerate(SIMULCAST_EXTENSIONS):
+        if not any(e.uri == uri for e in video):
+            video.append(RTCRtpHeaderExtensionParameters(id=10 + i, uri=uri))
+
+
+_register_simulcast_extensions()
 aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
 
 
@@ -314,6 +331,8 @@ def self_test() -> list[str]:
     if "self._cdata" not in inspect.getsource(pylibsrtp.Session.__init__) or \
             "self._buffer" not in inspect.getsource(pylibsrtp.Session.__init__):
         problems.append("pylibsrtp.Session buffers missing")
+    if not isinstance(getattr(aiortc_codecs, "HEADER_EXTENSIONS", None), dict):
+        problems.append("aiortc.codecs.HEADER_EXTENSIONS missing")
     for owner, name in ((RTCDtlsTransport, "_handle_rtp_data"), (RTCDtlsTransport, "_handle_rtcp_data"),
                         (RTCRtpSender, "_run_rtcp"), (aioice.ice, "get_host_addresses"),
                         (aioice.ice.Connection, "sendto"), (aioice.ice.Connection, "check_incoming"),

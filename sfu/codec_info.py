@@ -70,18 +70,19 @@ def parse_vp8(data: bytes, start: int, end: int) -> Optional[Vp8Descriptor]:
     return d
 
 
-def rewrite_vp8(buf: bytearray, d: Vp8Descriptor, picture_id_delta: int, tl0_delta: int, shift: int = 0) -> None:
-    """Shift PictureID and TL0PICIDX in place; `shift` moves the parsed offsets to where buf holds the payload."""
-    if picture_id_delta and d.picture_id is not None:
+def write_vp8_ids(buf: bytearray, d: Vp8Descriptor, picture_id: Optional[int], tl0picidx: Optional[int],
+                  shift: int = 0) -> None:
+    """Write PictureID and TL0PICIDX in place (same field sizes); `shift` moves the parsed offsets to where
+    buf holds the payload."""
+    if picture_id is not None and d.picture_id is not None:
         pos = d.picture_id_pos + shift
         if d.picture_id_bits == 15:
-            pid = (d.picture_id + picture_id_delta) & 0x7FFF
-            buf[pos] = 0x80 | (pid >> 8)
-            buf[pos + 1] = pid & 0xFF
+            buf[pos] = 0x80 | ((picture_id >> 8) & 0x7F)
+            buf[pos + 1] = picture_id & 0xFF
         else:
-            buf[pos] = (d.picture_id + picture_id_delta) & 0x7F
-    if tl0_delta and d.tl0picidx is not None:
-        buf[d.tl0_pos + shift] = (d.tl0picidx + tl0_delta) & 0xFF
+            buf[pos] = picture_id & 0x7F
+    if tl0picidx is not None and d.tl0picidx is not None:
+        buf[d.tl0_pos + shift] = tl0picidx & 0xFF
 
 
 H264_IDR = 5
@@ -119,3 +120,13 @@ def is_keyframe_start(codec: str, data: bytes, start: int, end: int) -> bool:
     if codec == "H264":
         return h264_is_keyframe(data, start, end)
     return True  # audio: every packet is a start
+
+
+def vp8_keyframe_size(data: bytes, start: int, end: int) -> Optional[tuple[int, int]]:
+    """(width, height) from a VP8 keyframe's header (RFC 6386 9.1) at data[start:end], the VP8 payload
+    after the descriptor of a keyframe's first packet; None when it is not there."""
+    if end - start < 10 or data[start + 3:start + 6] != b"\x9d\x01\x2a":
+        return None
+    width = (data[start + 6] | (data[start + 7] << 8)) & 0x3FFF
+    height = (data[start + 8] | (data[start + 9] << 8)) & 0x3FFF
+    return width, height

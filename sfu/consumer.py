@@ -1,13 +1,15 @@
-"""One viewer's copy of one room track: rewrites and sends forwarded packets, answers NACKs with RTX, sends SRs."""
+"""One viewer's copy of one room track: picks a layer, rewrites and sends forwarded packets, answers NACKs
+with RTX, probes for bandwidth with RTX copies, and sends sender reports."""
 from __future__ import annotations
 
 import random
 import struct
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import rtcp_builder
-from .codec_info import rewrite_vp8
+from .allocator import Allocator
+from .codec_info import write_vp8_ids
 from .munger import StreamMunger
 from .rtp_header import build_header, one_byte_extensions
 from .rtx_limiter import RtxLimiter
@@ -15,34 +17,47 @@ from .rtx_limiter import RtxLimiter
 if TYPE_CHECKING:
     from .aiortc_adapter import PacketTap
     from .inbound import InboundStream, IngressPacket
+    from .track import Track
 
 _PATCH = struct.Struct("!BHII")
 _OSN = struct.Struct("!H")
+ALL_TIDS = 3
+LAYER_IDLE_S = 0.5        # a layer that sent nothing for this long is paused (the publisher cut it)
+PROBE_PACKET_BYTES = 1000
+FILL_PADDING = b"\x00\x00\x00\x04"
 
 
 class Consumer:
     def __init__(self, kind: str, tap: "PacketTap", ssrc: int, rtx_ssrc: int,
                  payload_types: dict[str, tuple[int, Optional[int]]], abs_send_time_id: int,
-                 request_keyframe: Callable[[float], None]) -> None:
+                 track: "Track") -> None:
         self.kind = kind
         self.tap = tap
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.payload_types = payload_types  # codec name -> (payload type, rtx payload type)
         self.ast_id = abs_send_time_id
-        self.request_keyframe = request_keyframe
+        self.track = track
         self.munger = StreamMunger(random.getrandbits(16), random.getrandbits(32))
         self.limiter = RtxLimiter()
+        self.allocator = Allocator()
         self.pt = 0
         self.rtx_pt: Optional[int] = None
         self.rtx_seq = random.getrandbits(16)
         self.last_vp8 = None
         self.waiting_keyframe = kind == "video"
-        self.paused = False
+        # layer choice
+        self.target: Optional["InboundStream"] = None
+        self.target_tid = ALL_TIDS
+        self.tid_limit = ALL_TIDS
+        self.max_height: Optional[int] = None   # the viewer's own cap (?max= on WHEP, or a message)
+        self._probe_credit = 0.0
+        self._probe_cursor = 0
         # counters
         self.packets = 0
         self.octets = 0
         self.rtx_packets = 0
+        self.probe_packets = 0
         self.nacks = 0
         self.plis = 0
         self.unsupported_codec = 0
@@ -55,21 +70,36 @@ class Consumer:
         self._octets_prior = 0
         self._sr_sent: "OrderedDict[int, float]" = OrderedDict()
 
+    # --- forwarding (hot path) -----------------------------------------------------------------------------
+
     def send(self, pkt: "IngressPacket", source: "InboundStream", payload: bytes, templates: dict,
              ast: bytes, now: float) -> None:
-        """Forward one packet (hot path: called for every viewer for every packet)."""
+        """Forward one packet of a layer this consumer forwards or is switching to."""
         m = self.munger
+        e = m.epoch
         view = pkt.view
-        if m.source is not source:
+        if e is None or source is not e.source:
             # Start only on a keyframe the viewer can receive: one sent before its DTLS is up is lost and
-            # the picture would start a whole GOP late (the tap asks for a keyframe when it becomes ready).
-            if not self.tap.ready:
+            # the picture would start a whole GOP late (the session asks for a keyframe when it is ready).
+            if source is not self.target or not self.tap.ready:
                 return
             if not pkt.keyframe:
                 self.waiting_keyframe = True
-                self.request_keyframe(now)
+                self.track.request_keyframe(now, source)
                 return
             if not self._switch_to(source, pkt, now):
+                return
+            e = m.epoch
+        vp8 = pkt.vp8
+        if vp8 is not None:
+            if vp8.start_of_partition and vp8.partition_id == 0:
+                self._temporal_step(vp8, pkt.keyframe)
+                if vp8.tid > self.tid_limit and vp8.picture_id is not None:
+                    m.drop_picture(vp8.picture_id)
+            if vp8.tid > self.tid_limit:
+                hole = m.drop(view.seq, view.timestamp)
+                if hole is not None:
+                    self._send_fill(*hole)
                 return
         out = m.map(view.seq, view.timestamp, now)
         if out is None:
@@ -81,14 +111,26 @@ class Consumer:
             tmpl = templates[self.ast_id] = (bytes(hdr) + payload, len(hdr))
         buf = bytearray(tmpl[0])
         _PATCH.pack_into(buf, 1, (view.marker << 7) | self.pt, out[0], out[1], self.ssrc)
-        vp8 = pkt.vp8
         if vp8 is not None:
-            if m.pid_offset or m.tl0_offset:
-                rewrite_vp8(buf, vp8, m.pid_offset, m.tl0_offset, tmpl[1] - view.payload_start)
+            if e.pid_offset or e.tl0_offset or e.pid_drops.count:  # type: ignore[union-attr]
+                write_vp8_ids(buf, vp8, None if vp8.picture_id is None else e.out_pid(vp8.picture_id),  # type: ignore[union-attr]
+                              None if vp8.tl0picidx is None else e.out_tl0(vp8.tl0picidx),  # type: ignore[union-attr]
+                              tmpl[1] - view.payload_start)
             self.last_vp8 = vp8
         if self.tap.send_rtp(buf):
             self.packets += 1
             self.octets += len(payload)
+
+    def _temporal_step(self, vp8, keyframe: bool) -> None:
+        """At a picture boundary: lower the frame rate at once; raise it only where the decoder can follow
+        (a keyframe, a base-layer picture, or a layer-sync picture of the layer being added)."""
+        if self.target_tid < self.tid_limit:
+            self.tid_limit = self.target_tid
+        elif self.target_tid > self.tid_limit:
+            if keyframe or vp8.tid == 0:
+                self.tid_limit = self.target_tid
+            elif vp8.layer_sync and self.tid_limit < vp8.tid <= self.target_tid:
+                self.tid_limit = vp8.tid
 
     def _switch_to(self, source: "InboundStream", pkt: "IngressPacket", now: float) -> bool:
         pts = self.payload_types.get(source.codec)
@@ -96,15 +138,81 @@ class Consumer:
             self.unsupported_codec += 1
             return False
         m = self.munger
-        if self.last_vp8 is not None:
-            lv = self.last_vp8
-            m.note_vp8(lv.picture_id, lv.tl0picidx, lv.picture_id_bits)
+        if self.last_vp8 is not None:  # continue PictureID/TL0PICIDX from what the viewer saw last
+            m.note_picture(self.last_vp8.picture_id, self.last_vp8.tl0picidx)
         vp8 = pkt.vp8
         m.start(source, pkt.view.seq, pkt.view.timestamp, now, source.clock_rate,
-                vp8.picture_id if vp8 else None, vp8.tl0picidx if vp8 else None)
+                vp8.picture_id if vp8 else None, vp8.tl0picidx if vp8 else None,
+                vp8.picture_id_bits if vp8 and vp8.picture_id_bits else 15)
         self.pt, self.rtx_pt = pts
+        self.tid_limit = self.target_tid
         self.waiting_keyframe = False
+        self.track.reroute()
         return True
+
+    def _send_fill(self, seq: int, ts: int) -> None:
+        """A padding-only packet where a left-out packet's number was already given away (it came late)."""
+        hdr = build_header(0, self.pt, seq, ts, self.ssrc)
+        hdr[0] |= 0x20
+        self.tap.send_rtp(hdr + FILL_PADDING)
+
+    # --- layer choice -------------------------------------------------------------------------------------
+
+    def wanted_sources(self) -> list["InboundStream"]:
+        """The layers whose packets this consumer needs: the one it forwards and the one it switches to."""
+        cur = self.munger.source
+        out = [cur] if cur is not None else []
+        if self.target is not None and self.target is not cur:
+            out.append(self.target)
+        return out  # type: ignore[return-value]
+
+    def layers_changed(self, now: float) -> None:
+        self.allocate(now)
+
+    def allocate(self, now: float) -> None:
+        layers = self.track.layers
+        if not layers:
+            self._set_target(None, ALL_TIDS, now)
+            return
+        if self.kind != "video" or len(layers) == 1 and layers[0].temporal_layers == 1:
+            self._set_target(layers[-1], ALL_TIDS, now)
+            return
+        rates = [s.rates if s.rates and now - s.last_packet_at < LAYER_IDLE_S else [] for s in layers]
+        cap = None
+        if self.max_height is not None:
+            fitting = [i for i, s in enumerate(layers) if s.height and s.height <= self.max_height]
+            cap = fitting[-1] if fitting else 0
+        choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap)
+        if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
+            self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
+            return
+        spatial, tid = choice
+        self._set_target(layers[spatial], tid if layers[spatial].temporal_layers > 1 else ALL_TIDS, now)
+
+    def _set_target(self, layer: Optional["InboundStream"], tid: int, now: float) -> None:
+        self.target_tid = tid
+        if layer is self.target:
+            return
+        self.target = layer
+        self.track.reroute()
+        if layer is not None and layer is not self.munger.source and self.tap.ready:
+            self.track.request_keyframe(now, layer)
+
+    def fast_tick(self, now: float, interval: float) -> None:
+        """Every ~50 ms: bandwidth probe by resending recent packets as RTX (the viewer's estimator counts
+        them; its decoder drops them as duplicates)."""
+        bps = self.allocator.probe_rate(now)
+        if not bps or self.rtx_pt is None:
+            self._probe_credit = 0.0
+            return
+        self._probe_credit += bps * interval / 8
+        last = self.munger.last_seq
+        while self._probe_credit >= PROBE_PACKET_BYTES:
+            self._probe_cursor = (self._probe_cursor + 1) % 64
+            if not self._resend((last - self._probe_cursor) & 0xFFFF):
+                break
+            self._probe_credit -= PROBE_PACKET_BYTES
+            self.probe_packets += 1
 
     # --- feedback from the viewer ---------------------------------------------------------------------------
 
@@ -114,29 +222,45 @@ class Consumer:
             found = self.munger.to_source(out_seq)
             if found is None:
                 continue
-            source, src_seq, epoch = found
-            pkt = source.cached(src_seq)  # type: ignore[attr-defined]
-            if pkt is None:
+            pkt = found[0].cached(found[1])  # type: ignore[attr-defined]
+            if pkt is None or not self.limiter.allow(out_seq, pkt.view.payload_size, now, self.media_bps):
                 continue
-            view = pkt.view
-            if not self.limiter.allow(out_seq, view.payload_size, now, self.media_bps):
-                continue
-            payload = bytearray(view.payload)
-            if pkt.vp8 is not None and (epoch[4] or epoch[5]):
-                rewrite_vp8(payload, pkt.vp8, epoch[4], epoch[5], -view.payload_start)
-            out_ts = view.timestamp + epoch[3]
-            if self.rtx_pt is not None:
-                hdr = build_header(view.marker, self.rtx_pt, self.rtx_seq, out_ts, self.rtx_ssrc)
-                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-                data = hdr + _OSN.pack(out_seq) + payload
-            else:
-                data = build_header(view.marker, self.pt, out_seq, out_ts, self.ssrc) + payload
-            if self.tap.send_rtp(data):
+            if self._resend(out_seq):
                 self.rtx_packets += 1
+
+    def _resend(self, out_seq: int) -> bool:
+        """Send the packet that carried `out_seq` again, as RTX when negotiated."""
+        found = self.munger.to_source(out_seq)
+        if found is None:
+            return False
+        source, src_seq, e = found
+        pkt = source.cached(src_seq)  # type: ignore[attr-defined]
+        if pkt is None:
+            return False
+        view = pkt.view
+        payload = bytearray(view.payload)
+        vp8 = pkt.vp8
+        if vp8 is not None and (e.pid_offset or e.tl0_offset or e.pid_drops.count):
+            write_vp8_ids(payload, vp8, None if vp8.picture_id is None else e.out_pid(vp8.picture_id),
+                          None if vp8.tl0picidx is None else e.out_tl0(vp8.tl0picidx), -view.payload_start)
+        out_ts = (view.timestamp + e.ts_offset) & 0xFFFFFFFF
+        if self.rtx_pt is not None:
+            hdr = build_header(view.marker, self.rtx_pt, self.rtx_seq, out_ts, self.rtx_ssrc)
+            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            data = hdr + _OSN.pack(out_seq) + payload
+        else:
+            data = build_header(view.marker, self.pt, out_seq, out_ts, self.ssrc) + payload
+        return self.tap.send_rtp(data)
 
     def on_keyframe_request(self, now: float) -> None:
         self.plis += 1
-        self.request_keyframe(now)
+        self.track.request_keyframe(now, self.munger.source or self.target)  # type: ignore[arg-type]
+
+    def on_estimate(self, bitrate: int, now: float) -> None:
+        """A REMB from the viewer: the allocator may move down at once."""
+        self.remb = bitrate
+        if self.kind == "video":
+            self.allocate(now)
 
     def on_report(self, fraction_lost: int, cumulative_lost: int, lsr: int, dlsr: int, now: float) -> None:
         self.fraction_lost = fraction_lost / 256
@@ -149,28 +273,40 @@ class Consumer:
 
     # --- periodic -------------------------------------------------------------------------------------------
 
-    def tick(self, source: Optional["InboundStream"], now: float, wall: float, interval: float) -> None:
-        """Once a second: update the media rate and send a sender report mapped onto our timestamps."""
+    def tick(self, now: float, wall: float, interval: float) -> None:
+        """Once a second: media rate, layer choice, and a sender report mapped onto our timestamps."""
         self.media_bps = (self.octets - self._octets_prior) * 8 / interval
         self._octets_prior = self.octets
+        if self.kind == "video":
+            self.allocate(now)
         m = self.munger
-        if source is None or m.source is not source or not self.packets:
+        source = m.source
+        if source is None or not self.packets:
             return
-        clock = source.rtp_time_at(now)
+        clock = source.rtp_time_at(now)  # type: ignore[attr-defined]
         if clock is None:
             return
         ntp, src_ts = clock
-        sr = rtcp_builder.sender_report(self.ssrc, ntp, src_ts + m.ts_offset, self.packets, self.octets)
+        sr = rtcp_builder.sender_report(self.ssrc, ntp, src_ts + m.epoch.ts_offset, self.packets, self.octets)  # type: ignore[union-attr]
         if self.tap.send_rtcp(sr):
             self._sr_sent[(ntp >> 16) & 0xFFFFFFFF] = now
             while len(self._sr_sent) > 8:
                 self._sr_sent.popitem(last=False)
 
     def dump(self) -> dict:
+        layers = self.track.layers
+        cur = self.munger.source
+        st = self.allocator.state
         return {
             "kind": self.kind, "ssrc": self.ssrc, "packets": self.packets, "octets": self.octets,
-            "rtx_packets": self.rtx_packets, "nacks": self.nacks, "plis": self.plis,
-            "waiting_keyframe": self.waiting_keyframe, "switches": self.munger.switches,
+            "rtx_packets": self.rtx_packets, "probe_packets": self.probe_packets, "nacks": self.nacks,
+            "plis": self.plis, "waiting_keyframe": self.waiting_keyframe, "switches": self.munger.switches,
+            "layer": layers.index(cur) if cur in layers else None,  # type: ignore[arg-type]
+            "layer_height": getattr(cur, "height", None) or None,
+            "target_layer": layers.index(self.target) if self.target in layers else None,  # type: ignore[arg-type]
+            "temporal_limit": self.tid_limit, "target_temporal": self.target_tid, "max_height": self.max_height,
+            "switches_up": st.switches_up, "switches_down": st.switches_down, "allocator": st.reason,
+            "probing_bps": st.probe_bps if st.probe_until else 0, "dropped": self.munger.dropped,
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
             "remb_bps": self.remb, "bitrate_bps": int(self.media_bps),
             "rtx_suppressed": self.limiter.suppressed, "rtx_over_budget": self.limiter.over_budget,

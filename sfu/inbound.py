@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .codec_info import Vp8Descriptor, h264_is_keyframe, parse_vp8
+from .codec_info import Vp8Descriptor, h264_is_keyframe, parse_vp8, vp8_keyframe_size
 from .keyframe_requester import KeyframeRequester
 from .nack_generator import NackGenerator
 from .reception_stats import ReceptionStats
 from .rtp_header import RtpView
 
 CACHE_SIZE = 1024  # about 6 s of 1.5 Mbit/s video: plenty for NACKs, bounded memory
+MAX_TID = 3
+RATE_SMOOTHING = 0.4  # weight of the newest one-second sample (keyframes make single seconds spiky)
 
 
 class IngressPacket:
@@ -25,8 +27,10 @@ class IngressPacket:
 
 
 class InboundStream:
-    def __init__(self, kind: str, codec: str, clock_rate: int, ssrc: int, payload_type: int) -> None:
+    def __init__(self, kind: str, codec: str, clock_rate: int, ssrc: int, payload_type: int,
+                 rid: Optional[str] = None) -> None:
         self.kind = kind
+        self.rid = rid  # simulcast encoding id, None for a single-layer publisher
         self.codec = codec  # "VP8", "H264", "opus", ...
         self.clock_rate = clock_rate
         self.ssrc = ssrc
@@ -45,6 +49,11 @@ class InboundStream:
         self.malformed = 0
         self.bad_seq = -1               # RFC 3550 A.1 probation for sequence jumps
         self.last_packet_at = 0.0
+        self.width = 0                  # from the last VP8 keyframe
+        self.height = 0
+        self.tid_octets = [0] * (MAX_TID + 1)
+        self.temporal_layers = 1        # highest TID seen + 1
+        self.rates: list[float] = []    # bit/s with temporal layers 0..t, smoothed
 
     def classify(self, view: RtpView, arrival: float) -> IngressPacket:
         vp8 = None
@@ -55,13 +64,37 @@ class InboundStream:
             keyframe = h264_is_keyframe(view.data, view.payload_start, view.payload_end)
         else:
             keyframe = True
+        if vp8 is not None:
+            tid = vp8.tid if vp8.tid <= MAX_TID else MAX_TID
+            self.tid_octets[tid] += view.payload_end - view.payload_start
+            if tid >= self.temporal_layers:
+                self.temporal_layers = tid + 1
+        else:
+            self.tid_octets[0] += view.payload_end - view.payload_start
         if keyframe and self.kind == "video":
             self.keyframes_seen += 1
             self.keyframes.on_keyframe(arrival)
+            if vp8 is not None:
+                size = vp8_keyframe_size(view.data, view.payload_start + vp8.size, view.payload_end)
+                if size is not None:
+                    self.width, self.height = size
         pkt = IngressPacket(view, vp8, keyframe, arrival)
         if self.cache:
             self.cache[view.seq % CACHE_SIZE] = pkt
         return pkt
+
+    def update_rates(self, interval: float) -> None:
+        """Once a second: fold the octets counted since into the smoothed per-temporal-layer bitrates."""
+        n = self.temporal_layers
+        cumulative, total = [], 0
+        for t in range(n):
+            total += self.tid_octets[t]
+            cumulative.append(total * 8 / interval)
+        self.tid_octets = [0] * (MAX_TID + 1)
+        if len(self.rates) != n:
+            self.rates = cumulative
+        else:
+            self.rates = [old + RATE_SMOOTHING * (new - old) for old, new in zip(self.rates, cumulative)]
 
     def cached(self, seq: int) -> Optional[IngressPacket]:
         if not self.cache:

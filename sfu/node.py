@@ -58,10 +58,10 @@ class SfuNode:
             raise
         return session.id, answer
 
-    async def play(self, room_id: str, offer: str) -> tuple[str, str]:
-        """Start a viewer; returns (session id, SDP answer)."""
+    async def play(self, room_id: str, offer: str, max_height: Optional[int] = None) -> tuple[str, str]:
+        """Start a viewer (at most `max_height` lines of picture if given); returns (session id, SDP answer)."""
         room = self._room(room_id)
-        session = ViewerSession(room, self._closed)
+        session = ViewerSession(room, self._closed, max_height)
         room.viewers.add(session)
         room.ensure_timer()
         self.sessions[session.id] = session

@@ -33,14 +33,18 @@ class PayloadInfo:
 
 
 class PublisherIngest:
-    def __init__(self, room: "Room", payloads: dict[int, PayloadInfo], rtcp_ssrc: int) -> None:
+    def __init__(self, room: "Room", payloads: dict[int, PayloadInfo], rtcp_ssrc: int,
+                 rids: Optional[dict[str, list[str]]] = None, rid_ext: int = 0, repaired_rid_ext: int = 0) -> None:
         self.room = room
         self.payloads = payloads
         self.rtcp_ssrc = rtcp_ssrc
+        self.rids = rids or {}             # kind -> simulcast encoding ids the offer announced
+        self.rid_ext = rid_ext             # negotiated header extension ids of rtp-stream-id and
+        self.repaired_rid_ext = repaired_rid_ext  # repaired-rtp-stream-id (0: not negotiated)
         self.tap: Optional["PacketTap"] = None
         self.streams: dict[int, InboundStream] = {}      # media SSRC -> stream
         self.rtx: dict[int, InboundStream] = {}          # RTX SSRC -> repaired stream
-        self.by_kind: dict[str, InboundStream] = {}
+        self.by_key: dict[tuple[str, Optional[str]], InboundStream] = {}  # (kind, rid) -> stream
         self.estimator = IngestEstimator()
         self.malformed = 0
         self.unknown = 0
@@ -119,14 +123,17 @@ class PublisherIngest:
         self._on_media(original, stream, now)
 
     def _learn(self, view: RtpView, now: float) -> Optional[InboundStream]:
-        """First packet of an unknown SSRC: classify it by payload type."""
+        """First packet of an unknown SSRC: classify it by payload type and, for simulcast, by its RID."""
         info = self.payloads.get(view.payload_type)
         if info is None:
             self.unknown += 1
             return None
         if info.rtx_for is not None:
             media_info = self.payloads.get(info.rtx_for)
-            target = self.by_kind.get(media_info.kind) if media_info else None
+            target = None
+            if media_info is not None:
+                rid = self._rid(view, media_info.kind, self.repaired_rid_ext)
+                target = self.by_key.get((media_info.kind, rid)) if rid != "" else None
             if target is None:
                 self.unknown += 1
                 return None
@@ -134,7 +141,11 @@ class PublisherIngest:
             self.rtx[view.ssrc] = target
             self._on_rtx(view, target, now)
             return None
-        old = self.by_kind.get(info.kind)
+        rid = self._rid(view, info.kind, self.rid_ext)
+        if rid == "":
+            self.unknown += 1   # a simulcast packet without a known RID cannot be placed in a layer
+            return None
+        old = self.by_key.get((info.kind, rid))
         if old is not None:
             if now - old.last_packet_at < SSRC_TAKEOVER_SILENCE:
                 self.unknown += 1   # a stray SSRC must not hijack a live stream
@@ -142,14 +153,23 @@ class PublisherIngest:
             self.streams.pop(old.ssrc, None)   # the publisher restarted this source with a new SSRC
             if old.rtx_ssrc is not None:
                 self.rtx.pop(old.rtx_ssrc, None)
-        stream = InboundStream(info.kind, info.codec, info.clock_rate, view.ssrc, view.payload_type)
+        stream = InboundStream(info.kind, info.codec, info.clock_rate, view.ssrc, view.payload_type, rid)
         self._install(stream, now)
-        log.info("room %s: %s stream %s ssrc=%d", self.room.id, info.kind, info.codec, view.ssrc)
+        log.info("room %s: %s stream %s ssrc=%d rid=%s", self.room.id, info.kind, info.codec, view.ssrc, rid)
         return stream
+
+    def _rid(self, view: RtpView, kind: str, ext_id: int) -> Optional[str]:
+        """None when `kind` is not simulcast; "" when it is but the packet names no announced RID."""
+        announced = self.rids.get(kind)
+        if not announced:
+            return None
+        raw = view.extension(ext_id)
+        rid = raw.decode("ascii", "replace").rstrip("\x00") if raw else ""
+        return rid if rid in announced else ""
 
     def _install(self, stream: InboundStream, now: float) -> None:
         self.streams[stream.ssrc] = stream
-        self.by_kind[stream.kind] = stream
+        self.by_key[(stream.kind, stream.rid)] = stream
         if stream.rtx_ssrc is not None:
             self.rtx[stream.rtx_ssrc] = stream
         track = self.room.tracks.get(stream.kind)
@@ -158,7 +178,7 @@ class PublisherIngest:
 
     def _restart(self, old: InboundStream, view: RtpView, now: float) -> InboundStream:
         """Same SSRC, discontinuous sequence: a fresh stream, so viewers re-sync on its next keyframe."""
-        stream = InboundStream(old.kind, old.codec, old.clock_rate, old.ssrc, old.payload_type)
+        stream = InboundStream(old.kind, old.codec, old.clock_rate, old.ssrc, old.payload_type, old.rid)
         stream.rtx_ssrc = old.rtx_ssrc
         self._install(stream, now)
         log.info("room %s: %s stream ssrc=%d restarted its sequence", self.room.id, old.kind, old.ssrc)
@@ -197,11 +217,12 @@ class PublisherIngest:
             if stream.keyframes.poll(now) and self.room.tracks[stream.kind].consumers:
                 self._send_rtcp(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
 
-    def report_tick(self, now: float) -> None:
-        """Every second: receiver reports and REMB to the publisher."""
+    def report_tick(self, now: float, interval: float = 1.0) -> None:
+        """Every second: layer bitrates, receiver reports and REMB to the publisher."""
         blocks = []
         worst = 0.0
         for stream in self.streams.values():
+            stream.update_rates(interval)
             fl = stream.stats.interval_fraction_lost()
             worst = max(worst, fl)
             dlsr = int((now - stream.lsr_time) * 65536) if stream.lsr else 0
@@ -219,7 +240,8 @@ class PublisherIngest:
     def dump(self) -> dict:
         return {
             "streams": [{
-                "kind": s.kind, "codec": s.codec, "ssrc": s.ssrc, "rtx_ssrc": s.rtx_ssrc,
+                "kind": s.kind, "codec": s.codec, "ssrc": s.ssrc, "rtx_ssrc": s.rtx_ssrc, "rid": s.rid,
+                "width": s.width, "height": s.height, "bitrate_bps": [int(r) for r in s.rates],
                 "packets": s.stats.received, "lost": s.stats.lost, "keyframes": s.keyframes_seen,
                 "plis_sent": s.keyframes.sent_count, "rtx_forwarded": s.rtx_forwarded, "rtx_dropped": s.rtx_dropped,
                 "nack_recovered": s.nack.recovered if s.nack else 0,

@@ -41,7 +41,7 @@ class Room:
         if session is None:
             now = time.monotonic()
             for t in self.tracks.values():
-                t.attach(None, now)
+                t.detach_all(now)
         self.ensure_timer()
 
     def ensure_timer(self) -> None:
@@ -67,6 +67,8 @@ class Room:
             try:
                 if self.publisher is not None:
                     self.publisher.ingest.fast_tick(now)
+                for c in self.tracks["video"].consumers:
+                    c.fast_tick(now, FAST_TICK)
                 if n % PATH_CHECK_EVERY == 0:
                     for v in self.viewers:
                         if v.tap is not None:
@@ -77,11 +79,12 @@ class Room:
                     interval = max(0.001, now - last_report)
                     last_report = now
                     if self.publisher is not None:
-                        self.publisher.ingest.report_tick(now)
+                        self.publisher.ingest.report_tick(now, interval)
+                        self.tracks["video"].order_layers()
                     wall = time.time()
                     for track in self.tracks.values():
                         for c in track.consumers:
-                            c.tick(track.source, now, wall, interval)
+                            c.tick(now, wall, interval)
             except Exception:
                 log.exception("room %s timer step failed", self.id)
 
@@ -91,5 +94,8 @@ class Room:
             "publisher": self.publisher.dump() if self.publisher else None,
             "viewers": [v.dump() for v in self.viewers],
             "tracks": {k: {"codec": t.source.codec if t.source else None, "consumers": len(t.consumers),
-                           "forwarded": t.forwarded} for k, t in self.tracks.items()},
+                           "forwarded": t.forwarded,
+                           "layers": [{"rid": s.rid, "width": s.width, "height": s.height,
+                                       "bitrate_bps": [int(r) for r in s.rates]} for s in t.layers]}
+                       for k, t in self.tracks.items()},
         }

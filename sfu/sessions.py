@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from . import aiortc_adapter as adapter
-from . import rtcp_builder
+from . import rtcp_builder, sdp_hints, simulcast_sdp
 from .consumer import Consumer
 from .errors import BadOffer
 from .publisher import PayloadInfo, PublisherIngest
@@ -118,10 +118,24 @@ class PublisherSession(Session):
         if not receiving:
             raise BadOffer("offer sends no media (a publisher's media must be sendonly or sendrecv)")
         rtcp_ssrc = adapter.sender_ssrcs(self.pc.getTransceivers()[0].sender)[0]
-        self.ingest = PublisherIngest(self.room, payloads, rtcp_ssrc)
+        simulcast, rids, rid_ext, rrid_ext = self._simulcast(offer)
+        self.ingest = PublisherIngest(self.room, payloads, rtcp_ssrc, rids, rid_ext, rrid_ext)
         self.tap = adapter.PacketTap(self.pc, self.ingest.on_rtp, self.ingest.on_rtcp)
         self.ingest.tap = self.tap
-        return await self._answer(public_ip)
+        answer = simulcast_sdp.complete_answer(await self._answer(public_ip), simulcast)
+        return sdp_hints.add_start_bitrate(answer)
+
+    def _simulcast(self, offer: str) -> tuple[list[simulcast_sdp.SimulcastOffer], dict[str, list[str]], int, int]:
+        """The offer's simulcast video section (one is supported), if its RID extension was negotiated."""
+        for o in simulcast_sdp.parse_offer(offer):
+            t = next((t for t in self.pc.getTransceivers() if t.mid == o.mid and t.kind == "video"), None)
+            if o.kind != "video" or t is None:
+                continue
+            ext = adapter.negotiated_extensions(t)
+            rid_ext = ext.get(simulcast_sdp.RID_EXT, 0)
+            if rid_ext:
+                return [o], {"video": o.rids}, rid_ext, ext.get(simulcast_sdp.REPAIRED_RID_EXT, 0)
+        return [], {}, 0, 0
 
     def _detach(self) -> None:
         if self.room.publisher is self:
@@ -136,9 +150,17 @@ class PublisherSession(Session):
 class ViewerSession(Session):
     role = "viewer"
 
-    def __init__(self, room: Room, on_closed: Callable[["Session"], None]) -> None:
+    def __init__(self, room: Room, on_closed: Callable[["Session"], None], max_height: Optional[int] = None) -> None:
         super().__init__(room, on_closed)
         self.consumers: list[tuple[str, Consumer]] = []
+        self.max_height = max_height  # the viewer's own cap on picture height
+
+    def set_max_height(self, max_height: Optional[int]) -> None:
+        self.max_height = max_height
+        now = time.monotonic()
+        for _, c in self.consumers:
+            c.max_height = max_height
+            c.allocate(now)
 
     async def negotiate(self, offer: str, public_ip: Optional[str]) -> str:
         await self._apply_offer(offer)
@@ -170,7 +192,8 @@ class ViewerSession(Session):
             track = self.room.tracks[t.kind]
             consumer = Consumer(t.kind, self.tap, ssrc, rtx_ssrc, pts,
                                 adapter.negotiated_extensions(t).get(ABS_SEND_TIME, 0) if t.kind == "video" else 0,
-                                track.request_keyframe)
+                                track)
+            consumer.max_height = self.max_height
             self.consumers.append((t.kind, consumer))
         answer = await self._answer(public_ip)
         now = time.monotonic()
@@ -202,7 +225,7 @@ class ViewerSession(Session):
                     c.on_keyframe_request(now)
             elif (bitrate := rtcp_builder.remb_bitrate(p)) is not None:
                 for _, c in self.consumers:
-                    c.remb = bitrate
+                    c.on_estimate(bitrate, now)
             if isinstance(p, (rtcp_builder.RtcpRrPacket, rtcp_builder.RtcpSrPacket)):
                 for r in p.reports:
                     c = by_ssrc.get(r.ssrc)

@@ -1,7 +1,9 @@
 """A room's track (the teacher's camera or microphone) that outlives any one publisher connection.
 
-Viewers subscribe to the track, not to a publisher: when the teacher reconnects, the new stream is attached
-here and every consumer continues on its next keyframe without renegotiating.
+Viewers subscribe to the track, not to a publisher: when the teacher reconnects, the new streams are attached
+here and every consumer continues on its next keyframe without renegotiating. A video track has one layer
+per simulcast encoding (or one for a single-layer publisher), ordered worst to best; each consumer forwards
+one of them and is routed only the packets of the layers it forwards or is switching to.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class PacketSink(Protocol):
-    """An in-process consumer of a track's packets as they arrive (the recorder): gets the original RTP,
-    unmodified and shared, and must return quickly (no I/O on this path: queue and write elsewhere)."""
+    """An in-process consumer of a track's packets as they arrive (the recorder): gets the original RTP of
+    the best layer, unmodified and shared, and must return quickly (no I/O on this path: queue and write
+    elsewhere). A different `source` object means a new stream (reconnect or layer change)."""
 
     def on_rtp(self, pkt: IngressPacket, source: InboundStream, now: float) -> None: ...
 
@@ -25,30 +28,55 @@ class PacketSink(Protocol):
 class Track:
     def __init__(self, kind: str, wall_clock: Callable[[], float]) -> None:
         self.kind = kind
-        self.source: Optional[InboundStream] = None
+        self.layers: list[InboundStream] = []   # worst first
         self.consumers: list[Consumer] = []
         self.sinks: list[PacketSink] = []
         self.wall_clock = wall_clock
         self.forwarded = 0
         self.on_keyframe_needed: Callable[[InboundStream, float], None] = lambda s, now: None
+        self._routes: dict[int, list[Consumer]] = {}
+        self._routes_dirty = True
 
-    def attach(self, source: Optional[InboundStream], now: float) -> None:
-        self.source = source
-        if source is not None and source.kind == "video" and self.consumers:
-            self.request_keyframe(now)
+    @property
+    def source(self) -> Optional[InboundStream]:
+        """The best layer (what a sink records, what a single-layer viewer gets)."""
+        return self.layers[-1] if self.layers else None
 
-    def request_keyframe(self, now: float) -> None:
-        if self.source is not None:
-            self.on_keyframe_needed(self.source, now)
+    def attach(self, stream: InboundStream, now: float) -> None:
+        """A publisher stream for this track: replaces the layer with the same simulcast id."""
+        self.layers = [s for s in self.layers if s.rid != stream.rid]
+        self.layers.append(stream)
+        self.order_layers()
+        for c in self.consumers:
+            c.layers_changed(now)
+        self.reroute()
+
+    def detach_all(self, now: float) -> None:
+        self.layers = []
+        for c in self.consumers:
+            c.layers_changed(now)
+        self.reroute()
+
+    def order_layers(self) -> None:
+        """Worst to best: by picture height once keyframes told it, else by bitrate."""
+        self.layers.sort(key=lambda s: (s.height, s.rates[-1] if s.rates else 0.0))
+
+    def request_keyframe(self, now: float, layer: Optional[InboundStream] = None) -> None:
+        layer = layer or self.source
+        if layer is not None:
+            self.on_keyframe_needed(layer, now)
 
     def add(self, consumer: Consumer, now: float) -> None:
         # No keyframe request yet: the viewer's transport is still connecting, and a keyframe sent now
         # would be lost. Its session asks once the transport is ready.
         self.consumers.append(consumer)
+        consumer.layers_changed(now)
+        self.reroute()
 
     def remove(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+            self.reroute()
 
     def add_sink(self, sink: PacketSink, now: float) -> None:
         self.sinks.append(sink)
@@ -59,20 +87,34 @@ class Track:
         if sink in self.sinks:
             self.sinks.remove(sink)
 
+    def reroute(self) -> None:
+        """A consumer's current or target layer changed: rebuild the per-layer routes before the next packet."""
+        self._routes_dirty = True
+
+    def _rebuild_routes(self) -> None:
+        routes: dict[int, list[Consumer]] = {}
+        for c in self.consumers:
+            for s in c.wanted_sources():
+                routes.setdefault(id(s), []).append(c)
+        self._routes = routes
+        self._routes_dirty = False
+
     def forward(self, pkt: IngressPacket, source: InboundStream, now: float) -> None:
-        if source is not self.source:
-            return
-        for sink in self.sinks:
-            try:
-                sink.on_rtp(pkt, source, now)
-            except Exception:
-                log.exception("packet sink failed; packet not recorded")
-        if not self.consumers:
+        if self.sinks and self.layers and source is self.layers[-1]:
+            for sink in self.sinks:
+                try:
+                    sink.on_rtp(pkt, source, now)
+                except Exception:
+                    log.exception("packet sink failed; packet not recorded")
+        if self._routes_dirty:
+            self._rebuild_routes()
+        consumers = self._routes.get(id(source))
+        if not consumers:
             return
         self.forwarded += 1
         view = pkt.view
         payload = view.data[view.payload_start:view.payload_end]
         ast = abs_send_time(self.wall_clock()) if self.kind == "video" else b""
         templates: dict = {}
-        for c in self.consumers:
+        for c in consumers:
             c.send(pkt, source, payload, templates, ast, now)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from typing import Optional
+
 from aiohttp import web
 
 from sfu.errors import SfuError
@@ -59,8 +61,23 @@ async def read_offer(request: web.Request) -> str:
         raise web.HTTPBadRequest(text="SDP offer is not UTF-8")
 
 
+def max_height_of(request: web.Request) -> Optional[int]:
+    """The viewer's own cap on picture height: `?max=360` (or `360p`) on WHEP."""
+    raw = request.query.get("max")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw.lower().removesuffix("p"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="max must be a picture height such as 360")
+    if not 90 <= value <= 4320:
+        raise web.HTTPBadRequest(text="max must be a picture height between 90 and 4320")
+    return value
+
+
 def make_handlers(kind: str):
     need = "publish" if kind == "whip" else "subscribe"
+    role = "publisher" if kind == "whip" else "viewer"
 
     async def create(request: web.Request) -> web.Response:
         room = room_of(request)
@@ -71,7 +88,7 @@ def make_handlers(kind: str):
             if kind == "whip":
                 session_id, answer = await node.publish(room, offer)
             else:
-                session_id, answer = await node.play(room, offer)
+                session_id, answer = await node.play(room, offer, max_height=max_height_of(request))
         except SfuError as exc:
             return text_error(exc.status, str(exc))
         headers = dict(CORS_HEADERS)
@@ -84,10 +101,38 @@ def make_handlers(kind: str):
         authorize(request, room, need)
         node: SfuNode = request.app["sfu"]
         try:
-            await node.end(room, request.match_info["session"], "publisher" if kind == "whip" else "viewer")
+            await node.end(room, request.match_info["session"], role)
         except SfuError as exc:
             return text_error(exc.status, str(exc))
         return web.Response(status=200, headers=CORS_HEADERS)
+
+    async def status(request: web.Request) -> web.Response:
+        """The session's own media state (a terminal's status overlay): layer, estimate, loss, RTT."""
+        room = room_of(request)
+        authorize(request, room, need)
+        try:
+            session = request.app["sfu"].session(room, request.match_info["session"], role)
+        except SfuError as exc:
+            return text_error(exc.status, str(exc))
+        return web.json_response(session.dump(), headers=CORS_HEADERS)
+
+    async def layer(request: web.Request) -> web.Response:
+        """A viewer caps its own picture height: `{"max_height": 360}` (null lifts the cap)."""
+        room = room_of(request)
+        authorize(request, room, need)
+        try:
+            body = await request.json()
+            value = body.get("max_height") if isinstance(body, dict) else "bad"
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 90 <= value <= 4320):
+                raise ValueError
+        except ValueError:
+            return text_error(400, 'body must be JSON {"max_height": <90..4320 or null>}')
+        try:
+            session = request.app["sfu"].session(room, request.match_info["session"], role)
+        except SfuError as exc:
+            return text_error(exc.status, str(exc))
+        session.set_max_height(value)
+        return web.json_response({"max_height": value}, headers=CORS_HEADERS)
 
     async def patch(request: web.Request) -> web.Response:
         room_of(request)
@@ -96,12 +141,15 @@ def make_handlers(kind: str):
     async def options(request: web.Request) -> web.Response:
         return web.Response(status=204, headers=CORS_HEADERS)
 
-    return create, delete, patch, options
+    return create, delete, patch, options, status, layer
 
 
 def add_routes(app: web.Application) -> None:
     for kind in ("whip", "whep"):
-        create, delete, patch, options = make_handlers(kind)
+        create, delete, patch, options, status, layer = make_handlers(kind)
+        app.router.add_get(f"/{kind}/{{room}}/{{session}}", status)
+        if kind == "whep":
+            app.router.add_post(f"/{kind}/{{room}}/{{session}}/layer", layer)
         app.router.add_post(f"/{kind}/{{room}}", create)
         app.router.add_route("OPTIONS", f"/{kind}/{{room}}", options)
         app.router.add_delete(f"/{kind}/{{room}}/{{session}}", delete)

@@ -77,7 +77,8 @@ TIMING_SCRIPT = """
 })();
 """
 
-# The RTP statistics of the page's current peer connection (window.liveclass.pc), one entry per kind/direction.
+# The RTP statistics of the page's current peer connection (window.liveclass.pc), one entry per kind/direction
+# (for a simulcast sender, its largest encoding).
 STATS_SCRIPT = """
 async () => {
   const pc = window.liveclass && window.liveclass.pc;
@@ -88,7 +89,10 @@ async () => {
   const out = { connectionState: pc.connectionState };
   report.forEach((s) => {
     if (s.type !== "inbound-rtp" && s.type !== "outbound-rtp") return;
-    out[(s.type === "inbound-rtp" ? "in_" : "out_") + s.kind] = {
+    const key = (s.type === "inbound-rtp" ? "in_" : "out_") + s.kind;
+    // simulcast: one outbound-rtp per encoding; report the largest picture
+    if (out[key] && (out[key].frameHeight || 0) >= (s.frameHeight || 0)) return;
+    out[key] = {
       ssrc: s.ssrc, codec: codecs[s.codecId] || null,
       packetsReceived: s.packetsReceived, packetsSent: s.packetsSent, packetsLost: s.packetsLost,
       framesDecoded: s.framesDecoded, framesEncoded: s.framesEncoded, framesSent: s.framesSent,

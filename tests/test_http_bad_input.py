@@ -128,3 +128,38 @@ async def test_bad_requests_get_clear_errors_and_leak_nothing(server, clip):
                 break
             await asyncio.sleep(0.25)
         assert settled, f"leak: before={before} after={after}"
+
+
+async def test_layer_controls_refuse_bad_input(server, clip):
+    """`?max=` on WHEP, the viewer's status and its layer cap: bad values, tokens and sessions refused."""
+    base = server.base_url
+    terminal = server.token("caps", "terminal")
+    view_offer = await offer("recvonly")
+    async with aiohttp.ClientSession() as http:
+        for bad in ("abc", "0", "99999", "-360"):
+            status, text, _ = await post(http, f"{base}/whep/caps?max={bad}", view_offer, terminal)
+            assert status == 400 and "max must be" in text, (bad, status, text)
+        status, text, headers = await post(http, f"{base}/whep/caps?max=360p", view_offer, terminal)
+        assert status == 201, text
+        resource = base + headers["Location"]
+        auth = {"Authorization": f"Bearer {terminal}"}
+        async with http.get(resource, headers=auth) as r:
+            assert r.status == 200
+            assert (await r.json())["consumers"][0]["max_height"] == 360
+        async with http.get(resource) as r:
+            assert r.status == 401
+        async with http.get(resource, headers={"Authorization": f"Bearer {server.token('other', 'terminal')}"}) as r:
+            assert r.status == 403
+        async with http.get(base + "/whep/caps/nosuchsession", headers=auth) as r:
+            assert r.status == 404 and "no such session" in await r.text()
+        for body in (b"not json", b"[1]", b'{"max_height": "360"}', b'{"max_height": 5}', b'{"max_height": true}'):
+            async with http.post(resource + "/layer", data=body, headers=auth) as r:
+                assert r.status == 400 and "max_height" in await r.text(), body
+        async with http.post(resource + "/layer", json={"max_height": None}, headers=auth) as r:
+            assert r.status == 200
+        async with http.get(resource, headers=auth) as r:
+            assert (await r.json())["consumers"][0]["max_height"] is None
+        async with http.post(base + "/whep/caps/nosuchsession/layer", json={"max_height": 180}, headers=auth) as r:
+            assert r.status == 404
+        async with http.delete(resource, headers=auth) as r:
+            assert r.status == 200

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from sfu.codec_info import h264_is_keyframe, parse_vp8, rewrite_vp8
+from sfu.codec_info import h264_is_keyframe, parse_vp8, write_vp8_ids
 from sfu.ingest_estimator import IngestEstimator
 from sfu.keyframe_requester import KeyframeRequester
 from sfu.munger import StreamMunger
@@ -54,7 +54,7 @@ def test_vp8_descriptor_and_rewrite():
     d = parse_vp8(payload, 0, len(payload))
     assert d is not None and d.keyframe and d.picture_id == 0x7FFE and d.tl0picidx == 250 and d.tid == 2
     buf = bytearray(payload)
-    rewrite_vp8(buf, d, 3, 10)
+    write_vp8_ids(buf, d, (0x7FFE + 3) & 0x7FFF, (250 + 10) & 0xFF)
     d2 = parse_vp8(bytes(buf), 0, len(buf))
     assert d2.picture_id == 1 and d2.tl0picidx == 4  # both wrapped
     assert not parse_vp8(vp8_payload(5, 0, 0, keyframe=False), 0, 9).keyframe
@@ -101,12 +101,12 @@ def test_munger_keeps_output_continuous_across_source_switch():
     assert m.map(500, 9000, 0.0) == (1000, 50000)
     assert m.map(501, 12000, 0.033) == (1001, 53000)
     assert m.map(499, 6000, 0.04) is None           # older than the switch point
-    m.note_vp8(101, 7, 15)
-    m.start(b, seq=40000, ts=123, now=1.033, clock_rate=90000, picture_id=9000, tl0=200)
+    assert m.note_picture(101, 7) == (101, 7)
+    e = m.start(b, seq=40000, ts=123, now=1.033, clock_rate=90000, picture_id=9000, tl0=200)
     out = m.map(40000, 123, 1.033)
     assert out[0] == 1002                             # sequence continues
     assert out[1] == 53000 + 90000                    # the one-second gap stays a gap
-    assert (9000 + m.pid_offset) & 0x7FFF == 102 and (200 + m.tl0_offset) & 0xFF == 8
+    assert e.out_pid(9000) == 102 and e.out_tl0(200) == 8
     assert m.to_source(1001)[:2] == (a, 501)
     assert m.to_source(1002)[:2] == (b, 40000)
 

@@ -4,6 +4,15 @@ import {
   mediaStats, HttpError,
 } from "./whip-client.js";
 
+// Three encodings (about 320x180, 640x360 and 1280x720 from a 720p camera), each with three VP8 temporal
+// layers: the server gives every classroom the one its link can carry. `?simulcast=0` sends one encoding.
+const SIMULCAST = new URLSearchParams(window.location.search).get("simulcast") !== "0";
+const SIMULCAST_ENCODINGS = [
+  { rid: "l", scaleResolutionDownBy: 4, maxBitrate: 150_000, scalabilityMode: "L1T3" },
+  { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 500_000, scalabilityMode: "L1T3" },
+  { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 1_500_000, scalabilityMode: "L1T3" },
+];
+
 const CONNECT_TIMEOUT_MS = 15000;     // offer posted → ICE/DTLS connected
 const DISCONNECTED_GRACE_MS = 5000;   // 'disconnected' often recovers by itself
 const MAX_AUTO_RETRIES = 5;           // after a lost connection while live
@@ -99,8 +108,10 @@ async function goLive() {
     pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   }
   for (const track of stream.getVideoTracks()) {
-    const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-    preferCodec(t, "video", "video/VP8");  // one encoding for now; simulcast comes later
+    const init = { direction: "sendonly", streams: [stream] };
+    if (SIMULCAST) init.sendEncodings = SIMULCAST_ENCODINGS;
+    const t = pc.addTransceiver(track, init);
+    preferCodec(t, "video", "video/VP8");
   }
   pc.addEventListener("connectionstatechange", () => onConnectionState(s));
   try {

@@ -15,6 +15,10 @@ const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
 const PERMANENT_RETRY_MS = 30000;    // bad token or room: the page keeps trying, slowly
 
 const { room, token } = pageParams();
+const query = new URLSearchParams(window.location.search);
+// `?max=360`: this classroom never wants more than 360 lines (a small screen or a link known to be thin).
+const MAX_HEIGHT = query.get("max") || "";
+const STATS_MS = 2000;
 const $ = (id) => document.getElementById(id);
 const video = $("video");
 const overlay = $("overlay");
@@ -147,7 +151,8 @@ async function playOnce() {
   });
 
   try {
-    s.resource = await negotiate(pc, endpointUrl("whep", room), token);
+    const endpoint = endpointUrl("whep", room) + (MAX_HEIGHT ? `?max=${encodeURIComponent(MAX_HEIGHT)}` : "");
+    s.resource = await negotiate(pc, endpoint, token);
     liveclass.resource = s.resource;
   } catch (e) {
     await teardown(s);
@@ -254,11 +259,62 @@ async function run() {
   }
 }
 
+// --- status overlay (S key or ?stats=1): what this classroom receives and what the server chose ---------
+
+const statsBox = $("stats");
+let statsTimer = 0;
+let lastInbound = null;
+
+function fmtRate(bps) {
+  if (bps == null) return "–";
+  return bps >= 1e6 ? `${(bps / 1e6).toFixed(2)} Mbit/s` : `${Math.round(bps / 1e3)} kbit/s`;
+}
+
+async function serverView(resource) {
+  try {
+    const r = await fetch(resource, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+    return r.ok ? await r.json() : null;
+  } catch { return null; }
+}
+
+async function refreshStats() {
+  const pc = liveclass.pc;
+  const lines = [];
+  if (pc && pc.connectionState !== "closed") {
+    let v = null;
+    try { (await pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") v = s; }); } catch { /* closed */ }
+    if (v) {
+      let bps = null;
+      if (lastInbound && v.timestamp > lastInbound.timestamp) {
+        bps = (8 * (v.bytesReceived - lastInbound.bytesReceived) * 1000) / (v.timestamp - lastInbound.timestamp);
+      }
+      lastInbound = v;
+      const lossPct = v.packetsReceived ? (100 * (v.packetsLost || 0)) / (v.packetsReceived + (v.packetsLost || 0)) : 0;
+      lines.push(`${v.frameWidth || "?"}×${v.frameHeight || "?"} · ${Math.round(v.framesPerSecond || 0)} fps · ${fmtRate(bps)} · loss ${lossPct.toFixed(1)} %`);
+    }
+  }
+  const resource = liveclass.resource;
+  const server = resource ? await serverView(resource) : null;
+  const c = server && (server.consumers || []).find((x) => x.kind === "video");
+  if (c) {
+    liveclass.server = c;
+    lines.push(`layer ${c.layer ?? "–"}${c.target_layer !== c.layer ? `→${c.target_layer}` : ""} T${c.temporal_limit} · estimate ${fmtRate(c.remb_bps)} · RTT ${c.rtt_ms ?? "–"} ms · switches ↑${c.switches_up} ↓${c.switches_down}`);
+  }
+  statsBox.textContent = lines.join("\n") || "no media yet";
+}
+
+function showStats(on) {
+  statsBox.hidden = !on;
+  clearInterval(statsTimer);
+  if (on) { refreshStats(); statsTimer = setInterval(refreshStats, STATS_MS); }
+}
+
 // --- page wiring ----------------------------------------------------------------------------------------
 
 window.addEventListener("keydown", (e) => {
   if (e.key === "f" || e.key === "F") { toggleFullscreen(); return; }
   if (e.key === "m" || e.key === "M") { video.muted = !video.muted; if (!video.muted) userGesture(); return; }
+  if (e.key === "s" || e.key === "S") { showStats(statsBox.hidden); return; }
   userGesture();
 });
 window.addEventListener("pointerdown", userGesture);
@@ -267,6 +323,7 @@ window.addEventListener("pagehide", () => { if (current) teardown(current, { kee
 document.addEventListener("visibilitychange", keepScreenOn);
 
 $("room-name").textContent = room;
+if (query.get("stats") === "1") showStats(true);
 setState("waiting", "Connecting to the classroom server…");
 if (!room || !token) {
   setState("error", "This page needs ?room=…&token=… in its address (ask for a classroom link).");

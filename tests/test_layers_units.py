@@ -1,0 +1,326 @@
+"""Layer choice and layer switching, fed recorded-style packet sequences with injected time (no sockets).
+
+The packet fixtures model what Chromium sends for simulcast with VP8 L1T3: three encodings, each with its
+own SSRC, sequence numbers, PictureIDs and TL0PICIDX, temporal pattern 0,2,1,2, a keyframe every 2 s.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from sfu.allocator import HOLD_MIN, Allocator
+from sfu.codec_info import parse_vp8
+from sfu.consumer import Consumer
+from sfu.inbound import InboundStream
+from sfu.munger import DropCounter
+from sfu.rtp_header import RtpView, build_header
+from sfu.simulcast_sdp import complete_answer, parse_offer
+from sfu.track import Track
+
+TID_PATTERN = (0, 2, 1, 2)
+FPS = 30
+
+
+def vp8_packet(seq: int, ts: int, ssrc: int, picture_id: int, tl0: int, tid: int, keyframe: bool, start: bool,
+               marker: bool, layer_sync: bool = False, size: int = 300) -> bytes:
+    desc = bytes([0x90 if start else 0x80, 0xE0, 0x80 | (picture_id >> 8), picture_id & 0xFF, tl0,
+                  (tid << 6) | (0x20 if layer_sync else 0)])
+    body = bytes([0x00 if keyframe else 0x01, 0, 0]) if start else b"\x00\x00\x00"
+    return bytes(build_header(int(marker), 96, seq, ts, ssrc)) + desc + body + b"\x55" * size
+
+
+@dataclass
+class LayerSource:
+    """One simulcast encoding as the publisher sends it."""
+    ssrc: int
+    packets_per_frame: int
+    seq: int = field(default_factory=lambda: random.randrange(65536))
+    picture_id: int = field(default_factory=lambda: random.randrange(32768))
+    tl0: int = field(default_factory=lambda: random.randrange(256))
+    ts_base: int = field(default_factory=lambda: random.randrange(1 << 32))
+
+    def frame(self, index: int, keyframe: bool) -> list[bytes]:
+        tid = 0 if keyframe else TID_PATTERN[index % 4]
+        if tid == 0:
+            self.tl0 = (self.tl0 + 1) & 0xFF
+        self.picture_id = (self.picture_id + 1) & 0x7FFF
+        ts = (self.ts_base + index * 90000 // FPS) & 0xFFFFFFFF
+        out = []
+        for i in range(self.packets_per_frame):
+            out.append(vp8_packet(self.seq, ts, self.ssrc, self.picture_id, self.tl0, tid, keyframe, i == 0,
+                                  i == self.packets_per_frame - 1))
+            self.seq = (self.seq + 1) & 0xFFFF
+        return out
+
+
+class RecordingTap:
+    """Where a consumer's output goes in these tests: kept for inspection."""
+
+    def __init__(self) -> None:
+        self.ready = True
+        self.sent: list[bytes] = []
+
+    def send_rtp(self, data) -> bool:
+        self.sent.append(bytes(data))
+        return True
+
+    def send_rtcp(self, data) -> bool:
+        return True
+
+
+class Rig:
+    """A video track with simulcast layers and one consumer on it."""
+
+    def __init__(self, packets_per_frame=(1, 2, 4), keyframe_every: int = 60) -> None:
+        self.track = Track("video", lambda: 0.0)
+        self.keyframe_requests: list[tuple[float, int]] = []
+        self.pending_keyframe: set[int] = set()
+        self.track.on_keyframe_needed = self._keyframe_needed
+        self.sources = [LayerSource(1000 + i, n) for i, n in enumerate(packets_per_frame)]
+        self.streams = [InboundStream("video", "VP8", 90000, s.ssrc, 96, rid) for s, rid in zip(self.sources, "lmh")]
+        for i, st in enumerate(self.streams):
+            st.height = (180, 360, 720)[i]
+        self.tap = RecordingTap()
+        self.consumer = Consumer("video", self.tap, 5555, 5556, {"VP8": (96, 97)}, 0, self.track)
+        self.keyframe_every = keyframe_every
+        self.frame_index = 0
+        self.now = 0.0
+        for st in self.streams:
+            self.track.attach(st, self.now)
+        self.track.add(self.consumer, self.now)
+
+    def _keyframe_needed(self, stream: InboundStream, now: float) -> None:
+        self.keyframe_requests.append((now, stream.ssrc))
+        self.pending_keyframe.add(stream.ssrc)  # the publisher answers with its next frame
+
+    def run(self, frames: int, drop=lambda layer, frame, i: False, reorder: bool = False) -> None:
+        for _ in range(frames):
+            for layer, (src, st) in enumerate(zip(self.sources, self.streams)):
+                keyframe = self.frame_index % self.keyframe_every == 0 or src.ssrc in self.pending_keyframe
+                if keyframe:
+                    self.pending_keyframe.discard(src.ssrc)
+                packets = src.frame(self.frame_index, keyframe)
+                if reorder and len(packets) > 2:
+                    packets[1], packets[2] = packets[2], packets[1]
+                for i, data in enumerate(packets):
+                    if drop(layer, self.frame_index, i):
+                        continue
+                    view = RtpView(data)
+                    st.last_packet_at = self.now
+                    pkt = st.classify(view, self.now)
+                    self.track.forward(pkt, st, self.now)
+            self.frame_index += 1
+            self.now += 1 / FPS
+            if self.frame_index % FPS == 0:
+                for st in self.streams:
+                    st.update_rates(1.0)
+
+    def output(self) -> list[tuple[RtpView, object]]:
+        out = []
+        for data in self.tap.sent:
+            v = RtpView(data)
+            out.append((v, parse_vp8(data, v.payload_start, v.payload_end) if v.payload_size else None))
+        return out
+
+
+def assert_continuous(out) -> None:
+    seqs = [v.seq for v, _ in out]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:])), "output sequence numbers have holes"
+    pids = []
+    for v, d in out:
+        if d is not None and d.start_of_partition and d.partition_id == 0:
+            pids.append(d.picture_id)
+    assert all((b - a) & 0x7FFF == 1 for a, b in zip(pids, pids[1:])), "output PictureIDs have holes"
+    tl0s = [d.tl0picidx for _, d in out if d is not None and d.tid == 0 and d.start_of_partition]
+    assert all((b - a) & 0xFF in (0, 1) for a, b in zip(tl0s, tl0s[1:])), "TL0PICIDX jumps"
+
+
+def set_target(rig: Rig, layer: int, tid: int) -> None:
+    rig.consumer._set_target(rig.streams[layer], tid, rig.now)
+
+
+def test_temporal_layers_dropped_without_holes():
+    rig = Rig()
+    set_target(rig, 2, 2)
+    rig.run(60)
+    full = len(rig.output())
+    set_target(rig, 2, 0)          # a quarter of the frame rate
+    rig.tap.sent.clear()
+    rig.run(40)
+    out = rig.output()
+    assert {d.tid for _, d in out} == {0}
+    assert len({d.picture_id for _, d in out}) == 10           # frames 0, 4, 8, ... of 40
+    assert_continuous(out)
+    assert full > 0
+    set_target(rig, 2, 2)          # back up at the next base-layer picture
+    rig.tap.sent.clear()
+    rig.run(8)
+    assert {d.tid for _, d in rig.output()} == {0, 1, 2}
+
+
+def test_spatial_switch_waits_for_keyframe_and_keeps_numbering():
+    rig = Rig(keyframe_every=1000)
+    set_target(rig, 2, 2)
+    rig.run(2)                                    # frame 0 is a keyframe on every layer
+    assert rig.consumer.munger.source is rig.streams[2]
+    before = len(rig.tap.sent)
+    set_target(rig, 0, 2)
+    assert rig.keyframe_requests[-1][1] == rig.sources[0].ssrc   # asked of the layer switched to
+    rig.run(3)
+    out = rig.output()
+    assert rig.consumer.munger.source is rig.streams[0]
+    ssrcs_in = [RtpView(p).ssrc for p in rig.tap.sent]
+    assert len(set(ssrcs_in)) == 1 and ssrcs_in[0] == 5555
+    assert_continuous(out)
+    after = out[before:]
+    assert after[0][1].keyframe                   # the new layer starts on its keyframe
+    # timestamps keep real time across the switch (one frame interval, not a jump)
+    assert (after[0][0].timestamp - out[before - 1][0].timestamp) & 0xFFFFFFFF == 3000
+
+
+def test_requests_on_join_are_coalesced_per_layer():
+    rig = Rig(keyframe_every=1000)
+    set_target(rig, 1, 2)
+    rig.run(1)
+    requests = len(rig.keyframe_requests)
+    rig.run(10)                                   # keeps waiting for a keyframe: asks each packet, but
+    assert rig.consumer.munger.source is rig.streams[1]  # the fixture delivered one: switched
+    assert all(ssrc == rig.sources[1].ssrc for _, ssrc in rig.keyframe_requests[requests - 1:])
+
+
+def test_late_packet_of_a_dropped_layer_leaves_no_hole():
+    rig = Rig()
+    set_target(rig, 2, 2)
+    rig.run(4)
+    set_target(rig, 2, 0)
+    rig.run(1)                                    # frame 4: base layer
+    # frame 5 (TID 2) arrives with packets 1 and 2 swapped: packet 1 comes after packet 2 was left out
+    rig.run(1, reorder=True)
+    rig.run(3)
+    out = rig.output()
+    seqs = [v.seq for v, _ in out]
+    assert sorted(set(seqs)) == sorted(seqs)       # nothing sent twice
+    fills = [v for v, d in out if v.payload_size == 0]
+    assert len(fills) == 1                         # its number was given away: padding keeps the sequence whole
+    assert_continuous(out)
+
+
+def test_reordered_and_lost_packets_keep_their_numbers():
+    rig = Rig()
+    set_target(rig, 2, 2)
+    rig.run(10, reorder=True, drop=lambda layer, f, i: layer == 2 and f == 5 and i == 3)
+    out = rig.output()
+    seqs = sorted(v.seq for v, _ in out)
+    holes = [b for a, b in zip(seqs, seqs[1:]) if (b - a) & 0xFFFF != 1]
+    assert len(holes) == 1                         # exactly the one lost packet is missing (NACKable)
+
+
+def test_drop_counter_renumbers_late_values():
+    c = DropCounter(16)
+    for v in (10, 11):
+        c.see(v)
+    assert c.drop(12)
+    c.see(13)
+    assert c.before(13) == 1 and c.before(11) == 0
+    assert not c.drop(12)                          # already past it: a hole to fill
+    assert c.drop(65535 + 20 & 0xFFFF) is True     # far ahead (wraps): absorbed
+
+
+# --- allocator -------------------------------------------------------------------------------------------
+
+RATES = [[60e3, 90e3, 120e3], [200e3, 320e3, 450e3], [700e3, 1.1e6, 1.5e6]]
+
+
+def test_allocator_starts_high_and_drops_within_one_estimate():
+    a = Allocator()
+    assert a.update(0.0, None, 0.0, 0.0, RATES) == (2, 2)
+    assert a.update(0.25, 500e3, 0.0, 1.5e6, RATES) == (1, 2)        # fits 450k in 475k
+    assert a.update(0.5, 100e3, 0.0, 450e3, RATES) == (0, 1)          # drops frame rate, then resolution
+
+
+def test_allocator_goes_up_one_step_after_hold_and_probes_when_short():
+    a = Allocator()
+    a.update(0.0, 100e3, 0.0, 0, RATES)
+    assert a.state.current == (0, 1)
+    t = 0.0
+    while t < HOLD_MIN - 0.1:
+        t += 0.25
+        assert a.update(t, 2e6, 0.0, 90e3, RATES) == (0, 1)            # not before the hold
+    t += 0.25
+    assert a.update(t, 2e6, 0.0, 90e3, RATES) == (0, 2)               # one step only
+    # the estimate does not allow the next step: probe (padding) for it while the link is clean
+    t += 10
+    a.update(t, 150e3, 0.0, 120e3, RATES)
+    assert a.probe_rate(t) > 0
+    a.update(t + 0.25, 150e3, 0.05, 120e3, RATES)                      # loss: stop probing
+    assert a.probe_rate(t + 0.25) == 0
+
+
+def test_allocator_backs_off_after_a_failed_upgrade_and_respects_cap():
+    a = Allocator()
+    a.update(0.0, 500e3, 0.0, 0, RATES)
+    t = 0.0
+    switches = 0
+    last = a.state.current
+    for _ in range(400):                                            # estimate oscillating every 1.5 s
+        t += 0.25
+        estimate = 800e3 if int(t / 1.5) % 2 == 0 else 480e3
+        q = a.update(t, estimate, 0.0, 0, RATES)
+        if q != last:
+            switches += 1
+            last = q
+    assert switches <= 12, f"{switches} switches in 100 s: flapping"
+    capped = Allocator()
+    assert capped.update(0.0, 5e6, 0.0, 0, RATES, cap=1) == (1, 2)
+
+
+def test_allocator_heavy_loss_cuts_the_rate():
+    a = Allocator()
+    a.update(0.0, 2e6, 0.0, 0, RATES)
+    assert a.update(1.0, 2e6, 0.3, 1.5e6, RATES) < (2, 2)
+
+
+# --- SDP --------------------------------------------------------------------------------------------------
+
+OFFER = """v=0\r
+o=- 1 2 IN IP4 127.0.0.1\r
+s=-\r
+t=0 0\r
+m=video 9 UDP/TLS/RTP/SAVPF 96\r
+a=mid:0\r
+a=rid:q send\r
+a=rid:h send\r
+a=rid:f send\r
+a=simulcast:send q;h;~f\r
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r
+a=mid:1\r
+"""
+
+
+def test_simulcast_offer_is_answered_per_mid():
+    offers = parse_offer(OFFER)
+    assert len(offers) == 1 and offers[0].rids == ["q", "h", "f"] and offers[0].paused == {"f"}
+    answer = "v=0\r\nm=video 9 X 96\r\na=mid:0\r\na=sendrecv\r\nm=audio 9 X 111\r\na=mid:1\r\n"
+    done = complete_answer(answer, offers)
+    video = done.split("m=audio")[0]
+    assert "a=rid:q recv\r\na=rid:h recv\r\na=rid:f recv\r\na=simulcast:recv q;h;~f\r\n" in video
+    assert "simulcast" not in done.split("m=audio")[1]
+
+
+def test_malformed_simulcast_is_ignored():
+    bad = OFFER.replace("a=rid:h send\r\n", "")                       # names a rid it never declares
+    assert parse_offer(bad) == []
+    too_many = OFFER.replace("q;h;~f", ";".join("abcde"))
+    assert parse_offer(too_many) == []
+
+
+def test_start_bitrate_hint_on_every_video_codec():
+    from sfu.sdp_hints import add_start_bitrate
+    answer = ("v=0\r\nm=video 9 X 96 97 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n"
+              "a=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1\r\n"
+              "m=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\n")
+    done = add_start_bitrate(answer, 1000)
+    assert "a=fmtp:96 x-google-start-bitrate=1000\r\n" in done
+    assert "a=fmtp:102 packetization-mode=1;x-google-start-bitrate=1000\r\n" in done
+    assert "a=fmtp:97 apt=96\r\n" in done                               # RTX untouched
+    assert done.count("x-google") == 2
