@@ -54,7 +54,7 @@ def qualities(rates: Sequence[Sequence[float]]) -> list[tuple[Quality, float]]:
 def usable_bps(estimate_bps: Optional[float], loss: float, sending_bps: float) -> float:
     """What the link is believed to carry: the viewer's estimate, cut back when it reports heavy loss
     (loss-based control as in GCC: the delay-based REMB can lag a policer that simply drops)."""
-    usable = float(estimate_bps) if estimate_bps else START_BPS
+    usable = float(estimate_bps) if estimate_bps is not None else START_BPS
     if loss > LOSS_HEAVY and sending_bps > 0:
         usable = min(usable, sending_bps * (1 - 0.5 * loss))
     return usable

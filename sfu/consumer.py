@@ -25,6 +25,7 @@ ALL_TIDS = 3
 LAYER_IDLE_S = 0.5        # a layer that sent nothing for this long is paused (the publisher cut it)
 PROBE_PACKET_BYTES = 1000
 FILL_PADDING = b"\x00\x00\x00\x04"
+AUDIO_RESERVE_BPS = 64_000  # Opus speech/music plus headers, kept out of what video may use
 
 
 class Consumer:
@@ -182,7 +183,9 @@ class Consumer:
         if self.max_height is not None:
             fitting = [i for i, s in enumerate(layers) if s.height and s.height <= self.max_height]
             cap = fitting[-1] if fitting else 0
-        choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap)
+        # The viewer's estimate covers everything sent to it: audio comes first.
+        estimate = max(0, self.remb - AUDIO_RESERVE_BPS) if self.remb else None
+        choice = self.allocator.update(now, estimate, self.fraction_lost, self.media_bps, rates, cap)
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return

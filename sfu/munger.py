@@ -129,12 +129,19 @@ class StreamMunger:
     def map(self, seq: int, ts: int, now: float) -> Optional[tuple[int, int]]:
         """Output (seq, ts) for a forwarded packet of the current source; None if it predates the switch."""
         e = self.epoch
-        if e is None or seq_diff(seq, e.start_seq) < 0:
+        if e is None or (seq - e.start_seq) & 0xFFFF >= 0x8000:
             return None
-        e.seq_drops.see(seq)
-        out_seq = e.out_seq(seq)
+        drops = e.seq_drops
+        if drops.count:
+            drops.see(seq)
+            out_seq = e.out_seq(seq)
+        else:  # nothing left out yet (the usual case): plain offset
+            h = drops.highest
+            if h is None or 0 < (seq - h) & 0xFFFF < 0x8000:
+                drops.highest = seq
+            out_seq = (seq + e.seq_offset) & 0xFFFF
         out_ts = (ts + e.ts_offset) & 0xFFFFFFFF
-        if seq_diff(out_seq, self.last_seq) > 0:
+        if 0 < (out_seq - self.last_seq) & 0xFFFF < 0x8000:
             self.last_seq = out_seq
             self.last_ts = out_ts
             self.last_time = now
