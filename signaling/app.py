@@ -10,7 +10,7 @@ from aiohttp import web
 
 from sfu.node import SfuNode
 
-from . import media_endpoints
+from . import media_endpoints, room_ws
 from .http_errors import error_middleware
 from .tokens import TokenError, verify
 
@@ -74,6 +74,7 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/stats", stats)
     media_endpoints.add_routes(app)
+    room_ws.setup(app)  # /ws/{room} and the lesson state at app["rooms_ws"] (issue 4)
     app.router.add_get("/", index)
     app.router.add_static("/", CLIENT_WEB, show_index=False)
 

@@ -43,7 +43,10 @@ def _token(args: argparse.Namespace) -> int:
         print("liveclass token: set LIVECLASS_SECRET (or --secret) to the server's secret", file=sys.stderr)
         return 2
     try:
-        print(mint(secret, args.room, args.role, args.ttl, name=args.name or "", identity=args.identity or ""))
+        sources = None if args.sources is None else [x.strip() for x in args.sources.split(",") if x.strip()]
+        print(mint(secret, args.room, args.role, args.ttl, name=args.name or "", identity=args.identity or "",
+                   sources=sources, can_publish=False if args.no_publish else None,
+                   can_subscribe=False if args.no_subscribe else None))
     except ValueError as exc:
         print(f"liveclass token: {exc}", file=sys.stderr)
         return 2
@@ -64,12 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
     t = sub.add_parser("token", help="print an access token (JWT) signed with LIVECLASS_SECRET")
-    t.add_argument("--room", required=True)
+    t.add_argument("--room", required=True, help="room name; '*' (admin only) for every room")
     t.add_argument("--role", required=True, choices=ROLES)
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     t.add_argument("--name", help="display name")
     t.add_argument("--identity", help="participant identity (sub); default: generated")
     t.add_argument("--secret", help="signing secret (default: LIVECLASS_SECRET)")
+    # grants narrower than the role's defaults (issue 4); the role's own limits are never widened
+    t.add_argument("--sources", metavar="LIST",
+                   help="comma-separated sources it may publish: camera,microphone,screen (default: the role's; '' for none)")
+    t.add_argument("--no-publish", action="store_true", help="may not publish at all")
+    t.add_argument("--no-subscribe", action="store_true", help="may not play media")
     t.set_defaults(func=_token)
     return p
 

@@ -6,7 +6,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 import jwt
 
@@ -29,6 +29,10 @@ class TokenError(Exception):
     """Missing, malformed, badly signed or expired token (HTTP 401)."""
 
 
+class TokenExpired(TokenError):
+    """A well-signed token past its `exp` (the room WebSocket tells this apart: a new token will do)."""
+
+
 @dataclass(frozen=True)
 class Grant:
     identity: str
@@ -43,6 +47,13 @@ class Grant:
     def allows_room(self, room: str) -> bool:
         return self.room == room or (self.role == "admin" and self.room == "*")
 
+    def may_publish(self, source: str) -> bool:
+        """Whether this grant lets its holder send `source` (camera, microphone or screen)."""
+        return self.can_publish and source in self.sources
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires
+
 
 def secret_from_env() -> Optional[str]:
     return os.environ.get("LIVECLASS_SECRET") or None
@@ -53,12 +64,28 @@ def new_secret() -> str:
 
 
 def mint(secret: str, room: str, role: str, ttl: int = 3600, name: str = "", identity: str = "",
-         now: Optional[float] = None) -> str:
+         now: Optional[float] = None, sources: Optional[Iterable[str]] = None,
+         can_publish: Optional[bool] = None, can_subscribe: Optional[bool] = None) -> str:
+    """Sign a token for `role`. `sources`, `can_publish` and `can_subscribe` may narrow the role's rights, never widen them."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if ttl <= 0:
         raise ValueError("ttl must be positive")
-    can_publish, can_subscribe, sources = ROLE_GRANTS[role]
+    if room == "*" and role != "admin":
+        raise ValueError("only admin tokens may name every room ('*')")
+    role_publish, role_subscribe, role_sources = ROLE_GRANTS[role]
+    if sources is None:
+        sources = role_sources
+    else:
+        sources = tuple(dict.fromkeys(sources))
+        extra = [s for s in sources if s not in role_sources]
+        if extra:
+            allowed = ", ".join(role_sources) or "none"
+            raise ValueError(f"role {role} may not publish {', '.join(extra)} (allowed: {allowed})")
+    if can_publish and not role_publish:
+        raise ValueError(f"role {role} may not publish")
+    can_publish = role_publish if can_publish is None else can_publish
+    can_subscribe = role_subscribe if can_subscribe is None else can_subscribe
     issued = int(time.time() if now is None else now)
     identity = identity or f"{role}-{uuid.uuid4().hex[:8]}"
     claims = {
@@ -76,7 +103,7 @@ def verify(secret: str, token: Optional[str]) -> Grant:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
                             options={"require": ["exp", "sub", "room", "role"]})
     except jwt.ExpiredSignatureError:
-        raise TokenError("access token expired") from None
+        raise TokenExpired("access token expired") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid access token: {exc}") from None
     role = claims.get("role")

@@ -59,3 +59,47 @@ def test_cli_token_without_secret_fails_clearly():
     out = subprocess.run([sys.executable, "-m", "signaling.cli", "token", "--room", "r1", "--role", "teacher"],
                          env=env, capture_output=True, text=True)
     assert out.returncode == 2 and "LIVECLASS_SECRET" in out.stderr
+
+
+def test_tokens_may_narrow_a_role_but_never_widen_it():
+    g = verify(SECRET, mint(SECRET, "r", "terminal", sources=["camera"]))
+    assert g.may_publish("camera") and not g.may_publish("microphone") and not g.may_publish("screen")
+    g = verify(SECRET, mint(SECRET, "r", "teacher", can_publish=False))
+    assert not g.may_publish("camera") and g.can_subscribe
+    assert not verify(SECRET, mint(SECRET, "r", "observer", can_subscribe=False)).can_subscribe
+    with pytest.raises(ValueError, match="may not publish screen"):
+        mint(SECRET, "r", "terminal", sources=["camera", "screen"])
+    with pytest.raises(ValueError, match="may not publish"):
+        mint(SECRET, "r", "student", can_publish=True)
+    with pytest.raises(ValueError, match="admin"):
+        mint(SECRET, "*", "teacher")
+    assert verify(SECRET, mint(SECRET, "*", "admin")).allows_room("any-room")
+
+
+def _cli_token(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "signaling.cli", "token", *args],
+                          env={**os.environ, "LIVECLASS_SECRET": SECRET}, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, publish, sources, subscribe", [
+    (["--role", "terminal", "--sources", "camera"], True, ("camera",), True),
+    (["--role", "teacher", "--sources", "camera,microphone"], True, ("camera", "microphone"), True),
+    (["--role", "terminal", "--sources", ""], True, (), True),
+    (["--role", "teacher", "--no-publish"], False, ("camera", "microphone", "screen"), True),
+    (["--role", "observer", "--no-subscribe"], False, (), False),
+])
+def test_cli_token_grant_options(args, publish, sources, subscribe):
+    out = _cli_token("--room", "r1", *args)
+    assert out.returncode == 0, out.stderr
+    g = verify(SECRET, out.stdout.strip())
+    assert (g.can_publish, g.sources, g.can_subscribe) == (publish, sources, subscribe)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--room", "r1", "--role", "terminal", "--sources", "screen"], "may not publish screen"),
+    (["--room", "r1", "--role", "student", "--sources", "camera"], "may not publish camera"),
+    (["--room", "*", "--role", "teacher"], "admin"),
+])
+def test_cli_token_refuses_wider_grants(args, message):
+    out = _cli_token(*args)
+    assert out.returncode == 2 and message in out.stderr and not out.stdout
