@@ -1,11 +1,24 @@
 """Choosing one viewer's layer: a pure function of its bandwidth estimate, loss, the layers' bitrates and time.
 
-Qualities are ordered (spatial, temporal) lexicographically, so stepping down drops frame rate before
-resolution. The rules, in the spirit of Galene's short rule set:
-- down at once (on the estimate that shows it) to the best quality that fits in DOWN_FILL of the estimate;
-- up one step only after the next quality has fitted in UP_FILL of the estimate for `hold` seconds;
-- if the next step does not fit, probe (padding up to its rate) while the link is clean; an upgrade that is
-  followed by a downgrade within FAILED_UP_WINDOW doubles `hold` (back-off), a quiet period resets it.
+Qualities are ordered (spatial, temporal) lexicographically, so stepping down halves the frame rate before
+it lowers the resolution. The rules, in the spirit of Galene's short rule set:
+- down at once to the best quality that fits in DOWN_FILL of the estimate, but only on a sign of congestion:
+  the estimate fell under what we send, the layer plainly does not fit, or heavy loss. (Chromium's REMB
+  never exceeds 1.5x the rate it receives, so an estimate hovering near a well-received layer's rate is not
+  congestion; trimming on it would leave uncapped viewers a step below what their link carries.)
+- up after the next quality has fitted in UP_FILL of the estimate for `hold` seconds, straight to the best
+  quality that fits (a viewer whose link came back should not climb nine steps one hold at a time);
+- while the next step does not fit and the link is clean, probe: for PROBE_S pad the stream up to
+  PROBE_GAIN times the estimate (at least the next step's rate), so the viewer's estimator sees more arrive
+  than it believes the link carries. Chromium's REMB cannot rise above 1.5x what arrives, and near its last
+  known capacity it climbs only additively (~20 kbit/s per s) until what arrives exceeds that capacity;
+  then it resets and climbs 8 %/s — in practice REMB often stays flat well after a link recovers. So a probe
+  that ends with the link clean (no reported loss, the estimate not cut) *proves* its rate: the viewer took
+  it all without complaint, as a delivery-rate estimate (BBR's idea) says. The proven rate counts as usable
+  until loss or a cut estimate disproves it, and the next probe starts from it, so a recovered link is found
+  in a few probes. A probe that met loss or a cut estimate blocks probing for a back-off that doubles up to
+  PROBE_BACKOFF_MAX.
+  An upgrade followed by a downgrade within FAILED_UP_WINDOW doubles `hold`; a quiet period resets it.
 """
 from __future__ import annotations
 
@@ -16,14 +29,19 @@ Quality = tuple[int, int]  # (spatial index, temporal id): higher is better
 
 DOWN_FILL = 0.95
 UP_FILL = 0.85
+CONGESTED_BELOW_SENT = 0.9   # an estimate under this share of what we send means the link is full
+PLAINLY_TOO_BIG = 1.15       # a layer this much above the estimate is moved off even without congestion
 START_BPS = 2_000_000        # before the first estimate: optimistic (the first REMB corrects it within 1 s)
 LOSS_HEAVY = 0.10            # receiver-reported loss above this cuts the usable rate
 LOSS_CLEAN = 0.02            # probing only below this
 HOLD_MIN = 2.0
 HOLD_MAX = 16.0
 FAILED_UP_WINDOW = 4.0
-PROBE_MAX_S = 3.0
-PROBE_OVERSHOOT = 1.15
+PROBE_S = 2.0
+PROBE_GAIN = 1.3             # a probe brings what arrives to this multiple of the estimate
+PROBE_OVERSHOOT = 1.1        # ... and to at least this multiple of the next step's rate
+PROBE_CUT = 0.9              # the estimate fell under this share of its start: the probe hurt, stop
+PROBE_BACKOFF_MAX = 8.0
 
 
 @dataclass
@@ -35,6 +53,12 @@ class AllocatorState:
     last_down: float = -1e9
     probe_until: float = 0.0
     probe_bps: int = 0
+    probe_blocked_until: float = 0.0
+    probe_backoff: float = HOLD_MIN
+    probe_start_estimate: float = 0.0
+    probe_total_bps: float = 0.0         # what a probe brings the stream to
+    proven_bps: float = 0.0              # a rate the viewer was seen to take cleanly
+    proven_estimate: float = 0.0         # its estimate then: a cut below PROBE_CUT of it disproves the rate
     switches_up: int = 0
     switches_down: int = 0
     reason: str = "start"
@@ -42,11 +66,13 @@ class AllocatorState:
 
 
 def qualities(rates: Sequence[Sequence[float]]) -> list[tuple[Quality, float]]:
-    """Every (spatial, temporal) quality with a known bitrate, worst first."""
+    """Every (spatial, temporal) quality with a known bitrate, worst first. Above the lowest spatial layer
+    the base temporal layer alone (a quarter of the frame rate: 5 fps from a 20 fps camera) is left out: a
+    teacher at 5 fps is a slide show, the next lower resolution at full rate serves a classroom better."""
     out = []
     for s, per_tid in enumerate(rates):
         for t, bps in enumerate(per_tid):
-            if bps > 0:
+            if bps > 0 and not (s > 0 and t == 0 and len(per_tid) > 2):
                 out.append(((s, t), bps))
     return out
 
@@ -60,6 +86,12 @@ def usable_bps(estimate_bps: Optional[float], loss: float, sending_bps: float) -
     return usable
 
 
+def congested(usable: float, loss: float, sending_bps: float, current_bps: float) -> bool:
+    """Whether the link shows it cannot carry what we send now."""
+    return (loss > LOSS_HEAVY or sending_bps <= 0 or usable < CONGESTED_BELOW_SENT * sending_bps
+            or current_bps > PLAINLY_TOO_BIG * usable)
+
+
 class Allocator:
     def __init__(self) -> None:
         self.state = AllocatorState()
@@ -67,13 +99,17 @@ class Allocator:
     def update(self, now: float, estimate_bps: Optional[float], loss: float, sending_bps: float,
                rates: Sequence[Sequence[float]], cap: Optional[int] = None) -> Optional[Quality]:
         """The quality to forward now. `rates[s][t]` is layer s's bitrate with temporal layers 0..t;
-        `cap` is the highest spatial index the viewer accepts."""
+        `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts."""
         st = self.state
         options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
         if not options:
             st.current = None
             return None
-        usable = usable_bps(estimate_bps, loss, sending_bps)
+        measured = usable_bps(estimate_bps, loss, sending_bps)
+        if st.proven_bps and (loss > LOSS_CLEAN or measured < st.proven_estimate * PROBE_CUT):
+            st.proven_bps = 0.0
+        just_proven = self._end_probe(now, measured, loss)
+        usable = max(measured, st.proven_bps)
         cost = dict(options)
         if st.current not in cost:  # first decision, or the layer went away: best that fits
             st.current = self._best_fitting(options, usable * DOWN_FILL) or options[0][0]
@@ -82,7 +118,9 @@ class Allocator:
             self._log(now)
             return st.current
         index = [q for q, _ in options].index(st.current)
-        if cost[st.current] > usable * DOWN_FILL:
+        if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current]):
+            self._stop_probe()
+            st.proven_bps = 0.0
             lower = self._best_fitting(options[:index], usable * DOWN_FILL) or options[0][0]
             if lower != st.current:
                 if now - st.last_up < FAILED_UP_WINDOW:
@@ -90,29 +128,34 @@ class Allocator:
                 st.last_down = now
                 st.switches_down += 1
                 self._move(now, lower, f"down: {cost[lower]:.0f} fits {usable:.0f}")
-            return st.current
+                return st.current
+            # already at the bottom: fall through, a probe may still lift the estimate
         if now - st.last_down > 3 * HOLD_MAX:
             st.hold = HOLD_MIN
         if index + 1 >= len(options):
             st.fits_since = None
+            self._stop_probe()
             return st.current
-        nxt, nxt_bps = options[index + 1]
-        if nxt_bps <= usable * UP_FILL:
+        best_up = self._best_fitting(options[index + 1:], usable * UP_FILL)
+        if best_up is not None:
+            self._stop_probe()
             st.fits_since = st.fits_since if st.fits_since is not None else now
+            if just_proven:  # the probe held the link at this rate for PROBE_S: that was the hold
+                st.fits_since = min(st.fits_since, now - st.hold)
             if now - st.fits_since >= st.hold and now - st.last_down >= st.hold:
                 st.last_up = now
                 st.switches_up += 1
-                self._move(now, nxt, f"up: {nxt_bps:.0f} fits {usable:.0f}")
-        else:
-            st.fits_since = None
-            self._plan_probe(now, loss, nxt_bps, cost[st.current])
+                st.probe_backoff = HOLD_MIN
+                self._move(now, best_up, f"up: {cost[best_up]:.0f} fits {usable:.0f}")
+            return st.current
+        st.fits_since = None
+        self._plan_probe(now, measured, usable, loss, options[index + 1][1], cost[st.current])
         return st.current
 
     def _move(self, now: float, quality: Quality, reason: str) -> None:
         st = self.state
         st.current = quality
         st.fits_since = None
-        st.probe_until = 0.0
         st.reason = reason
         self._log(now)
 
@@ -120,16 +163,43 @@ class Allocator:
         """Padding to send now (bit/s) so the viewer's estimate can grow to the next step."""
         return self.state.probe_bps if now < self.state.probe_until else 0
 
-    def _plan_probe(self, now: float, loss: float, next_bps: float, current_bps: float) -> None:
+    def _stop_probe(self) -> None:
+        self.state.probe_until = 0.0
+
+    def _end_probe(self, now: float, measured: float, loss: float) -> bool:
+        """At the end of a probe window with the link clean, its rate is proven; True when that just happened."""
         st = self.state
-        if now < st.probe_until or loss > LOSS_CLEAN:
-            if loss > LOSS_CLEAN:
-                st.probe_until = 0.0
+        if not st.probe_until or now < st.probe_until:
+            return False
+        st.probe_until = 0.0
+        if loss > LOSS_CLEAN or measured < st.probe_start_estimate * PROBE_CUT:
+            self._probe_failed(now)
+            return False
+        st.probe_backoff = HOLD_MIN
+        if st.probe_total_bps <= st.proven_bps:
+            return False
+        st.proven_bps, st.proven_estimate = st.probe_total_bps, measured
+        return True
+
+    def _plan_probe(self, now: float, measured: float, usable: float, loss: float, next_bps: float,
+                    current_bps: float) -> None:
+        st = self.state
+        if now < st.probe_until:
+            if loss > LOSS_CLEAN or measured < st.probe_start_estimate * PROBE_CUT:  # the probe hurt
+                self._stop_probe()
+                self._probe_failed(now)
             return
-        if now - st.last_down < st.hold or now - st.probe_until < st.hold:
+        if loss > LOSS_CLEAN or now < st.probe_blocked_until or now - st.last_down < st.hold:
             return
-        st.probe_bps = int(max(0.0, next_bps * PROBE_OVERSHOOT - current_bps))
-        st.probe_until = now + PROBE_MAX_S
+        st.probe_total_bps = max(next_bps * PROBE_OVERSHOOT, usable * PROBE_GAIN)
+        st.probe_bps = int(max(0.0, st.probe_total_bps - current_bps))
+        st.probe_start_estimate = measured
+        st.probe_until = now + PROBE_S
+
+    def _probe_failed(self, now: float) -> None:
+        st = self.state
+        st.probe_blocked_until = now + st.probe_backoff
+        st.probe_backoff = min(PROBE_BACKOFF_MAX, st.probe_backoff * 2)
 
     @staticmethod
     def _best_fitting(options: list[tuple[Quality, float]], budget: float) -> Optional[Quality]:

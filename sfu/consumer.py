@@ -11,7 +11,7 @@ from . import rtcp_builder
 from .allocator import Allocator
 from .codec_info import write_vp8_ids
 from .munger import StreamMunger
-from .rtp_header import build_header, one_byte_extensions
+from .rtp_header import abs_send_time, build_header, one_byte_extensions
 from .rtx_limiter import RtxLimiter
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ ALL_TIDS = 3
 LAYER_IDLE_S = 0.5        # a layer that sent nothing for this long is paused (the publisher cut it)
 PROBE_PACKET_BYTES = 1000
 FILL_PADDING = b"\x00\x00\x00\x04"
-AUDIO_RESERVE_BPS = 64_000  # Opus speech/music plus headers, kept out of what video may use
 
 
 class Consumer:
@@ -51,6 +50,9 @@ class Consumer:
         self.target: Optional["InboundStream"] = None
         self.target_tid = ALL_TIDS
         self.tid_limit = ALL_TIDS
+        # Switching down to a lower resolution waits for its keyframe, which must squeeze through the same
+        # full link: meanwhile forward only the current layer's base temporal layer (no keyframe needed).
+        self.thinning = False
         self.max_height: Optional[int] = None   # the viewer's own cap (?max= on WHEP, or a message)
         self._probe_credit = 0.0
         self._probe_cursor = 0
@@ -125,12 +127,13 @@ class Consumer:
     def _temporal_step(self, vp8, keyframe: bool) -> None:
         """At a picture boundary: lower the frame rate at once; raise it only where the decoder can follow
         (a keyframe, a base-layer picture, or a layer-sync picture of the layer being added)."""
-        if self.target_tid < self.tid_limit:
-            self.tid_limit = self.target_tid
-        elif self.target_tid > self.tid_limit:
+        want = 0 if self.thinning else self.target_tid
+        if want < self.tid_limit:
+            self.tid_limit = want
+        elif want > self.tid_limit:
             if keyframe or vp8.tid == 0:
-                self.tid_limit = self.target_tid
-            elif vp8.layer_sync and self.tid_limit < vp8.tid <= self.target_tid:
+                self.tid_limit = want
+            elif vp8.layer_sync and self.tid_limit < vp8.tid <= want:
                 self.tid_limit = vp8.tid
 
     def _switch_to(self, source: "InboundStream", pkt: "IngressPacket", now: float) -> bool:
@@ -147,13 +150,14 @@ class Consumer:
                 vp8.picture_id_bits if vp8 and vp8.picture_id_bits else 15)
         self.pt, self.rtx_pt = pts
         self.tid_limit = self.target_tid
+        self.thinning = False
         self.waiting_keyframe = False
         self.track.reroute()
         return True
 
     def _send_fill(self, seq: int, ts: int) -> None:
         """A padding-only packet where a left-out packet's number was already given away (it came late)."""
-        hdr = build_header(0, self.pt, seq, ts, self.ssrc)
+        hdr = build_header(0, self.pt, seq, ts, self.ssrc, self._send_time_ext())
         hdr[0] |= 0x20
         self.tap.send_rtp(hdr + FILL_PADDING)
 
@@ -178,14 +182,18 @@ class Consumer:
         if self.kind != "video" or len(layers) == 1 and layers[0].temporal_layers == 1:
             self._set_target(layers[-1], ALL_TIDS, now)
             return
-        rates = [s.rates if s.rates and now - s.last_packet_at < LAYER_IDLE_S else [] for s in layers]
+        rates = [s.rates if s.rates and (s.on_demand or now - s.last_packet_at < LAYER_IDLE_S) else []
+                 for s in layers]
         cap = None
         if self.max_height is not None:
             fitting = [i for i, s in enumerate(layers) if s.height and s.height <= self.max_height]
             cap = fitting[-1] if fitting else 0
-        # The viewer's estimate covers everything sent to it: audio comes first.
-        estimate = max(0, self.remb - AUDIO_RESERVE_BPS) if self.remb else None
-        choice = self.allocator.update(now, estimate, self.fraction_lost, self.media_bps, rates, cap)
+        # No audio reserve taken off the estimate: Chromium's REMB counts only packets that carry
+        # abs-send-time (our video), and its cuts are relative to the video it received, so the audio's
+        # share of the link is already outside it.
+        measured = any(r for r, s in zip(rates, layers) if not s.on_demand)
+        choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap) \
+            if measured else None
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return
@@ -196,6 +204,10 @@ class Consumer:
         self.target_tid = tid
         if layer is self.target:
             return
+        cur = self.munger.source
+        layers = self.track.layers
+        self.thinning = (layer is not None and cur in layers and layer in layers
+                         and layers.index(layer) < layers.index(cur))  # type: ignore[arg-type]
         self.target = layer
         self.track.reroute()
         if layer is not None and layer is not self.munger.source and self.tap.ready:
@@ -247,13 +259,21 @@ class Consumer:
             write_vp8_ids(payload, vp8, None if vp8.picture_id is None else e.out_pid(vp8.picture_id),
                           None if vp8.tl0picidx is None else e.out_tl0(vp8.tl0picidx), -view.payload_start)
         out_ts = (view.timestamp + e.ts_offset) & 0xFFFFFFFF
+        ext = self._send_time_ext()
         if self.rtx_pt is not None:
-            hdr = build_header(view.marker, self.rtx_pt, self.rtx_seq, out_ts, self.rtx_ssrc)
+            hdr = build_header(view.marker, self.rtx_pt, self.rtx_seq, out_ts, self.rtx_ssrc, ext)
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             data = hdr + _OSN.pack(out_seq) + payload
         else:
-            data = build_header(view.marker, self.pt, out_seq, out_ts, self.ssrc) + payload
+            data = build_header(view.marker, self.pt, out_seq, out_ts, self.ssrc, ext) + payload
         return self.tap.send_rtp(data)
+
+    def _send_time_ext(self) -> bytes:
+        """abs-send-time on repairs, probes and fills too: the viewer's bandwidth estimator counts only
+        packets that carry it, so probes without it could never raise the estimate."""
+        if not self.ast_id:
+            return b""
+        return one_byte_extensions([(self.ast_id, abs_send_time(self.track.wall_clock()))])
 
     def on_keyframe_request(self, now: float) -> None:
         self.plis += 1
@@ -307,7 +327,8 @@ class Consumer:
             "layer": layers.index(cur) if cur in layers else None,  # type: ignore[arg-type]
             "layer_height": getattr(cur, "height", None) or None,
             "target_layer": layers.index(self.target) if self.target in layers else None,  # type: ignore[arg-type]
-            "temporal_limit": self.tid_limit, "target_temporal": self.target_tid, "max_height": self.max_height,
+            "temporal_limit": self.tid_limit, "target_temporal": self.target_tid, "thinning": self.thinning,
+            "max_height": self.max_height,
             "switches_up": st.switches_up, "switches_down": st.switches_down, "allocator": st.reason,
             "probing_bps": st.probe_bps if st.probe_until else 0, "dropped": self.munger.dropped,
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),

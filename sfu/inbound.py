@@ -27,6 +27,8 @@ class IngressPacket:
 
 
 class InboundStream:
+    on_demand = False  # a layer the SFU makes only while wanted (the ladder's rungs): always an option
+
     def __init__(self, kind: str, codec: str, clock_rate: int, ssrc: int, payload_type: int,
                  rid: Optional[str] = None) -> None:
         self.kind = kind

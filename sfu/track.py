@@ -3,16 +3,20 @@
 Viewers subscribe to the track, not to a publisher: when the teacher reconnects, the new streams are attached
 here and every consumer continues on its next keyframe without renegotiating. A video track has one layer
 per simulcast encoding (or one for a single-layer publisher), ordered worst to best; each consumer forwards
-one of them and is routed only the packets of the layers it forwards or is switching to.
+one of them and is routed only the packets of the layers it forwards or is switching to. A single-layer
+publisher's track may get server-made lower layers (`ladder_rungs`, see track_ladder.py).
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Protocol
+import time
+from typing import Callable, Optional, Protocol, Sequence
 
 from .consumer import Consumer
 from .inbound import InboundStream, IngressPacket
+from .ladder_rung import Rung
 from .rtp_header import abs_send_time
+from .track_ladder import TrackLadder
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +30,10 @@ class PacketSink(Protocol):
 
 
 class Track:
-    def __init__(self, kind: str, wall_clock: Callable[[], float]) -> None:
+    def __init__(self, kind: str, wall_clock: Callable[[], float], ladder_rungs: Sequence[Rung] = ()) -> None:
         self.kind = kind
+        self.ladder_rungs = tuple(ladder_rungs) if kind == "video" else ()
+        self.ladder: Optional[TrackLadder] = None
         self.layers: list[InboundStream] = []   # worst first
         self.consumers: list[Consumer] = []
         self.sinks: list[PacketSink] = []
@@ -44,8 +50,13 @@ class Track:
 
     def attach(self, stream: InboundStream, now: float) -> None:
         """A publisher stream for this track: replaces the layer with the same simulcast id."""
-        self.layers = [s for s in self.layers if s.rid != stream.rid]
+        self.layers = [s for s in self.layers if s.rid != stream.rid and not s.on_demand]
         self.layers.append(stream)
+        self._drop_ladder()
+        if self.ladder_rungs and len(self.layers) == 1 and stream.rid is None:
+            self.ladder = TrackLadder(stream, self.ladder_rungs, self.forward,
+                                      lambda layer, now: self.on_keyframe_needed(layer, now))
+            self.layers.extend(self.ladder.streams)
         self.order_layers()
         for c in self.consumers:
             c.layers_changed(now)
@@ -53,18 +64,42 @@ class Track:
 
     def detach_all(self, now: float) -> None:
         self.layers = []
+        self._drop_ladder()
         for c in self.consumers:
             c.layers_changed(now)
         self.reroute()
 
+    def _drop_ladder(self) -> None:
+        if self.ladder is not None:
+            self.ladder.set_wanted(set(), 0.0)
+            self.ladder._close_later()
+            self.ladder = None
+
     def order_layers(self) -> None:
-        """Worst to best: by picture height once keyframes told it, else by bitrate."""
-        self.layers.sort(key=lambda s: (s.height, s.rates[-1] if s.rates else 0.0))
+        """Worst to best: server-made rungs below the publisher's own layers; then by picture height once
+        keyframes told it, else by bitrate."""
+        self.layers.sort(key=lambda s: (not s.on_demand, s.height, s.rates[-1] if s.rates else 0.0))
 
     def request_keyframe(self, now: float, layer: Optional[InboundStream] = None) -> None:
         layer = layer or self.source
-        if layer is not None:
-            self.on_keyframe_needed(layer, now)
+        if layer is None:
+            return
+        if layer.on_demand and self.ladder is not None:
+            index = self.ladder.index_of(layer)
+            if index is not None:
+                self.ladder.request_keyframe(index)
+            return
+        self.on_keyframe_needed(layer, now)
+
+    def tick(self, now: float) -> None:
+        """Once a second, from the room's timer."""
+        if self.ladder is not None:
+            self.ladder.tick(now)
+
+    async def close(self) -> None:
+        ladder, self.ladder = self.ladder, None
+        if ladder is not None:
+            await ladder.close()
 
     def add(self, consumer: Consumer, now: float) -> None:
         # No keyframe request yet: the viewer's transport is still connecting, and a keyframe sent now
@@ -98,6 +133,8 @@ class Track:
                 routes.setdefault(id(s), []).append(c)
         self._routes = routes
         self._routes_dirty = False
+        if self.ladder is not None:
+            self.ladder.set_wanted(set(routes), time.monotonic())
 
     def forward(self, pkt: IngressPacket, source: InboundStream, now: float) -> None:
         if self.sinks and self.layers and source is self.layers[-1]:
@@ -108,6 +145,8 @@ class Track:
                     log.exception("packet sink failed; packet not recorded")
         if self._routes_dirty:
             self._rebuild_routes()
+        if self.ladder is not None and source is self.ladder.source:
+            self.ladder.on_source_packet(pkt)
         consumers = self._routes.get(id(source))
         if not consumers:
             return

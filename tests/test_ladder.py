@@ -20,6 +20,7 @@ from sfu.ladder_rung import FrameRateGate, KeyframeSchedule, fit_within
 from sfu.rtp_header import RtpView
 from sfu.vp8_packetizer import Vp8Packetizer, l1t3_layer
 from testkit.media import make_clip
+from testkit.recording_tap import RecordingTap
 from testkit.rtp_clip import h264_clip_rtp, h264_rtp, vp8_clip_rtp
 
 CACHE = Path(os.environ.get("LIVECLASS_TEST_CACHE", Path.home() / ".cache" / "liveclass-tests"))
@@ -436,3 +437,73 @@ async def test_ladder_overload_drops_but_stays_valid(clip720):
         assert s["dropped"]["encode_skipped"] + s["dropped"]["overflow"] > 0
         assert s["dropped"]["decode_errors"] == 0 and s["frames_decoded"] >= 8
         h.check(src)
+
+
+# ---------- the ladder inside a room's track ----------
+
+@pytest.mark.timeout(120)
+async def test_track_ladder_serves_a_capped_viewer_and_idles_otherwise(clip720):
+    """A single-layer 720p publisher's track with ladder rungs: a viewer capped at 360 lines gets the 360p
+    rung (decodable, continuous numbering); a viewer of the original costs no ladder at all."""
+    import time as _time
+
+    from sfu.consumer import Consumer
+    from sfu.inbound import InboundStream
+    from sfu.track import Track
+
+    track = Track("video", _time.time, ladder_rungs=RUNGS)
+    source_requests: list[int] = []
+    track.on_keyframe_needed = lambda layer, now: source_requests.append(layer.ssrc)
+    source = InboundStream("video", "VP8", 90000, 4321, 96)
+    track.attach(source, 0.0)
+    assert [s.height for s in track.layers[:2]] == [180, 360] and track.layers[-1] is source
+    full_tap, capped_tap = RecordingTap(), RecordingTap()
+    full = Consumer("video", full_tap, 1, 2, {"VP8": (96, 97)}, 0, track)
+    track.add(full, 0.0)
+    src = vp8_clip_rtp(clip720, 5000)
+    for n, pkts in enumerate(src[:30]):
+        for p in pkts:
+            source.last_packet_at = n / 30
+            track.forward(source.classify(RtpView(p), n / 30), source, n / 30)
+    source.update_rates(1.0)
+    full.allocate(1.0)
+    assert full.target is source and full_tap.sent and track.ladder is not None and track.ladder.ladder is None  # nobody wants a rung
+
+    capped = Consumer("video", capped_tap, 3, 4, {"VP8": (96, 97)}, 0, track)
+    capped.max_height = 360
+    track.add(capped, 1.0)
+    assert capped.target is track.layers[1]
+    for n, pkts in enumerate(src[30:], start=30):
+        now = n / 30
+        for p in pkts:
+            source.last_packet_at = now
+            track.forward(source.classify(RtpView(p), now), source, now)
+        for _ in range(200):  # let the worker keep up (media time, not wall time)
+            lad = track.ladder.ladder
+            if lad is None or lad.stats()["queue_depth"] == 0:
+                break
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.005)
+    assert track.ladder.active == {0}
+    out = [parse(p) for p in capped_tap.sent]
+    assert len(out) > 50 and {v.ssrc for v, _ in out} == {3}
+    seqs = [v.seq for v, _ in out]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+    frames = []
+    dp = Depacketizer("VP8")
+    for i, p in enumerate(capped_tap.sent):
+        frames += dp.push(p, i * 1e-4)
+    pictures = decode([{"data": f.data} for f in frames])
+    assert len(pictures) >= 60 and {p.shape for p in pictures} == {(360 * 3 // 2, 640)}
+    assert all(p.shape == (720 * 3 // 2, 1280) for p in decode([{"data": f.data} for f in
+               _depacketize(full_tap.sent)][:5]))
+    await track.close()
+    assert track.ladder is None
+
+
+def _depacketize(packets: list[bytes]) -> list:
+    dp = Depacketizer("VP8")
+    out = []
+    for i, p in enumerate(packets):
+        out += dp.push(p, i * 1e-4)
+    return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import pytest
+
 from sfu.allocator import HOLD_MIN, Allocator
 from sfu.codec_info import parse_vp8
 from sfu.consumer import Consumer
@@ -16,6 +18,7 @@ from sfu.munger import DropCounter
 from sfu.rtp_header import RtpView, build_header
 from sfu.simulcast_sdp import complete_answer, parse_offer
 from sfu.track import Track
+from testkit.recording_tap import RecordingTap
 
 TID_PATTERN = (0, 2, 1, 2)
 FPS = 30
@@ -51,21 +54,6 @@ class LayerSource:
                                   i == self.packets_per_frame - 1))
             self.seq = (self.seq + 1) & 0xFFFF
         return out
-
-
-class RecordingTap:
-    """Where a consumer's output goes in these tests: kept for inspection."""
-
-    def __init__(self) -> None:
-        self.ready = True
-        self.sent: list[bytes] = []
-
-    def send_rtp(self, data) -> bool:
-        self.sent.append(bytes(data))
-        return True
-
-    def send_rtcp(self, data) -> bool:
-        return True
 
 
 class Rig:
@@ -178,6 +166,24 @@ def test_spatial_switch_waits_for_keyframe_and_keeps_numbering():
     assert (after[0][0].timestamp - out[before - 1][0].timestamp) & 0xFFFFFFFF == 3000
 
 
+def test_switching_down_thins_the_current_layer_until_the_keyframe():
+    rig = Rig(keyframe_every=1000)
+    set_target(rig, 2, 2)
+    rig.run(4)
+    rig.track.on_keyframe_needed = lambda stream, now: None      # the publisher is slow to answer
+    set_target(rig, 0, 2)
+    rig.tap.sent.clear()
+    rig.run(12)
+    out = rig.output()
+    assert out and {d.tid for _, d in out} == {0}                # only base-layer pictures meanwhile
+    assert {v.ssrc for v, _ in out} == {5555}
+    rig.pending_keyframe.add(rig.sources[0].ssrc)                # the keyframe comes at last
+    rig.run(4)
+    assert rig.consumer.munger.source is rig.streams[0] and not rig.consumer.thinning
+    assert {d.tid for _, d in rig.output()[len(out):]} == {0, 1, 2}
+    assert_continuous(rig.output())
+
+
 def test_requests_on_join_are_coalesced_per_layer():
     rig = Rig(keyframe_every=1000)
     set_target(rig, 1, 2)
@@ -238,7 +244,7 @@ def test_allocator_starts_high_and_drops_within_one_estimate():
     assert a.update(0.5, 100e3, 0.0, 450e3, RATES) == (0, 1)          # drops frame rate, then resolution
 
 
-def test_allocator_goes_up_one_step_after_hold_and_probes_when_short():
+def test_allocator_climbs_after_the_hold_straight_to_what_fits():
     a = Allocator()
     a.update(0.0, 100e3, 0.0, 0, RATES)
     assert a.state.current == (0, 1)
@@ -247,13 +253,68 @@ def test_allocator_goes_up_one_step_after_hold_and_probes_when_short():
         t += 0.25
         assert a.update(t, 2e6, 0.0, 90e3, RATES) == (0, 1)            # not before the hold
     t += 0.25
-    assert a.update(t, 2e6, 0.0, 90e3, RATES) == (0, 2)               # one step only
-    # the estimate does not allow the next step: probe (padding) for it while the link is clean
-    t += 10
+    assert a.update(t, 2e6, 0.0, 90e3, RATES) == (2, 2)               # the link came back: all the way up
+
+
+def test_allocator_does_not_trim_a_viewer_that_receives_well():
+    # Chromium's REMB hovers near what it receives (it cannot exceed 1.5x that): no congestion, no trim
+    a = Allocator()
+    assert a.update(0.0, None, 0.0, 0.0, RATES) == (2, 2)
+    for i in range(40):
+        assert a.update(0.25 * (i + 1), 1.45e6 if i % 2 else 1.55e6, 0.0, 1.45e6, RATES) == (2, 2)
+    # the estimate falls under what it is sent: congestion, down at once
+    assert a.update(11.0, 1.2e6, 0.0, 1.45e6, RATES) == (2, 1)
+    assert a.update(11.25, 300e3, 0.0, 1.1e6, RATES) == (0, 2)         # never 720p or 360p at 5 fps
+
+
+def test_allocator_probes_proves_rates_and_backs_off():
+    a = Allocator()
+    assert a.update(0.0, 150e3, 0.0, 0, RATES) == (0, 2)
+    a.update(0.25, 150e3, 0.0, 120e3, RATES)
+    # the next step (360p at half rate, 320k: 360p at a quarter rate is no option) does not fit: pad up to it
+    assert a.probe_rate(0.25) == pytest.approx(320e3 * 1.1 - 120e3, rel=0.01)
+    a.update(1.0, 150e3, 0.05, 120e3, RATES)                         # loss while probing: stop, back off
+    assert a.probe_rate(1.0) == 0
+    a.update(2.0, 150e3, 0.0, 120e3, RATES)
+    assert a.probe_rate(2.0) == 0                                   # still backing off (2 s)
+    t = 1.0 + HOLD_MIN + 0.1
     a.update(t, 150e3, 0.0, 120e3, RATES)
     assert a.probe_rate(t) > 0
-    a.update(t + 0.25, 150e3, 0.05, 120e3, RATES)                      # loss: stop probing
-    assert a.probe_rate(t + 0.25) == 0
+    # the estimate stayed flat (as Chromium's REMB does) but nothing was lost: the probed rate is proven,
+    # and the next probe aims 30 % above it
+    t += 2.1
+    a.update(t, 150e3, 0.0, 120e3, RATES)
+    assert a.state.proven_bps == pytest.approx(352e3)
+    assert a.probe_rate(t) == pytest.approx(352e3 * 1.3 - 120e3, rel=0.01)
+    t += 2.1
+    a.update(t, 150e3, 0.0, 120e3, RATES)                            # proven 457.6k: 360p fits
+    t += HOLD_MIN + 0.1
+    assert a.update(t, 150e3, 0.0, 120e3, RATES) == (1, 1)
+    # an estimate cut disproves the rate: back to what the estimate says (down at once if congested)
+    assert a.update(t + 0.25, 100e3, 0.0, 320e3, RATES) == (0, 1)
+    assert a.state.proven_bps == 0
+
+
+def test_allocator_probe_stops_when_the_estimate_is_cut():
+    a = Allocator()
+    a.update(0.0, 150e3, 0.0, 0, RATES)
+    a.update(0.25, 150e3, 0.0, 120e3, RATES)
+    assert a.probe_rate(0.25) > 0
+    a.update(0.5, 130e3, 0.0, 120e3, RATES)                          # the receiver saw its queue grow
+    assert a.probe_rate(0.5) == 0 and a.state.proven_bps == 0
+    a.update(1.5, 150e3, 0.0, 120e3, RATES)
+    assert a.probe_rate(1.5) == 0                                   # backing off
+
+
+def test_allocator_probes_from_the_bottom_when_the_estimate_starved():
+    # an estimate under the lowest layer (it cannot exceed 1.5x what little arrives): stay, but probe
+    a = Allocator()
+    assert a.update(0.0, 40e3, 0.0, 0, RATES) == (0, 0)
+    t = 0.0
+    for _ in range(12):
+        t += 0.25
+        assert a.update(t, 40e3, 0.0, 55e3, RATES) == (0, 0)
+    assert a.probe_rate(t) > 0
 
 
 def test_allocator_backs_off_after_a_failed_upgrade_and_respects_cap():
