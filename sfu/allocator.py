@@ -6,8 +6,8 @@ it lowers the resolution. The rules, in the spirit of Galene's short rule set:
   the estimate fell under what we send, the layer plainly does not fit, or heavy loss. (Chromium's REMB
   never exceeds 1.5x the rate it receives, so an estimate hovering near a well-received layer's rate is not
   congestion; trimming on it would leave uncapped viewers a step below what their link carries.)
-- up after the next quality has fitted in UP_FILL of the estimate for `hold` seconds, straight to the best
-  quality that fits (a viewer whose link came back should not climb nine steps one hold at a time);
+- up after the next quality has fitted in UP_FILL of the estimate (SPATIAL_UP_FILL for a higher resolution,
+  whose first frame is a keyframe) for `hold` seconds, straight to the best quality that fits (a viewer whose link came back should not climb nine steps one hold at a time);
 - while the next step does not fit and the link is clean, probe: for PROBE_S pad the stream up to
   PROBE_GAIN times the estimate (at least the next step's rate), so the viewer's estimator sees more arrive
   than it believes the link carries. Chromium's REMB cannot rise above 1.5x what arrives, and near its last
@@ -29,6 +29,7 @@ Quality = tuple[int, int]  # (spatial index, temporal id): higher is better
 
 DOWN_FILL = 0.95
 UP_FILL = 0.85
+SPATIAL_UP_FILL = 0.7        # a higher resolution starts with a keyframe several frames big: more headroom
 CONGESTED_BELOW_SENT = 0.9   # an estimate under this share of what we send means the link is full
 PLAINLY_TOO_BIG = 1.15       # a layer this much above the estimate is moved off even without congestion
 START_BPS = 2_000_000        # before the first estimate: optimistic (the first REMB corrects it within 1 s)
@@ -37,10 +38,13 @@ LOSS_CLEAN = 0.02            # probing only below this
 HOLD_MIN = 2.0
 HOLD_MAX = 16.0
 FAILED_UP_WINDOW = 4.0
-PROBE_S = 2.0
-PROBE_GAIN = 1.3             # a probe brings what arrives to this multiple of the estimate
+PROBE_S = 1.0               # short: a probe into a full link must stop before the queue overflows
+PROBE_GAIN = 1.2             # a probe brings what arrives to this multiple of the estimate; after each
+PROBE_GAIN_MAX = 2.0         # proven probe the step above 1 doubles (slow start), up to this
 PROBE_OVERSHOOT = 1.1        # ... and to at least this multiple of the next step's rate
 PROBE_CUT = 0.9              # the estimate fell under this share of its start: the probe hurt, stop
+PROBE_GRACE_S = 0.5          # after the padding, feedback about it may still come: judge it only then
+PROBE_NACKS = 2              # more packets than this NACKed during a probe: it overflowed a queue
 PROBE_BACKOFF_MAX = 8.0
 
 
@@ -51,10 +55,13 @@ class AllocatorState:
     hold: float = HOLD_MIN
     last_up: float = -1e9
     last_down: float = -1e9
-    probe_until: float = 0.0
+    probe_until: float = 0.0             # padding until then
+    probe_judge_at: float = 0.0          # the probe's outcome is judged then (0: no probe under way)
+    probe_start_nacks: int = 0
     probe_bps: int = 0
     probe_blocked_until: float = 0.0
     probe_backoff: float = HOLD_MIN
+    probe_wins: int = 0                  # probes proven in a row
     probe_start_estimate: float = 0.0
     probe_total_bps: float = 0.0         # what a probe brings the stream to
     proven_bps: float = 0.0              # a rate the viewer was seen to take cleanly
@@ -97,9 +104,10 @@ class Allocator:
         self.state = AllocatorState()
 
     def update(self, now: float, estimate_bps: Optional[float], loss: float, sending_bps: float,
-               rates: Sequence[Sequence[float]], cap: Optional[int] = None) -> Optional[Quality]:
+               rates: Sequence[Sequence[float]], cap: Optional[int] = None, nacks: int = 0) -> Optional[Quality]:
         """The quality to forward now. `rates[s][t]` is layer s's bitrate with temporal layers 0..t;
-        `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts."""
+        `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts;
+        `nacks` how many packets the viewer has NACKed so far (the quickest sign that a probe overflowed)."""
         st = self.state
         options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
         if not options:
@@ -108,7 +116,7 @@ class Allocator:
         measured = usable_bps(estimate_bps, loss, sending_bps)
         if st.proven_bps and (loss > LOSS_CLEAN or measured < st.proven_estimate * PROBE_CUT):
             st.proven_bps = 0.0
-        just_proven = self._end_probe(now, measured, loss)
+        just_proven = self._end_probe(now, measured, loss, nacks)
         usable = max(measured, st.proven_bps)
         cost = dict(options)
         if st.current not in cost:  # first decision, or the layer went away: best that fits
@@ -119,10 +127,12 @@ class Allocator:
             return st.current
         index = [q for q, _ in options].index(st.current)
         if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current]):
-            self._stop_probe()
-            st.proven_bps = 0.0
             lower = self._best_fitting(options[:index], usable * DOWN_FILL) or options[0][0]
             if lower != st.current:
+                if st.probe_judge_at:
+                    self._probe_failed(now)
+                self._stop_probe()
+                st.proven_bps = 0.0
                 if now - st.last_up < FAILED_UP_WINDOW:
                     st.hold = min(HOLD_MAX, st.hold * 2)
                 st.last_down = now
@@ -136,7 +146,10 @@ class Allocator:
             st.fits_since = None
             self._stop_probe()
             return st.current
-        best_up = self._best_fitting(options[index + 1:], usable * UP_FILL)
+        best_up = None
+        for q, bps in options[index + 1:]:
+            if bps <= usable * (UP_FILL if q[0] == st.current[0] else SPATIAL_UP_FILL):
+                best_up = q
         if best_up is not None:
             self._stop_probe()
             st.fits_since = st.fits_since if st.fits_since is not None else now
@@ -149,7 +162,7 @@ class Allocator:
                 self._move(now, best_up, f"up: {cost[best_up]:.0f} fits {usable:.0f}")
             return st.current
         st.fits_since = None
-        self._plan_probe(now, measured, usable, loss, options[index + 1][1], cost[st.current])
+        self._plan_probe(now, measured, usable, loss, nacks, options[index + 1][1], cost[st.current])
         return st.current
 
     def _move(self, now: float, quality: Quality, reason: str) -> None:
@@ -164,40 +177,51 @@ class Allocator:
         return self.state.probe_bps if now < self.state.probe_until else 0
 
     def _stop_probe(self) -> None:
-        self.state.probe_until = 0.0
+        self.state.probe_until = self.state.probe_judge_at = 0.0
 
-    def _end_probe(self, now: float, measured: float, loss: float) -> bool:
-        """At the end of a probe window with the link clean, its rate is proven; True when that just happened."""
+    def _probe_hurt(self, measured: float, loss: float, nacks: int) -> bool:
         st = self.state
-        if not st.probe_until or now < st.probe_until:
+        return (loss > LOSS_CLEAN or measured < st.probe_start_estimate * PROBE_CUT
+                or nacks - st.probe_start_nacks > PROBE_NACKS)
+
+    def _end_probe(self, now: float, measured: float, loss: float, nacks: int) -> bool:
+        """Judge a probe: one that hurt stops at once and backs off; one that left the link clean until its
+        judgement proves its rate. True when a rate was just proven."""
+        st = self.state
+        if not st.probe_judge_at:
             return False
-        st.probe_until = 0.0
-        if loss > LOSS_CLEAN or measured < st.probe_start_estimate * PROBE_CUT:
+        if self._probe_hurt(measured, loss, nacks):
+            self._stop_probe()
             self._probe_failed(now)
             return False
+        if now < st.probe_judge_at:
+            return False
+        self._stop_probe()
         st.probe_backoff = HOLD_MIN
+        st.probe_wins += 1
         if st.probe_total_bps <= st.proven_bps:
             return False
         st.proven_bps, st.proven_estimate = st.probe_total_bps, measured
         return True
 
-    def _plan_probe(self, now: float, measured: float, usable: float, loss: float, next_bps: float,
-                    current_bps: float) -> None:
+    def _plan_probe(self, now: float, measured: float, usable: float, loss: float, nacks: int,
+                    next_bps: float, current_bps: float) -> None:
         st = self.state
-        if now < st.probe_until:
-            if loss > LOSS_CLEAN or measured < st.probe_start_estimate * PROBE_CUT:  # the probe hurt
-                self._stop_probe()
-                self._probe_failed(now)
+        if st.probe_judge_at:  # one under way (its harm was checked in _end_probe)
             return
         if loss > LOSS_CLEAN or now < st.probe_blocked_until or now - st.last_down < st.hold:
             return
-        st.probe_total_bps = max(next_bps * PROBE_OVERSHOOT, usable * PROBE_GAIN)
+        gain = min(PROBE_GAIN_MAX, 1 + (PROBE_GAIN - 1) * 2 ** st.probe_wins)
+        st.probe_total_bps = max(next_bps * PROBE_OVERSHOOT, usable * gain)
         st.probe_bps = int(max(0.0, st.probe_total_bps - current_bps))
         st.probe_start_estimate = measured
+        st.probe_start_nacks = nacks
         st.probe_until = now + PROBE_S
+        st.probe_judge_at = st.probe_until + PROBE_GRACE_S
 
     def _probe_failed(self, now: float) -> None:
         st = self.state
+        st.probe_wins = 0
         st.probe_blocked_until = now + st.probe_backoff
         st.probe_backoff = min(PROBE_BACKOFF_MAX, st.probe_backoff * 2)
 

@@ -192,8 +192,8 @@ class Consumer:
         # abs-send-time (our video), and its cuts are relative to the video it received, so the audio's
         # share of the link is already outside it.
         measured = any(r for r, s in zip(rates, layers) if not s.on_demand)
-        choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap) \
-            if measured else None
+        choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap,
+                                       self.nacks) if measured else None
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return
@@ -233,6 +233,8 @@ class Consumer:
 
     def on_nack(self, lost: list[int], now: float) -> None:
         self.nacks += len(lost)
+        if self.allocator.probe_rate(now):  # a probe that overflows a queue must stop at once
+            self.allocate(now)
         for out_seq in lost:
             found = self.munger.to_source(out_seq)
             if found is None:

@@ -19,24 +19,10 @@ from typing import Any, Callable, Optional
 import pytest
 
 from signaling.tokens import mint
+from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
-VIEWPORT = {"width": 1280, "height": 720}
 
 pytestmark = [
     pytest.mark.browser,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sfu.allocator import HOLD_MIN, Allocator
+from sfu.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, Allocator
 from sfu.codec_info import parse_vp8
 from sfu.consumer import Consumer
 from sfu.inbound import InboundStream
@@ -251,9 +251,19 @@ def test_allocator_climbs_after_the_hold_straight_to_what_fits():
     t = 0.0
     while t < HOLD_MIN - 0.1:
         t += 0.25
-        assert a.update(t, 2e6, 0.0, 90e3, RATES) == (0, 1)            # not before the hold
+        assert a.update(t, 2.5e6, 0.0, 90e3, RATES) == (0, 1)          # not before the hold
     t += 0.25
-    assert a.update(t, 2e6, 0.0, 90e3, RATES) == (2, 2)               # the link came back: all the way up
+    assert a.update(t, 2.5e6, 0.0, 90e3, RATES) == (2, 2)             # the link came back: all the way up
+
+
+def test_allocator_wants_headroom_for_a_higher_resolution():
+    a = Allocator()
+    assert a.update(0.0, 500e3, 0.0, 0, RATES) == (1, 2)
+    # (3 % loss: no probing, to look at the rule alone)
+    for i in range(20):  # 720p at half rate (1.1M) would fit in 0.85 of 1.35M, but its keyframe would not
+        assert a.update(0.25 * (i + 1), 1.35e6, 0.03, 450e3, RATES) == (1, 2)
+    assert a.update(6.0, 1.6e6, 0.03, 450e3, RATES) == (1, 2)
+    assert a.update(8.5, 1.6e6, 0.03, 450e3, RATES) == (2, 1)
 
 
 def test_allocator_does_not_trim_a_viewer_that_receives_well():
@@ -281,13 +291,13 @@ def test_allocator_probes_proves_rates_and_backs_off():
     a.update(t, 150e3, 0.0, 120e3, RATES)
     assert a.probe_rate(t) > 0
     # the estimate stayed flat (as Chromium's REMB does) but nothing was lost: the probed rate is proven,
-    # and the next probe aims 30 % above it
-    t += 2.1
+    # and the next probe aims higher (slow start: the step above 1 doubles after each proven probe)
+    t += PROBE_S + PROBE_GRACE_S + 0.1
     a.update(t, 150e3, 0.0, 120e3, RATES)
     assert a.state.proven_bps == pytest.approx(352e3)
-    assert a.probe_rate(t) == pytest.approx(352e3 * 1.3 - 120e3, rel=0.01)
-    t += 2.1
-    a.update(t, 150e3, 0.0, 120e3, RATES)                            # proven 457.6k: 360p fits
+    assert a.probe_rate(t) == pytest.approx(352e3 * (1 + 2 * (PROBE_GAIN - 1)) - 120e3, rel=0.01)
+    t += PROBE_S + PROBE_GRACE_S + 0.1
+    a.update(t, 150e3, 0.0, 120e3, RATES)                            # proven 493k: 360p fits
     t += HOLD_MIN + 0.1
     assert a.update(t, 150e3, 0.0, 120e3, RATES) == (1, 1)
     # an estimate cut disproves the rate: back to what the estimate says (down at once if congested)
@@ -306,15 +316,29 @@ def test_allocator_probe_stops_when_the_estimate_is_cut():
     assert a.probe_rate(1.5) == 0                                   # backing off
 
 
+def test_allocator_probe_fails_on_nacks():
+    a = Allocator()
+    a.update(0.0, 150e3, 0.0, 0, RATES, nacks=10)
+    a.update(0.25, 150e3, 0.0, 120e3, RATES, nacks=10)
+    assert a.probe_rate(0.25) > 0
+    a.update(0.5, 150e3, 0.0, 120e3, RATES, nacks=12)                # two: a reordering, not an overflow
+    assert a.probe_rate(0.5) > 0
+    a.update(0.75, 150e3, 0.0, 120e3, RATES, nacks=20)               # the probe overflowed a queue
+    assert a.probe_rate(0.75) == 0
+    a.update(PROBE_S + PROBE_GRACE_S + 0.5, 150e3, 0.0, 120e3, RATES, nacks=20)
+    assert a.state.proven_bps == 0 and a.probe_rate(PROBE_S + PROBE_GRACE_S + 0.5) == 0
+
+
 def test_allocator_probes_from_the_bottom_when_the_estimate_starved():
     # an estimate under the lowest layer (it cannot exceed 1.5x what little arrives): stay, but probe
     a = Allocator()
     assert a.update(0.0, 40e3, 0.0, 0, RATES) == (0, 0)
-    t = 0.0
+    t, probed = 0.0, []
     for _ in range(12):
         t += 0.25
         assert a.update(t, 40e3, 0.0, 55e3, RATES) == (0, 0)
-    assert a.probe_rate(t) > 0
+        probed.append(a.probe_rate(t))
+    assert probed[0] > 0 and max(probed) > probed[0]   # proven, the next probe goes higher
 
 
 def test_allocator_backs_off_after_a_failed_upgrade_and_respects_cap():

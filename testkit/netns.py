@@ -1,0 +1,206 @@
+"""A real thin link for tests: a network namespace joined to the host by a veth pair, shaped with `tc tbf`.
+
+The kernel here has htb/tbf but no netem, so the link is a token bucket with a bounded queue: packets beyond
+the queue are dropped, as on a school's DSL or LTE uplink. Loss and delay without a rate cap are injected
+in-process elsewhere (testkit/lossy.py).
+
+    with LinkNamespace() as ns:          # ns.host_ip (root namespace side), ns.ns_ip (inside)
+        ns.cap_downlink(500)             # host → namespace at 500 kbit/s
+        ns.run(["python3", "-c", "..."])  # a command inside the namespace
+        ns.lift()
+
+Names carry the creating process's pid, so a later run can remove what a crashed run left behind
+(`clean_stale`) without touching a namespace another live run is using.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Optional, Sequence
+
+PREFIX = "lc"
+# lc-<pid>-<hex>; veths lc<pid>h<hex> / lc<pid>n<hex> (IFNAMSIZ: at most 15 characters)
+_NS_RE = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]+$")
+_LINK_RE = re.compile(rf"^{PREFIX}(\d+)[hn][0-9a-f]+$")
+_CMD_TIMEOUT = 10.0
+MTU = 1500
+
+
+class NetnsUnavailable(RuntimeError):
+    pass
+
+
+def unavailable_reason() -> Optional[str]:
+    """Why namespaces cannot be used here (None when they can): tests turn this into pytest.skip."""
+    if os.geteuid() != 0:
+        return "real-link tests need root (network namespaces and tc)"
+    for tool in ("ip", "tc"):
+        if shutil.which(tool) is None:
+            return f"real-link tests need iproute2's `{tool}`"
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=_CMD_TIMEOUT)
+    if probe.returncode != 0:
+        return f"`ip netns` is unavailable: {probe.stderr.strip()}"
+    return None
+
+
+def _ip(*args: str, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["ip", *args] if ns is None else ["ip", "netns", "exec", ns, "ip", *args]
+    return _run(cmd, check)
+
+
+def _run(cmd: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=_CMD_TIMEOUT)
+    if check and r.returncode != 0:
+        raise NetnsUnavailable(f"{' '.join(cmd)}: {r.stderr.strip() or r.returncode}")
+    return r
+
+
+def _pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def clean_stale() -> list[str]:
+    """Delete lc-* namespaces and veths whose creating process is gone. Returns what was removed."""
+    removed = []
+    listing = _run(["ip", "netns", "list"], check=False).stdout
+    for line in listing.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        m = _NS_RE.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            if _run(["ip", "netns", "del", name], check=False).returncode == 0:
+                removed.append(name)
+    # a run that died between `ip link add` and moving the peer leaves both ends in the root namespace
+    for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
+        parts = line.split(":")
+        if len(parts) < 2:
+            continue
+        name = parts[1].strip().split("@")[0]
+        m = _LINK_RE.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            if _ip("link", "del", name, check=False).returncode == 0:
+                removed.append(name)
+    return removed
+
+
+def _pick_subnet(rng: random.Random) -> ipaddress.IPv4Network:
+    """A random 10.213.x.y/30 that no interface here uses yet."""
+    used = _ip("-o", "-4", "addr", "show", check=False).stdout
+    for _ in range(64):
+        net = ipaddress.IPv4Network((f"10.213.{rng.randrange(256)}.{4 * rng.randrange(64)}", 30))
+        hosts = [str(h) for h in net.hosts()]
+        if not any(f"inet {h}/" in used for h in hosts):
+            return net
+    raise NetnsUnavailable("no free 10.213.0.0/16 /30 subnet after 64 tries")
+
+
+def tbf_args(kbit: int, burst_bytes: Optional[int], latency_ms: float) -> list[str]:
+    """`tc` arguments of a token bucket: rate, bucket (at least two full packets, else big packets never
+    pass; by default 10 ms worth of the rate) and queue (`latency`: what the bucket may hold waiting)."""
+    rate_bytes_s = kbit * 1000 / 8
+    burst = burst_bytes if burst_bytes is not None else max(2 * MTU, int(rate_bytes_s * 0.010))
+    burst = max(burst, MTU + 100)
+    return ["tbf", "rate", f"{kbit}kbit", "burst", str(burst), "latency", f"{latency_ms:g}ms"]
+
+
+class LinkNamespace:
+    """A network namespace with one veth link to the host. Use as a context manager; cleanup always runs."""
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        rng = random.Random(seed)
+        tag = f"{rng.getrandbits(16):04x}"
+        pid = os.getpid()
+        self.name = f"{PREFIX}-{pid}-{tag}"
+        self.host_dev = f"{PREFIX}{pid}h{tag}"
+        self.ns_dev = f"{PREFIX}{pid}n{tag}"
+        if len(self.host_dev) > 15:  # pid_max above 10^7: shorten the tag
+            self.host_dev, self.ns_dev = self.host_dev[:15], self.ns_dev[:15]
+        self._rng = rng
+        self.host_ip = self.ns_ip = ""
+        self.prefixlen = 30
+        self.caps: dict[str, list[str]] = {}
+        self._created = False
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "LinkNamespace":
+        reason = unavailable_reason()
+        if reason:
+            raise NetnsUnavailable(reason)
+        clean_stale()
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create(self) -> None:
+        net = _pick_subnet(self._rng)
+        host, peer = (str(h) for h in net.hosts())
+        _run(["ip", "netns", "add", self.name])
+        self._created = True
+        _ip("link", "add", self.host_dev, "type", "veth", "peer", "name", self.ns_dev)
+        _ip("link", "set", self.ns_dev, "netns", self.name)
+        _ip("addr", "add", f"{host}/30", "dev", self.host_dev)
+        _ip("link", "set", self.host_dev, "up")
+        _ip("addr", "add", f"{peer}/30", "dev", self.ns_dev, ns=self.name)
+        _ip("link", "set", self.ns_dev, "up", ns=self.name)
+        _ip("link", "set", "lo", "up", ns=self.name)
+        self.host_ip, self.ns_ip = host, peer
+
+    def close(self) -> None:
+        """Remove the namespace and the veth (deleting either end of a veth removes both)."""
+        _ip("link", "del", self.host_dev, check=False)
+        if self._created:
+            _run(["ip", "netns", "del", self.name], check=False)
+            self._created = False
+
+    # --- shaping --------------------------------------------------------------------------------------------
+
+    def cap_downlink(self, kbit: int, burst_bytes: Optional[int] = None, latency_ms: float = 150) -> None:
+        """Host → namespace at `kbit` kbit/s: a token bucket on the host end's egress. The default queue
+        (150 ms at the rate) is what a thin school link buffers before it drops."""
+        self._shape(self.host_dev, None, kbit, burst_bytes, latency_ms)
+
+    def cap_uplink(self, kbit: int, burst_bytes: Optional[int] = None, latency_ms: float = 150) -> None:
+        """Namespace → host: the same on the namespace end's egress."""
+        self._shape(self.ns_dev, self.name, kbit, burst_bytes, latency_ms)
+
+    def _shape(self, dev: str, ns: Optional[str], kbit: int, burst: Optional[int], latency_ms: float) -> None:
+        args = tbf_args(kbit, burst, latency_ms)
+        prefix = [] if ns is None else ["ip", "netns", "exec", ns]
+        _run([*prefix, "tc", "qdisc", "replace", "dev", dev, "root", *args])
+        self.caps[dev] = args
+
+    def lift(self) -> None:
+        """Remove both caps (back to the veth's unshaped default)."""
+        _run(["tc", "qdisc", "del", "dev", self.host_dev, "root"], check=False)
+        _run(["ip", "netns", "exec", self.name, "tc", "qdisc", "del", "dev", self.ns_dev, "root"], check=False)
+        self.caps.clear()
+
+    def qdisc_stats(self, inside: bool = False) -> str:
+        """`tc -s qdisc` of one end (sent/dropped/overlimits), for reports."""
+        prefix = ["ip", "netns", "exec", self.name] if inside else []
+        dev = self.ns_dev if inside else self.host_dev
+        return _run([*prefix, "tc", "-s", "qdisc", "show", "dev", dev], check=False).stdout
+
+    # --- commands inside ------------------------------------------------------------------------------------
+
+    def command(self, args: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *args]
+
+    def run(self, args: Sequence[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(self.command(args), timeout=timeout, **kw)
+
+    def popen(self, args: Sequence[str], **kw) -> subprocess.Popen:
+        return subprocess.Popen(self.command(args), **kw)
