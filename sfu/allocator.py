@@ -38,6 +38,8 @@ LOSS_CLEAN = 0.02            # probing only below this
 HOLD_MIN = 2.0
 HOLD_MAX = 16.0
 FAILED_UP_WINDOW = 4.0
+FALLING_WINDOW_S = 2.0       # the estimate is falling when under FALLING_SHARE of its peak over this window
+FALLING_SHARE = 0.95
 PROBE_S = 1.0               # short: a probe into a full link must stop before the queue overflows
 PROBE_GAIN = 1.2             # a probe brings what arrives to this multiple of the estimate; after each
 PROBE_GAIN_MAX = 2.0         # proven probe the step above 1 doubles (slow start), up to this
@@ -70,6 +72,7 @@ class AllocatorState:
     switches_down: int = 0
     reason: str = "start"
     history: list[tuple[float, Quality, str]] = field(default_factory=list)
+    recent_estimates: list[tuple[float, float]] = field(default_factory=list)
 
 
 def qualities(rates: Sequence[Sequence[float]]) -> list[tuple[Quality, float]]:
@@ -93,10 +96,12 @@ def usable_bps(estimate_bps: Optional[float], loss: float, sending_bps: float) -
     return usable
 
 
-def congested(usable: float, loss: float, sending_bps: float, current_bps: float) -> bool:
-    """Whether the link shows it cannot carry what we send now."""
-    return (loss > LOSS_HEAVY or sending_bps <= 0 or usable < CONGESTED_BELOW_SENT * sending_bps
-            or current_bps > PLAINLY_TOO_BIG * usable)
+def congested(usable: float, loss: float, sending_bps: float, current_bps: float, falling: bool) -> bool:
+    """Whether the link shows it cannot carry what we send now. Sending more than the estimate counts only
+    while the estimate falls: a keyframe someone else asked for briefly lifts what every viewer of the layer
+    is sent, and a viewer whose estimate keeps rising is not congested by it."""
+    return (loss > LOSS_HEAVY or sending_bps <= 0 or current_bps > PLAINLY_TOO_BIG * usable
+            or falling and usable < CONGESTED_BELOW_SENT * sending_bps)
 
 
 class Allocator:
@@ -114,6 +119,7 @@ class Allocator:
             st.current = None
             return None
         measured = usable_bps(estimate_bps, loss, sending_bps)
+        falling = self._falling(now, measured)
         if st.proven_bps and (loss > LOSS_CLEAN or measured < st.proven_estimate * PROBE_CUT):
             st.proven_bps = 0.0
         just_proven = self._end_probe(now, measured, loss, nacks)
@@ -126,7 +132,7 @@ class Allocator:
             self._log(now)
             return st.current
         index = [q for q, _ in options].index(st.current)
-        if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current]):
+        if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current], falling):
             lower = self._best_fitting(options[:index], usable * DOWN_FILL) or options[0][0]
             if lower != st.current:
                 if st.probe_judge_at:
@@ -164,6 +170,13 @@ class Allocator:
         st.fits_since = None
         self._plan_probe(now, measured, usable, loss, nacks, options[index + 1][1], cost[st.current])
         return st.current
+
+    def _falling(self, now: float, measured: float) -> bool:
+        recent = self.state.recent_estimates
+        recent.append((now, measured))
+        while recent and recent[0][0] < now - FALLING_WINDOW_S:
+            recent.pop(0)
+        return measured < FALLING_SHARE * max(e for _, e in recent)
 
     def _move(self, now: float, quality: Quality, reason: str) -> None:
         st = self.state

@@ -67,6 +67,7 @@ class RoomLadder:
         self._last_arrival = 0.0
         self._ts_ext: Optional[int] = None
         self._active: frozenset[int] = frozenset()
+        self._warm = False  # decode even with no rung active, so a rung can start at once with a keyframe
         self._kf_requests = [0] * len(self.rungs)   # written by the loop only; the worker compares counts
         self._closed = False
         self.frames_in = self.dropped_idle = self.dropped_waiting_keyframe = self.dropped_overflow = 0
@@ -100,13 +101,29 @@ class RoomLadder:
         self._last_arrival = arrival
         for frame in self._depack.push(data, arrival):
             self._on_frame(frame, arrival)
-        if self._active and self._source_keyframes.poll(arrival):
+        if self._decoding and self._source_keyframes.poll(arrival):
             self._ask_source_keyframe()
 
+    @property
+    def _decoding(self) -> bool:
+        return bool(self._active) or self._warm
+
+    def set_warm(self, warm: bool) -> None:
+        """Keep decoding while no rung is encoded (a viewer may need one any moment): switching to a rung
+        then waits for nothing, not even the source's next keyframe. Costs one decode of the source."""
+        if warm == self._warm:
+            return
+        was_decoding = self._decoding
+        self._warm = warm
+        self._apply_active(self._active, was_decoding)
+
     def set_active(self, rung_indexes: set[int]) -> None:
-        was_idle = not self._active
-        self._active = frozenset(i for i in rung_indexes if 0 <= i < len(self.rungs))
-        if not self._active:
+        self._apply_active(frozenset(i for i in rung_indexes if 0 <= i < len(self.rungs)), self._decoding)
+
+    def _apply_active(self, active: frozenset[int], was_decoding: bool) -> None:
+        was_idle = not was_decoding
+        self._active = active
+        if not self._decoding:
             self._need_keyframe = True  # the decoder idles: it restarts from a keyframe
             with self._cv:
                 self.dropped_idle += len(self._queue)
@@ -124,7 +141,7 @@ class RoomLadder:
         self.frames_in += 1
         if frame.keyframe:
             self._source_keyframes.on_keyframe(now)
-        if not self._active:
+        if not self._decoding:
             self._need_keyframe = True
             self.dropped_idle += 1
             return
@@ -222,7 +239,7 @@ class RoomLadder:
 
     def _process(self, job: _Job, behind: bool) -> None:
         active = self._active
-        if not active:
+        if not self._decoding:
             return
         if self._decoder is None or self._decoder_codec != job.codec:
             self._decoder = av.CodecContext.create({"VP8": "vp8", "H264": "h264"}[job.codec], "r")
@@ -280,7 +297,7 @@ class RoomLadder:
             "dropped": {"idle": self.dropped_idle, "waiting_keyframe": self.dropped_waiting_keyframe,
                         "overflow": self.dropped_overflow, "encode_skipped": self.encode_skipped,
                         "decode_errors": self.decode_errors},
-            "queue_depth": len(self._queue), "active": sorted(self._active),
+            "queue_depth": len(self._queue), "active": sorted(self._active), "warm": self._warm,
             "source_keyframe_requests": self.keyframe_requests_sent,
             "worker_cpu_seconds": round(self.worker_cpu, 3),
             "decode_ms": round(self.decode_seconds / decoded * 1000, 3),

@@ -16,7 +16,7 @@ from .consumer import Consumer
 from .inbound import InboundStream, IngressPacket
 from .ladder_rung import Rung
 from .rtp_header import abs_send_time
-from .track_ladder import TrackLadder
+from .track_ladder import WARM_HEADROOM, TrackLadder
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,13 @@ class Track:
         self.on_keyframe_needed(layer, now)
 
     def tick(self, now: float) -> None:
-        """Once a second, from the room's timer."""
-        if self.ladder is not None:
-            self.ladder.tick(now)
+        """Once a second, from the room's timer: keep the ladder warm while some viewer is near the edge."""
+        ladder = self.ladder
+        if ladder is None:
+            return
+        source_bps = ladder.source.rates[-1] if ladder.source.rates else 0.0
+        ladder.set_warm(any(c.near_the_edge(source_bps, WARM_HEADROOM) for c in self.consumers), now)
+        ladder.tick(now)
 
     async def close(self) -> None:
         ladder, self.ladder = self.ladder, None

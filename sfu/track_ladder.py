@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # What a 720p camera's classroom on a thin link gets: a quarter and a sixteenth of the picture.
 DEFAULT_RUNGS: tuple[Rung, ...] = (Rung(640, 360, 500_000, 30), Rung(320, 180, 150_000, 15))
 IDLE_CLOSE_S = 10.0  # a ladder no consumer wanted for this long is closed (its thread and codecs freed)
+WARM_HEADROOM = 1.5  # a viewer whose estimate is under this multiple of the source's rate may need a rung soon
 
 
 class RungStream(InboundStream):
@@ -58,6 +59,7 @@ class TrackLadder:
         self._request_source_keyframe = request_source_keyframe
         self.ladder: Optional[RoomLadder] = None
         self.active: frozenset[int] = frozenset()
+        self.warm = False
         self._idle_since: Optional[float] = None
         self._closing: set[asyncio.Task] = set()
 
@@ -74,13 +76,29 @@ class TrackLadder:
             return
         self.active = active
         if active and self.ladder is None:
-            self.ladder = RoomLadder(list(self.rungs), self._emit, self._ask_source_keyframe)
+            self._start()
         if self.ladder is not None:
             self.ladder.set_active(set(active))
-        self._idle_since = None if active else now
+        self._idle_since = None if active or self.warm else now
+
+    def set_warm(self, warm: bool, now: float) -> None:
+        """Decode the source ahead of need while some viewer is near the edge of its link: its switch to a
+        rung then starts on the very next frame instead of the source's next keyframe (seconds, for OBS)."""
+        if warm == self.warm:
+            return
+        self.warm = warm
+        if warm and self.ladder is None:
+            self._start()
+        if self.ladder is not None:
+            self.ladder.set_warm(warm)
+        self._idle_since = None if self.active or warm else now
+
+    def _start(self) -> None:
+        self.ladder = RoomLadder(list(self.rungs), self._emit, self._ask_source_keyframe)
+        self.ladder.set_warm(self.warm)
 
     def on_source_packet(self, pkt: "IngressPacket") -> None:
-        if self.active and self.ladder is not None:
+        if (self.active or self.warm) and self.ladder is not None:
             view = pkt.view
             self.ladder.on_packet(view.data, self.source.codec, self.source.clock_rate, pkt.arrival)
 

@@ -507,3 +507,22 @@ def _depacketize(packets: list[bytes]) -> list:
     for i, p in enumerate(packets):
         out += dp.push(p, i * 1e-4)
     return out
+
+
+@pytest.mark.timeout(120)
+async def test_warm_ladder_starts_a_rung_without_waiting_for_the_source_keyframe(clip720):
+    src = vp8_clip_rtp(clip720, 777)  # a keyframe every 30 frames
+    for warm in (True, False):
+        async with Harness(RUNGS) as h:
+            h.ladder.set_warm(warm)
+            await h.feed(src[:40], "VP8")
+            assert h.ladder.stats()["frames_decoded"] == (40 if warm else 0)
+            assert not h.out[0]                                  # warm decodes, encodes nothing
+            h.ladder.set_active({0})
+            await h.feed(src[40:50], "VP8", start=40 / 30)
+            first = rung_frames(h.out[0])
+            if warm:   # from the next frame on, starting with a keyframe of its own
+                assert len(first) == 10 and first[0]["key"]
+                assert first[0]["ts"] == RtpView(src[40][0]).timestamp
+            else:      # a cold ladder waits for the source's next keyframe (frame 60)
+                assert first == []

@@ -277,6 +277,16 @@ def test_allocator_does_not_trim_a_viewer_that_receives_well():
     assert a.update(11.25, 300e3, 0.0, 1.1e6, RATES) == (0, 2)         # never 720p or 360p at 5 fps
 
 
+def test_allocator_ignores_a_keyframe_burst_while_the_estimate_rises():
+    a = Allocator()
+    a.update(0.0, None, 0.0, 0.0, RATES)
+    for i in range(8):
+        assert a.update(0.25 * i + 0.25, 1.6e6 + 20e3 * i, 0.0, 1.5e6, RATES) == (2, 2)
+    # another viewer's keyframe request: this one is sent 2.4M for a second, its estimate keeps rising
+    assert a.update(2.25, 1.8e6, 0.0, 2.4e6, RATES) == (2, 2)
+    assert a.update(2.5, 1.82e6, 0.0, 2.4e6, RATES) == (2, 2)
+
+
 def test_allocator_probes_proves_rates_and_backs_off():
     a = Allocator()
     assert a.update(0.0, 150e3, 0.0, 0, RATES) == (0, 2)
