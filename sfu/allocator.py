@@ -29,7 +29,7 @@ Quality = tuple[int, int]  # (spatial index, temporal id): higher is better
 
 DOWN_FILL = 0.95
 UP_FILL = 0.85
-SPATIAL_UP_FILL = 0.7        # a higher resolution starts with a keyframe several frames big: more headroom
+SPATIAL_UP_FILL = 0.75       # a higher resolution starts with a keyframe several frames big: more headroom
 CONGESTED_BELOW_SENT = 0.9   # an estimate under this share of what we send means the link is full
 PLAINLY_TOO_BIG = 1.15       # a layer this much above the estimate is moved off even without congestion
 START_BPS = 2_000_000        # before the first estimate: optimistic (the first REMB corrects it within 1 s)
@@ -48,6 +48,10 @@ PROBE_CUT = 0.9              # the estimate fell under this share of its start: 
 PROBE_GRACE_S = 0.5          # after the padding, feedback about it may still come: judge it only then
 PROBE_NACKS = 2              # more packets than this NACKed during a probe: it overflowed a queue
 PROBE_BACKOFF_MAX = 8.0
+PROBE_MIN_STEP = 1.1         # a probe aims at least this much above the usable rate
+PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) for this long;
+CEILING_RISE = 2.0           # each proven probe lifts that ceiling (the link may have grown since)
+REFLEX_SHARE = 0.5           # a NACK burst on a layer without temporal layers: down to what fits in this share
 
 
 @dataclass
@@ -64,6 +68,8 @@ class AllocatorState:
     probe_blocked_until: float = 0.0
     probe_backoff: float = HOLD_MIN
     probe_wins: int = 0                  # probes proven in a row
+    ceiling_bps: float = 0.0             # the rate of the last probe that failed, and when
+    ceiling_at: float = -1e9
     probe_start_estimate: float = 0.0
     probe_total_bps: float = 0.0         # what a probe brings the stream to
     proven_bps: float = 0.0              # a rate the viewer was seen to take cleanly
@@ -109,10 +115,12 @@ class Allocator:
         self.state = AllocatorState()
 
     def update(self, now: float, estimate_bps: Optional[float], loss: float, sending_bps: float,
-               rates: Sequence[Sequence[float]], cap: Optional[int] = None, nacks: int = 0) -> Optional[Quality]:
+               rates: Sequence[Sequence[float]], cap: Optional[int] = None, nacks: int = 0,
+               reflex: bool = False) -> Optional[Quality]:
         """The quality to forward now. `rates[s][t]` is layer s's bitrate with temporal layers 0..t;
         `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts;
-        `nacks` how many packets the viewer has NACKed so far (the quickest sign that a probe overflowed)."""
+        `nacks` how many packets the viewer has NACKed so far (the quickest sign that a probe overflowed);
+        `reflex` whether a burst of NACKs just showed an overflow (before any estimate can)."""
         st = self.state
         options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
         if not options:
@@ -125,6 +133,10 @@ class Allocator:
         just_proven = self._end_probe(now, measured, loss, nacks)
         usable = max(measured, st.proven_bps)
         cost = dict(options)
+        if reflex and st.current in cost and sending_bps > 0 and len(rates[st.current[0]]) == 1:
+            # no temporal layer to shed (the consumer thins those itself): shed resolution now
+            usable = min(usable, REFLEX_SHARE * sending_bps)
+            falling = True
         if st.current not in cost:  # first decision, or the layer went away: best that fits
             st.current = self._best_fitting(options, usable * DOWN_FILL) or options[0][0]
             st.fits_since = None
@@ -168,7 +180,9 @@ class Allocator:
                 self._move(now, best_up, f"up: {cost[best_up]:.0f} fits {usable:.0f}")
             return st.current
         st.fits_since = None
-        self._plan_probe(now, measured, usable, loss, nacks, options[index + 1][1], cost[st.current])
+        nxt, nxt_bps = options[index + 1]
+        fill = UP_FILL if nxt[0] == st.current[0] else SPATIAL_UP_FILL
+        self._plan_probe(now, measured, usable, loss, nacks, nxt_bps / fill, cost[st.current])
         return st.current
 
     def _falling(self, now: float, measured: float) -> bool:
@@ -204,28 +218,37 @@ class Allocator:
         if not st.probe_judge_at:
             return False
         if self._probe_hurt(measured, loss, nacks):
-            self._stop_probe()
             self._probe_failed(now)
+            self._stop_probe()
             return False
         if now < st.probe_judge_at:
             return False
         self._stop_probe()
         st.probe_backoff = HOLD_MIN
         st.probe_wins += 1
+        st.ceiling_bps = max(st.ceiling_bps, st.probe_total_bps) * CEILING_RISE
         if st.probe_total_bps <= st.proven_bps:
             return False
         st.proven_bps, st.proven_estimate = st.probe_total_bps, measured
         return True
 
     def _plan_probe(self, now: float, measured: float, usable: float, loss: float, nacks: int,
-                    next_bps: float, current_bps: float) -> None:
+                    needed_bps: float, current_bps: float) -> None:
+        """Probe toward `needed_bps` (the usable rate at which the next step fits), in slow-start steps,
+        and never past halfway to the rate of a recent failed probe."""
         st = self.state
         if st.probe_judge_at:  # one under way (its harm was checked in _end_probe)
             return
         if loss > LOSS_CLEAN or now < st.probe_blocked_until or now - st.last_down < st.hold:
             return
         gain = min(PROBE_GAIN_MAX, 1 + (PROBE_GAIN - 1) * 2 ** st.probe_wins)
-        st.probe_total_bps = max(next_bps * PROBE_OVERSHOOT, usable * gain)
+        base = max(usable, current_bps)  # an estimate starved under the lowest layer probes from what is sent
+        total = max(base * PROBE_MIN_STEP, min(needed_bps * PROBE_OVERSHOOT, base * gain))
+        if now - st.ceiling_at < PROBE_CEILING_S and total >= st.ceiling_bps:
+            total = (base + st.ceiling_bps) / 2
+            if total < base * 1.03:
+                return  # the link is as full as probing can tell
+        st.probe_total_bps = total
         st.probe_bps = int(max(0.0, st.probe_total_bps - current_bps))
         st.probe_start_estimate = measured
         st.probe_start_nacks = nacks
@@ -234,6 +257,8 @@ class Allocator:
 
     def _probe_failed(self, now: float) -> None:
         st = self.state
+        if st.probe_judge_at:
+            st.ceiling_bps, st.ceiling_at = st.probe_total_bps, now
         st.probe_wins = 0
         st.probe_blocked_until = now + st.probe_backoff
         st.probe_backoff = min(PROBE_BACKOFF_MAX, st.probe_backoff * 2)

@@ -26,6 +26,9 @@ LAYER_IDLE_S = 0.5        # a layer that sent nothing for this long is paused (t
 PROBE_PACKET_BYTES = 1000
 FILL_PADDING = b"\x00\x00\x00\x04"
 LOSS_NOTICED = 0.02
+NACK_BURST = 8            # packets NACKed within NACK_BURST_S: a queue overflowed somewhere on the way
+NACK_BURST_S = 0.25
+REFLEX_S = 1.0            # ... then only the base temporal layer for this long, before any estimate says so
 
 
 class Consumer:
@@ -54,6 +57,8 @@ class Consumer:
         # Switching down to a lower resolution waits for its keyframe, which must squeeze through the same
         # full link: meanwhile forward only the current layer's base temporal layer (no keyframe needed).
         self.thinning = False
+        self.reflex_until = 0.0
+        self._nack_times: list[float] = []
         self.max_height: Optional[int] = None   # the viewer's own cap (?max= on WHEP, or a message)
         self._probe_credit = 0.0
         self._probe_cursor = 0
@@ -97,7 +102,7 @@ class Consumer:
         vp8 = pkt.vp8
         if vp8 is not None:
             if vp8.start_of_partition and vp8.partition_id == 0:
-                self._temporal_step(vp8, pkt.keyframe)
+                self._temporal_step(vp8, pkt.keyframe, now)
                 if vp8.tid > self.tid_limit and vp8.picture_id is not None:
                     m.drop_picture(vp8.picture_id)
             if vp8.tid > self.tid_limit:
@@ -125,10 +130,10 @@ class Consumer:
             self.packets += 1
             self.octets += len(payload)
 
-    def _temporal_step(self, vp8, keyframe: bool) -> None:
+    def _temporal_step(self, vp8, keyframe: bool, now: float) -> None:
         """At a picture boundary: lower the frame rate at once; raise it only where the decoder can follow
         (a keyframe, a base-layer picture, or a layer-sync picture of the layer being added)."""
-        want = 0 if self.thinning else self.target_tid
+        want = 0 if self.thinning or now < self.reflex_until else self.target_tid
         if want < self.tid_limit:
             self.tid_limit = want
         elif want > self.tid_limit:
@@ -200,7 +205,7 @@ class Consumer:
         # share of the link is already outside it.
         measured = any(r for r, s in zip(rates, layers) if not s.on_demand)
         choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap,
-                                       self.nacks) if measured else None
+                                       self.nacks, now < self.reflex_until) if measured else None
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return
@@ -240,6 +245,8 @@ class Consumer:
 
     def on_nack(self, lost: list[int], now: float) -> None:
         self.nacks += len(lost)
+        if self.kind == "video":
+            self._nack_burst(len(lost), now)
         if self.allocator.probe_rate(now):  # a probe that overflows a queue must stop at once
             self.allocate(now)
         for out_seq in lost:
@@ -251,6 +258,19 @@ class Consumer:
                 continue
             if self._resend(out_seq):
                 self.rtx_packets += 1
+
+    def _nack_burst(self, count: int, now: float) -> None:
+        """A reflex ahead of the estimate: a burst of NACKs means a queue on the way overflowed, and the
+        viewer's REMB will say so only after its next report. Halving the load at once lets the queue
+        drain, so the frames keep coming while the allocator decides."""
+        times = self._nack_times
+        times.extend([now] * min(count, NACK_BURST + 1))
+        while times and times[0] < now - NACK_BURST_S:
+            times.pop(0)
+        if len(times) > NACK_BURST:
+            self.reflex_until = now + REFLEX_S
+            times.clear()
+            self.allocate(now)  # a layer without temporal layers to shed sheds resolution instead
 
     def _resend(self, out_seq: int) -> bool:
         """Send the packet that carried `out_seq` again, as RTX when negotiated."""
@@ -337,6 +357,7 @@ class Consumer:
             "layer_height": getattr(cur, "height", None) or None,
             "target_layer": layers.index(self.target) if self.target in layers else None,  # type: ignore[arg-type]
             "temporal_limit": self.tid_limit, "target_temporal": self.target_tid, "thinning": self.thinning,
+            "reflex_until": round(self.reflex_until, 3),
             "max_height": self.max_height,
             "switches_up": st.switches_up, "switches_down": st.switches_down, "allocator": st.reason,
             "probing_bps": st.probe_bps if st.probe_until else 0, "dropped": self.munger.dropped,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sfu.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, Allocator
+from sfu.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, SPATIAL_UP_FILL, Allocator
 from sfu.codec_info import parse_vp8
 from sfu.consumer import Consumer
 from sfu.inbound import InboundStream
@@ -184,6 +184,24 @@ def test_switching_down_thins_the_current_layer_until_the_keyframe():
     assert_continuous(rig.output())
 
 
+def test_a_nack_burst_thins_at_once_for_a_second():
+    rig = Rig(keyframe_every=1000)
+    set_target(rig, 2, 2)
+    rig.run(8)
+    rig.consumer.on_nack(list(range(3)), rig.now)              # a few: ordinary loss
+    rig.tap.sent.clear()
+    rig.run(4)
+    assert {d.tid for _, d in rig.output()} == {0, 1, 2}
+    rig.consumer.on_nack(list(range(10)), rig.now)             # a burst: a queue overflowed
+    rig.tap.sent.clear()
+    rig.run(24)                                                # 0.8 s
+    assert {d.tid for _, d in rig.output()} == {0}
+    rig.tap.sent.clear()
+    rig.run(12)                                                # past the second: all layers again
+    assert {d.tid for _, d in rig.output()} == {0, 1, 2}
+    assert_continuous(rig.output())
+
+
 def test_requests_on_join_are_coalesced_per_layer():
     rig = Rig(keyframe_every=1000)
     set_target(rig, 1, 2)
@@ -287,31 +305,38 @@ def test_allocator_ignores_a_keyframe_burst_while_the_estimate_rises():
     assert a.update(2.5, 1.82e6, 0.0, 2.4e6, RATES) == (2, 2)
 
 
-def test_allocator_probes_proves_rates_and_backs_off():
+def test_allocator_probes_prove_rates_in_slow_start_steps():
     a = Allocator()
     assert a.update(0.0, 150e3, 0.0, 0, RATES) == (0, 2)
+    t, totals = 0.0, []
+    while a.state.current == (0, 2) and t < 20:   # the estimate stays flat (as Chromium's REMB does)
+        t += 0.25
+        a.update(t, 150e3, 0.0, 120e3, RATES)
+        if a.probe_rate(t) and (not totals or a.state.probe_total_bps != totals[-1]):
+            totals.append(a.state.probe_total_bps)
+    # each clean probe proves its rate and the step above it doubles, until 360p fits with its headroom
+    assert totals == pytest.approx([150e3 * 1.2, 180e3 * 1.4, 252e3 * 1.8], rel=0.01)
+    assert 252e3 * 1.8 * SPATIAL_UP_FILL >= 320e3
+    assert a.state.current == (1, 1) and t < 3 * (PROBE_S + PROBE_GRACE_S) + 1
+
+
+def test_allocator_probe_backs_off_and_stays_under_a_failed_rate():
+    a = Allocator()
+    a.update(0.0, 150e3, 0.0, 0, RATES)
     a.update(0.25, 150e3, 0.0, 120e3, RATES)
-    # the next step (360p at half rate, 320k: 360p at a quarter rate is no option) does not fit: pad up to it
-    assert a.probe_rate(0.25) == pytest.approx(320e3 * 1.1 - 120e3, rel=0.01)
+    assert a.probe_rate(0.25) == pytest.approx(150e3 * PROBE_GAIN - 120e3, rel=0.01)
     a.update(1.0, 150e3, 0.05, 120e3, RATES)                         # loss while probing: stop, back off
     assert a.probe_rate(1.0) == 0
     a.update(2.0, 150e3, 0.0, 120e3, RATES)
     assert a.probe_rate(2.0) == 0                                   # still backing off (2 s)
     t = 1.0 + HOLD_MIN + 0.1
     a.update(t, 150e3, 0.0, 120e3, RATES)
-    assert a.probe_rate(t) > 0
-    # the estimate stayed flat (as Chromium's REMB does) but nothing was lost: the probed rate is proven,
-    # and the next probe aims higher (slow start: the step above 1 doubles after each proven probe)
+    assert a.state.probe_total_bps == pytest.approx((150e3 + 180e3) / 2)   # halfway to the failed rate
     t += PROBE_S + PROBE_GRACE_S + 0.1
     a.update(t, 150e3, 0.0, 120e3, RATES)
-    assert a.state.proven_bps == pytest.approx(352e3)
-    assert a.probe_rate(t) == pytest.approx(352e3 * (1 + 2 * (PROBE_GAIN - 1)) - 120e3, rel=0.01)
-    t += PROBE_S + PROBE_GRACE_S + 0.1
-    a.update(t, 150e3, 0.0, 120e3, RATES)                            # proven 493k: 360p fits
-    t += HOLD_MIN + 0.1
-    assert a.update(t, 150e3, 0.0, 120e3, RATES) == (1, 1)
+    assert a.state.proven_bps == pytest.approx(165e3)
     # an estimate cut disproves the rate: back to what the estimate says (down at once if congested)
-    assert a.update(t + 0.25, 100e3, 0.0, 320e3, RATES) == (0, 1)
+    assert a.update(t + 0.25, 100e3, 0.0, 120e3, RATES) == (0, 1)
     assert a.state.proven_bps == 0
 
 
@@ -419,3 +444,14 @@ def test_start_bitrate_hint_on_every_video_codec():
     assert "a=fmtp:102 packetization-mode=1;x-google-start-bitrate=1000\r\n" in done
     assert "a=fmtp:97 apt=96\r\n" in done                               # RTX untouched
     assert done.count("x-google") == 2
+
+
+def test_allocator_reflex_sheds_resolution_where_no_temporal_layer_can_go():
+    single = [[60e3, 90e3, 150e3], [200e3, 300e3, 500e3], [1.5e6]]      # ladder rungs, then the source
+    a = Allocator()
+    assert a.update(0.0, None, 0.0, 0.0, single) == (2, 0)
+    assert a.update(0.25, 2.2e6, 0.0, 1.5e6, single) == (2, 0)
+    assert a.update(0.5, 2.2e6, 0.0, 1.5e6, single, reflex=True) == (1, 2)   # 500k fits in half of 1.5M
+    b = Allocator()                                                   # with temporal layers: the consumer thins
+    b.update(0.0, None, 0.0, 0.0, RATES)
+    assert b.update(0.5, 2.2e6, 0.0, 1.5e6, RATES, reflex=True) == (2, 2)

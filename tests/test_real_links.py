@@ -34,7 +34,7 @@ from tests.conftest import CACHE
 
 CAP_KBIT = 500
 # sources whose acceptance check is not yet expected to pass, with the reason
-LADDER_PENDING: dict[str, str] = {"whip-clip": "the server-side ladder is not yet wired into `serve`"}
+LADDER_PENDING: dict[str, str] = {}
 
 
 # --- the measurement functions, on made-up samples -----------------------------------------------------------
