@@ -1,22 +1,29 @@
-"""The SFU as signaling sees it: create publisher/viewer sessions from SDP offers, end them, report state."""
+"""The SFU as signaling sees it: create publisher/viewer sessions from SDP offers, end them, follow the lesson,
+report state."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 from . import aiortc_adapter as adapter
-from .errors import BadOffer, RoomBusy, SessionNotFound
+from .errors import BadOffer, RoomBusy, SessionNotFound, SfuError
+from .feed import MAIN, LessonFacts, Slot
+from .ladder_rung import Rung
 from .room import Room
 from .sessions import PublisherSession, Session, ViewerSession
 from .track import PacketSink
+from .track_ladder import DEFAULT_RUNGS
 
 log = logging.getLogger(__name__)
 
 
 class SfuNode:
-    def __init__(self, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None) -> None:
+    def __init__(self, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None,
+                 ladder_rungs: Sequence[Rung] = DEFAULT_RUNGS) -> None:
+        """`ladder_rungs`: lower layers the SFU makes for a single-layer teacher camera or screen (none: off)."""
+        self.ladder_rungs = tuple(ladder_rungs)
         problems = adapter.self_test()
         if problems:
             raise RuntimeError("aiortc adapter self-test failed: " + "; ".join(problems))
@@ -25,15 +32,19 @@ class SfuNode:
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task] = set()
+        # the lesson of a room as signaling knows it (stage, open microphones); None: no lesson, plain WHIP/WHEP
+        self.lesson: Callable[[str], Optional[LessonFacts]] = lambda room_id: None
 
     def _room(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = Room(room_id)
+            room = self.rooms[room_id] = Room(room_id, self.ladder_rungs)
+            room.apply_lesson(self.lesson(room_id))
         return room
 
     def _closed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        session.room.prune()
         self._drop_if_empty(session.room)
 
     def _drop_if_empty(self, room: Room) -> None:
@@ -43,47 +54,109 @@ class SfuNode:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
-    async def publish(self, room_id: str, offer: str) -> tuple[str, str]:
-        """Start a publisher; returns (session id, SDP answer)."""
+    async def publish(self, room_id: str, offer: str, slot: Slot = MAIN, owner: str = "") -> tuple[str, str]:
+        """Start a publisher of `slot` (the teacher's camera by default); returns (session id, SDP answer).
+        The teacher's camera and screen take one publisher each (RoomBusy); a classroom that publishes again
+        replaces its previous session (a terminal that reloaded its page)."""
         room = self._room(room_id)
-        if room.publisher is not None:
-            raise RoomBusy(f"room {room_id} already has a publisher")
-        session = PublisherSession(room, self._closed)
-        room.set_publisher(session)  # reserve the slot during negotiation
+        feed = room.feed(slot)
+        old = feed.publisher
+        if old is not None and slot.source == "classroom":
+            log.info("%s: publishing again; the previous session %s ends", feed.label, old.id)
+            await old.close()
+            room = self._room(room_id)  # closing may have emptied and dropped the room
+            feed = room.feed(slot)
+        if feed.publisher is not None:
+            what = "a publisher" if slot.source == "camera" else f"a {slot} publisher"
+            raise RoomBusy(f"room {room_id} already has {what}")
+        session = PublisherSession(room, feed, self._closed, owner)
+        feed.set_publisher(session)  # reserve the slot during negotiation
+        room.ensure_timer()
         self.sessions[session.id] = session
-        try:
-            answer = await session.negotiate(offer, self.public_ip)
-        except BaseException:
-            await session.close()
-            raise
-        return session.id, answer
+        return session.id, await self._negotiate(session, offer)
 
-    async def play(self, room_id: str, offer: str, max_height: Optional[int] = None) -> tuple[str, str]:
-        """Start a viewer (at most `max_height` lines of picture if given); returns (session id, SDP answer)."""
+    async def play(self, room_id: str, offer: str, max_height: Optional[int] = None, slot: Slot = MAIN,
+                   owner: str = "") -> tuple[str, str]:
+        """Start a viewer of `slot` (the teacher's camera by default; at most `max_height` lines of picture if
+        given); returns (session id, SDP answer)."""
         room = self._room(room_id)
-        session = ViewerSession(room, self._closed, max_height)
+        session = ViewerSession(room, self._closed, max_height, slot, owner)
         room.viewers.add(session)
         room.ensure_timer()
         self.sessions[session.id] = session
+        return session.id, await self._negotiate(session, offer)
+
+    async def _negotiate(self, session: Session, offer: str) -> str:
         try:
             answer = await session.negotiate(offer, self.public_ip)
-        except BaseException:
+        except BaseException as exc:
+            ended_meanwhile = session.closed  # replaced, removed or the lesson ended while negotiating
             await session.close()
+            if ended_meanwhile and not isinstance(exc, (SfuError, asyncio.CancelledError)):
+                raise RoomBusy("the session was ended while it was being set up") from exc
             raise
-        return session.id, answer
+        if session.closed:
+            raise RoomBusy("the session was ended while it was being set up")
+        return answer
 
-    def attach_sink(self, room_id: str, kind: str, sink: "PacketSink") -> None:
-        """Give an in-process consumer (the recorder) the room's `kind` track; keeps the room alive."""
+    def attach_sink(self, room_id: str, kind: str, sink: "PacketSink", source: str = "camera") -> None:
+        """Give an in-process consumer (the recorder) the room's `kind` track of the teacher's `source` (camera:
+        camera and microphone; screen: the screen share); keeps the room alive."""
         room = self._room(room_id)
-        room.tracks[kind].add_sink(sink, time.monotonic())
+        room.feed(self._teacher_slot(source)).tracks[kind].add_sink(sink, time.monotonic())
         room.ensure_timer()
 
-    def detach_sink(self, room_id: str, kind: str, sink: "PacketSink") -> None:
+    def detach_sink(self, room_id: str, kind: str, sink: "PacketSink", source: str = "camera") -> None:
         room = self.rooms.get(room_id)
         if room is None:
             return
-        room.tracks[kind].remove_sink(sink)
+        room.feed(self._teacher_slot(source)).tracks[kind].remove_sink(sink)
         self._drop_if_empty(room)
+
+    @staticmethod
+    def _teacher_slot(source: str) -> Slot:
+        if source not in ("camera", "screen"):
+            raise ValueError("source must be camera or screen")
+        return Slot(source)
+
+    # --- the lesson ---------------------------------------------------------------------------------------
+
+    def apply_lesson(self, room_id: str, facts: Optional[LessonFacts]) -> None:
+        """The lesson changed (stage, microphones; None: no lesson any more): follow it in this room's media."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.apply_lesson(facts)
+
+    async def end_publishing(self, room_id: str) -> int:
+        """The lesson ended: close every publisher session of the room (teacher camera and screen, classrooms)."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return 0
+        ending = list(room.publishers())
+        await asyncio.gather(*(s.close() for s in ending), return_exceptions=True)
+        return len(ending)
+
+    async def end_owner(self, room_id: str, identity: str) -> int:
+        """Close every session `identity` opened in the room (it was removed from the lesson)."""
+        ending = [s for s in self.sessions.values() if s.room.id == room_id and s.owner == identity]
+        await asyncio.gather(*(s.close() for s in ending), return_exceptions=True)
+        return len(ending)
+
+    def viewer_links(self, room_id: str) -> dict[str, dict[str, Optional[float]]]:
+        """Each identity's downlink as the SFU measures it on its main (teacher camera) session: loss (0..1, from
+        receiver reports), rtt (ms), bitrate (bit/s: the viewer's estimate, else what it was sent)."""
+        room = self.rooms.get(room_id)
+        out: dict[str, dict[str, Optional[float]]] = {}
+        if room is None:
+            return out
+        for v in room.viewers:
+            video = next((c for kind, c in v.consumers if kind == "video"), None)
+            if not v.owner or v.slot.source != "camera" or video is None or not video.packets:
+                continue
+            out[v.owner] = {"loss": round(video.fraction_lost, 4),
+                            "rtt": None if video.rtt is None else round(video.rtt * 1000, 1),
+                            "bitrate": float(video.remb) if video.remb else round(video.media_bps)}
+        return out
 
     def session(self, room_id: str, session_id: str, role: str) -> Session:
         s = self.sessions.get(session_id)

@@ -1,4 +1,5 @@
-"""The ingest side of a publisher connection: demux by SSRC/payload type, repair loss, feed the room's tracks."""
+"""The ingest side of a publisher connection: demux by SSRC/payload type, repair loss, feed its feed's tracks
+(and leave out a closed microphone's audio)."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,7 @@ from .rtp_header import RtpParseError, RtpView, seq_diff
 
 if TYPE_CHECKING:
     from .aiortc_adapter import PacketTap
-    from .room import Room
+    from .feed import Feed
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,9 @@ class PayloadInfo:
 
 
 class PublisherIngest:
-    def __init__(self, room: "Room", payloads: dict[int, PayloadInfo], rtcp_ssrc: int,
+    def __init__(self, feed: "Feed", payloads: dict[int, PayloadInfo], rtcp_ssrc: int,
                  rids: Optional[dict[str, list[str]]] = None, rid_ext: int = 0, repaired_rid_ext: int = 0) -> None:
-        self.room = room
+        self.feed = feed
         self.payloads = payloads
         self.rtcp_ssrc = rtcp_ssrc
         self.rids = rids or {}             # kind -> simulcast encoding ids the offer announced
@@ -48,6 +49,8 @@ class PublisherIngest:
         self.estimator = IngestEstimator()
         self.malformed = 0
         self.unknown = 0
+        self.muted_dropped = 0   # audio packets left out while the microphone was closed
+        self._audio_gap = False
         self.probe_bytes = 0
         self.remb_bps = 0
 
@@ -96,8 +99,19 @@ class PublisherIngest:
                 self._send_rtcp(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, lost))
         if view.payload_size == 0:
             return  # padding-only probe: counted above, nothing to forward
+        if stream.kind == "audio":
+            if self.feed.muted:  # a closed microphone: nothing of it reaches anyone (nor the recorder)
+                self.muted_dropped += 1
+                self._audio_gap = True
+                return
+            if self._audio_gap:  # opened again: a fresh stream, so viewers continue numbering without a hole
+                self._audio_gap = False
+                old, stream = stream, self._restart(stream, view, now, "continues after the microphone opened")
+                stream.sr, stream.lsr, stream.lsr_time = old.sr, old.lsr, old.lsr_time  # lip sync at once
+                stream.last_packet_at = now
+                stream.stats.on_packet(view.seq, view.timestamp, now, view.payload_size)
         pkt = stream.classify(view, now)
-        track = self.room.tracks.get(stream.kind)
+        track = self.feed.tracks.get(stream.kind)
         if track is not None:
             track.forward(pkt, stream, now)
 
@@ -155,7 +169,7 @@ class PublisherIngest:
                 self.rtx.pop(old.rtx_ssrc, None)
         stream = InboundStream(info.kind, info.codec, info.clock_rate, view.ssrc, view.payload_type, rid)
         self._install(stream, now)
-        log.info("room %s: %s stream %s ssrc=%d rid=%s", self.room.id, info.kind, info.codec, view.ssrc, rid)
+        log.info("%s: %s stream %s ssrc=%d rid=%s", self.feed.label, info.kind, info.codec, view.ssrc, rid)
         return stream
 
     def _rid(self, view: RtpView, kind: str, ext_id: int) -> Optional[str]:
@@ -172,16 +186,17 @@ class PublisherIngest:
         self.by_key[(stream.kind, stream.rid)] = stream
         if stream.rtx_ssrc is not None:
             self.rtx[stream.rtx_ssrc] = stream
-        track = self.room.tracks.get(stream.kind)
+        track = self.feed.tracks.get(stream.kind)
         if track is not None:
             track.attach(stream, now)
 
-    def _restart(self, old: InboundStream, view: RtpView, now: float) -> InboundStream:
+    def _restart(self, old: InboundStream, view: RtpView, now: float,
+                 why: str = "restarted its sequence") -> InboundStream:
         """Same SSRC, discontinuous sequence: a fresh stream, so viewers re-sync on its next keyframe."""
         stream = InboundStream(old.kind, old.codec, old.clock_rate, old.ssrc, old.payload_type, old.rid)
         stream.rtx_ssrc = old.rtx_ssrc
         self._install(stream, now)
-        log.info("room %s: %s stream ssrc=%d restarted its sequence", self.room.id, old.kind, old.ssrc)
+        log.info("%s: %s stream ssrc=%d %s", self.feed.label, old.kind, old.ssrc, why)
         return stream
 
     def on_rtcp(self, data: bytes) -> None:
@@ -214,7 +229,7 @@ class PublisherIngest:
                 again = stream.nack.poll(now)
                 if again:
                     self._send_rtcp(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, again))
-            if stream.keyframes.poll(now) and self.room.tracks[stream.kind].consumers:
+            if stream.keyframes.poll(now) and self.feed.tracks[stream.kind].consumers:
                 self._send_rtcp(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
 
     def report_tick(self, now: float, interval: float = 1.0) -> None:
@@ -247,5 +262,6 @@ class PublisherIngest:
                 "nack_recovered": s.nack.recovered if s.nack else 0,
             } for s in self.streams.values()],
             "remb_bps": self.remb_bps, "received_bps": int(self.estimator.received_bps),
-            "malformed": self.malformed, "unknown": self.unknown,
+            "malformed": self.malformed, "unknown": self.unknown, "muted": self.feed.muted,
+            "muted_dropped": self.muted_dropped,
         }

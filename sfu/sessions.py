@@ -15,8 +15,10 @@ from . import aiortc_adapter as adapter
 from . import rtcp_builder, sdp_hints, simulcast_sdp
 from .consumer import Consumer
 from .errors import BadOffer
+from .feed import MAIN, Feed, Slot
 from .publisher import PayloadInfo, PublisherIngest
 from .room import Room
+from .track import Track
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,12 @@ def _announce(sdp: str, public_ip: Optional[str]) -> str:
 class Session:
     role = "session"
 
-    def __init__(self, room: Room, on_closed: Callable[["Session"], None]) -> None:
+    def __init__(self, room: Room, on_closed: Callable[["Session"], None], slot: Slot = MAIN,
+                 owner: str = "") -> None:
         self.id = secrets.token_urlsafe(12)
         self.room = room
+        self.slot = slot
+        self.owner = owner  # the identity of the token that opened it ("" when not known)
         self.pc: RTCPeerConnection = adapter.new_peer_connection()
         self.tap: Optional[adapter.PacketTap] = None
         self.created = time.monotonic()
@@ -97,12 +102,16 @@ class Session:
         raise NotImplementedError
 
     def dump(self) -> dict:
-        return {"id": self.id, "role": self.role, "state": self.pc.connectionState,
-                "age_s": round(time.monotonic() - self.created, 1)}
+        return {"id": self.id, "role": self.role, "source": str(self.slot), "owner": self.owner,
+                "state": self.pc.connectionState, "age_s": round(time.monotonic() - self.created, 1)}
 
 
 class PublisherSession(Session):
     role = "publisher"
+
+    def __init__(self, room: Room, feed: Feed, on_closed: Callable[["Session"], None], owner: str = "") -> None:
+        super().__init__(room, on_closed, feed.slot, owner)
+        self.feed = feed
 
     async def negotiate(self, offer: str, public_ip: Optional[str]) -> str:
         await self._apply_offer(offer)
@@ -119,7 +128,7 @@ class PublisherSession(Session):
             raise BadOffer("offer sends no media (a publisher's media must be sendonly or sendrecv)")
         rtcp_ssrc = adapter.sender_ssrcs(self.pc.getTransceivers()[0].sender)[0]
         simulcast, rids, rid_ext, rrid_ext = self._simulcast(offer)
-        self.ingest = PublisherIngest(self.room, payloads, rtcp_ssrc, rids, rid_ext, rrid_ext)
+        self.ingest = PublisherIngest(self.feed, payloads, rtcp_ssrc, rids, rid_ext, rrid_ext)
         self.tap = adapter.PacketTap(self.pc, self.ingest.on_rtp, self.ingest.on_rtcp)
         self.ingest.tap = self.tap
         answer = simulcast_sdp.complete_answer(await self._answer(public_ip), simulcast)
@@ -138,8 +147,8 @@ class PublisherSession(Session):
         return [], {}, 0, 0
 
     def _detach(self) -> None:
-        if self.room.publisher is self:
-            self.room.set_publisher(None)
+        if self.feed.publisher is self:
+            self.feed.set_publisher(None)
 
     def dump(self) -> dict:
         d = super().dump()
@@ -150,10 +159,13 @@ class PublisherSession(Session):
 class ViewerSession(Session):
     role = "viewer"
 
-    def __init__(self, room: Room, on_closed: Callable[["Session"], None], max_height: Optional[int] = None) -> None:
-        super().__init__(room, on_closed)
+    def __init__(self, room: Room, on_closed: Callable[["Session"], None], max_height: Optional[int] = None,
+                 slot: Slot = MAIN, owner: str = "") -> None:
+        super().__init__(room, on_closed, slot, owner)
         self.consumers: list[tuple[str, Consumer]] = []
         self.max_height = max_height  # the viewer's own cap on picture height
+        self.attached = False  # consumers are on their tracks (after negotiation)
+        self.repoints = 0
 
     def set_max_height(self, max_height: Optional[int]) -> None:
         self.max_height = max_height
@@ -189,23 +201,45 @@ class ViewerSession(Session):
                             and r.parameters.get("apt") == c.payloadType), None)
                 pts[name] = (c.payloadType, rtx)
             ssrc, rtx_ssrc = adapter.sender_ssrcs(t.sender)
-            track = self.room.tracks[t.kind]
+            track = self.room.tracks_for(self.slot)[t.kind]  # re-resolved when attached, below
             consumer = Consumer(t.kind, self.tap, ssrc, rtx_ssrc, pts,
                                 adapter.negotiated_extensions(t).get(ABS_SEND_TIME, 0) if t.kind == "video" else 0,
                                 track)
             consumer.max_height = self.max_height
             self.consumers.append((t.kind, consumer))
         answer = await self._answer(public_ip)
+        if not self.closed:
+            # the stage may have moved while negotiating: attach to what the slot means now
+            self._attach(self.room.tracks_for(self.slot))
+        return answer
+
+    def _attach(self, tracks: dict[str, Track]) -> None:
         now = time.monotonic()
         for kind, consumer in self.consumers:
-            self.room.tracks[kind].add(consumer, now)
-        return answer
+            consumer.track = tracks[kind]
+            consumer.track.add(consumer, now)
+        self.attached = True
+
+    def repoint(self, tracks: dict[str, Track]) -> None:
+        """Follow the slot to other tracks (the stage changed): each consumer continues its numbering on the new
+        publisher's next keyframe (requested now), without renegotiation."""
+        if not self.attached or self.closed:
+            return
+        now = time.monotonic()
+        for kind, consumer in self.consumers:
+            new = tracks[kind]
+            if consumer.track is new:
+                continue
+            consumer.track.remove(consumer)
+            consumer.track = new
+            new.add(consumer, now)  # re-allocates: targets the new layers and asks their publisher for a keyframe
+        self.repoints += 1
 
     def _on_transport_ready(self) -> None:
         now = time.monotonic()
         for kind, consumer in self.consumers:
-            if kind == "video":
-                consumer.request_keyframe(now)
+            if kind == "video" and self.attached:
+                consumer.track.request_keyframe(now, consumer.target)
 
     def on_rtcp(self, data: bytes) -> None:
         now = time.monotonic()
@@ -234,10 +268,11 @@ class ViewerSession(Session):
 
     def _detach(self) -> None:
         for kind, consumer in self.consumers:
-            self.room.tracks[kind].remove(consumer)
+            consumer.track.remove(consumer)
         self.room.viewers.discard(self)
 
     def dump(self) -> dict:
         d = super().dump()
         d["consumers"] = [c.dump() for _, c in self.consumers]
+        d["repoints"] = self.repoints
         return d

@@ -9,8 +9,9 @@ from typing import Iterable, Optional
 from aiohttp import web
 
 from sfu.node import SfuNode
+from sfu.track_ladder import DEFAULT_RUNGS
 
-from . import media_endpoints, room_ws
+from . import media_endpoints, room_media, room_ws
 from .http_errors import error_middleware
 from .tokens import TokenError, verify
 
@@ -66,15 +67,20 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None,
-               node: Optional[SfuNode] = None) -> web.Application:
+               node: Optional[SfuNode] = None, library: Optional[str] = None,
+               record_rooms: Iterable[str] = (), ladder: bool = True) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
     app["secret"] = secret
-    app["sfu"] = node or SfuNode(media_hosts, public_ip)
+    app["sfu"] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/stats", stats)
     media_endpoints.add_routes(app)
     room_ws.setup(app)  # /ws/{room} and the lesson state at app["rooms_ws"] (issue 4)
+    room_media.setup(app)  # the lesson drives the SFU: stage, microphones, lesson end, removals
+    if library is not None:  # the recorder at app["recorder"], /api/library, /api/rooms/{room}/recording (issue 5)
+        from . import library_api
+        library_api.setup(app, library, auto_rooms=record_rooms)
     app.router.add_get("/", index)
     app.router.add_static("/", CLIENT_WEB, show_index=False)
 

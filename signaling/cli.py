@@ -24,7 +24,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not secret:
         secret = new_secret()
         print(f"No --secret or LIVECLASS_SECRET given: generated one for this run: {secret}", flush=True)
-    app = create_app(secret, args.media_host or None, args.public_ip)
+    app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
+                     record_rooms=args.record or (), ladder=not args.no_ladder)
     host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{host_for_url}:{args.port}"
     room = args.room
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--public-ip", help="address announced in ICE candidates (server behind 1:1 NAT)")
     s.add_argument("--secret", help="token signing secret (default: LIVECLASS_SECRET, else generated)")
     s.add_argument("--room", default="demo", help="room named in the printed page URLs (default demo)")
+    s.add_argument("--library", default="library", metavar="DIR",
+                   help="folder of the recorded lessons and their catalogue (default ./library)")
+    s.add_argument("--record", action="append", metavar="ROOM",
+                   help="record this room's lessons automatically, lesson_start to lesson_end (repeatable; '*': all)")
+    s.add_argument("--no-ladder", action="store_true",
+                   help="make no lower layers for single-layer publishers (saves a decode + encodes per room)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
     t = sub.add_parser("token", help="print an access token (JWT) signed with LIVECLASS_SECRET")

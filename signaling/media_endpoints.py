@@ -1,4 +1,10 @@
-"""WHIP (RFC 9725) and WHEP endpoints: publish and play a room's lesson over plain HTTP + SDP."""
+"""WHIP (RFC 9725) and WHEP endpoints: publish and play a room's lesson over plain HTTP + SDP.
+
+`?source=` chooses what: WHIP `camera` (default: the teacher's camera and microphone, or a terminal's own
+classroom camera and microphone) or `screen` (the teacher's screen share); WHEP `camera` (default: the teacher),
+`screen`, `stage` (the classroom on stage, following the stage) or `classroom&identity=X` (teacher/admin: one
+classroom's camera and microphone). Rights: media_rights.py.
+"""
 from __future__ import annotations
 
 import re
@@ -10,7 +16,10 @@ from aiohttp import web
 from sfu.errors import SfuError
 from sfu.node import SfuNode
 
+from . import media_rights
 from .http_errors import CORS_HEADERS, text_error
+from .room_media import lesson_of
+from .room_state import CONSOLE_ROLES
 from .tokens import Grant, TokenError, verify
 
 ROOM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -32,7 +41,7 @@ def authorize(request: web.Request, room: str, need: str) -> Grant:
         raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
     if not grant.allows_room(room):
         raise web.HTTPForbidden(text="token is for another room")
-    if need == "publish" and not (grant.can_publish and "camera" in grant.sources or grant.can_publish and "microphone" in grant.sources):
+    if need == "publish" and not (grant.can_publish and grant.sources):
         raise web.HTTPForbidden(text=f"role {grant.role} may not publish")
     if need == "subscribe" and not grant.can_subscribe:
         raise web.HTTPForbidden(text=f"role {grant.role} may not subscribe")
@@ -81,14 +90,21 @@ def make_handlers(kind: str):
 
     async def create(request: web.Request) -> web.Response:
         room = room_of(request)
-        authorize(request, room, need)
+        grant = authorize(request, room, need)
+        source = media_rights.source_of(request, media_rights.WHIP_SOURCES if kind == "whip"
+                                        else media_rights.WHEP_SOURCES)
+        max_height = max_height_of(request) if kind == "whep" else None
         offer = await read_offer(request)
         node: SfuNode = request.app["sfu"]
+        lesson = lesson_of(request.app, room)
         try:
             if kind == "whip":
-                session_id, answer = await node.publish(room, offer)
+                slot = media_rights.publish_slot(grant, source, offer, lesson)
+                session_id, answer = await node.publish(room, offer, slot, owner=grant.identity)
             else:
-                session_id, answer = await node.play(room, offer, max_height=max_height_of(request))
+                slot = media_rights.play_slot(grant, source, request.query.get("identity"), lesson)
+                session_id, answer = await node.play(room, offer, max_height=max_height, slot=slot,
+                                                     owner=grant.identity)
         except SfuError as exc:
             return text_error(exc.status, str(exc))
         headers = dict(CORS_HEADERS)
@@ -98,10 +114,13 @@ def make_handlers(kind: str):
 
     async def delete(request: web.Request) -> web.Response:
         room = room_of(request)
-        authorize(request, room, need)
+        grant = authorize(request, room, need)
         node: SfuNode = request.app["sfu"]
         try:
-            await node.end(room, request.match_info["session"], role)
+            session = node.session(room, request.match_info["session"], role)
+            if session.owner not in ("", grant.identity) and grant.role not in CONSOLE_ROLES:
+                return text_error(403, "this session belongs to someone else")
+            await session.close()
         except SfuError as exc:
             return text_error(exc.status, str(exc))
         return web.Response(status=200, headers=CORS_HEADERS)

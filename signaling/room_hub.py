@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from .room_protocol import ClientMessage, Close, Code, ProtocolError, check_rights, encode, error
-from .room_state import Change, Disconnect, LessonState, Limits, Outcome
+from .room_state import Change, Disconnect, Event, LessonState, Limits, Outcome
 from .tokens import Grant
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,18 @@ class RoomHub:
         r = self.rooms.get(room)
         if r is not None:
             self._deliver(r, r.state.set_link(identity, self.clock(), "sfu", **stats))
+
+    def recorder_changed(self, room: str, active: bool, reason: Optional[str] = None) -> None:
+        """The recorder started or stopped other than through this hub (HTTP API, automatic recording, a full
+        disk): everyone sees it; why it stopped early goes to the teacher and admins as a `recording_failed`
+        error, and recording may be started again."""
+        r = self.rooms.get(room)
+        if r is None or r.state.recording == active:
+            return
+        events, _ = r.state.set_recording(active, None)
+        if reason:
+            events.append(Event(error(Code.RECORDING_FAILED, reason[:200]), roles=frozenset(("teacher", "admin"))))
+        self._deliver(r, (events, []))
 
     # ---- connection lifecycle ----------------------------------------------------------------------------
 

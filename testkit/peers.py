@@ -76,8 +76,9 @@ async def _exchange(session: aiohttp.ClientSession, url: str, token: str, pc: RT
 
 class WhipPublisher:
     def __init__(self, base_url: str, room: str, token: str, clip: Path, video: bool = True, audio: bool = True,
-                 video_codec: Optional[str] = None):
+                 video_codec: Optional[str] = None, query: str = ""):
         self.base_url, self.room, self.token, self.clip = base_url, room, token, clip
+        self.query = query  # e.g. "?source=screen"
         self.video_codec = video_codec  # e.g. "video/H264": offer only that codec
         self.pc = adapter.new_peer_connection()
         self.tracks = []
@@ -94,7 +95,8 @@ class WhipPublisher:
             if t.kind == "video" and self.video_codec:
                 caps = RTCRtpSender.getCapabilities("video").codecs
                 tr.setCodecPreferences([c for c in caps if c.mimeType in (self.video_codec, "video/rtx")])
-        self.location = await _exchange(self.http, f"{self.base_url}/whip/{self.room}", self.token, self.pc)
+        self.location = await _exchange(self.http, f"{self.base_url}/whip/{self.room}{self.query}", self.token,
+                                        self.pc)
 
     async def connected(self, timeout: float = 10) -> None:
         await _wait_state(self.pc, timeout)
@@ -113,8 +115,9 @@ class WhepViewer:
     """A viewer. With count_only, packets are counted off the transport and never decoded (cheap, for load);
     otherwise aiortc decodes and `frames` counts decoded video frames."""
 
-    def __init__(self, base_url: str, room: str, token: str, count_only: bool = False) -> None:
+    def __init__(self, base_url: str, room: str, token: str, count_only: bool = False, query: str = "") -> None:
         self.base_url, self.room, self.token = base_url, room, token
+        self.query = query  # e.g. "?source=stage"
         self.pc = adapter.new_peer_connection()
         self.count_only = count_only
         self.packets: Counter = Counter()      # payload type -> packets
@@ -162,7 +165,7 @@ class WhepViewer:
                 if track.kind == "video":
                     self._tasks.append(asyncio.ensure_future(self._consume(track)))
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with self.http.post(f"{self.base_url}/whep/{self.room}", data=self.pc.localDescription.sdp,
+        async with self.http.post(f"{self.base_url}/whep/{self.room}{self.query}", data=self.pc.localDescription.sdp,
                                   headers={"Content-Type": "application/sdp",
                                            "Authorization": f"Bearer {self.token}"}) as r:
             text = await r.text()

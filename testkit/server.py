@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -25,13 +27,17 @@ def free_port() -> int:
 class ServerProcess:
     def __init__(self, secret: str = "test-secret-0123456789abcdef0123456789", host: str = "127.0.0.1",
                  media_hosts: tuple[str, ...] = ("127.0.0.1",), extra: tuple[str, ...] = (),
-                 log_path: Optional[Path] = None, netns: Optional[str] = None) -> None:
+                 log_path: Optional[Path] = None, netns: Optional[str] = None,
+                 library: Optional[Path] = None) -> None:
         self.secret = secret
         self.host = host
         self.port = free_port()
         self.base_url = f"http://{host}:{self.port}"
+        # each server its own lesson library unless told (never the shared ./library of the working tree)
+        self._own_library = library is None
+        self.library = Path(library) if library else Path(tempfile.mkdtemp(prefix="liveclass-library-"))
         args = [sys.executable, "-m", "signaling.cli", "serve", "--host", host, "--port", str(self.port),
-                "--secret", secret, *extra]
+                "--secret", secret, "--library", str(self.library), *extra]
         for m in media_hosts:
             args += ["--media-host", m]
         if netns:
@@ -78,4 +84,6 @@ class ServerProcess:
                 self.proc.wait()
         if self._log is not subprocess.DEVNULL:
             self._log.close()
+        if self._own_library:
+            shutil.rmtree(self.library, ignore_errors=True)
         return self.proc.returncode

@@ -12,7 +12,7 @@ def ingest() -> tuple[PublisherIngest, Room]:
     room = Room("unit")
     payloads = {VP8: PayloadInfo("video", "VP8", 90000, None), RTX: PayloadInfo("video", "rtx", 90000, VP8),
                 OPUS: PayloadInfo("audio", "opus", 48000, None)}
-    return PublisherIngest(room, payloads, rtcp_ssrc=1), room
+    return PublisherIngest(room.main, payloads, rtcp_ssrc=1), room
 
 
 def vp8(seq: int, ssrc: int = 5000, key: bool = False) -> bytes:

@@ -1,8 +1,12 @@
 // Teacher page: camera + microphone preview, "Go live" publishes to the room with WHIP, "Stop" ends it.
+// The lesson console (room WebSocket: lesson, grid, hands, stage, chat) and the screen share live in
+// teacher-console.js and teacher-screen.js.
 import {
   pageParams, newPeerConnection, negotiate, deleteSession, preferCodec, endpointUrl, describeError,
   mediaStats, HttpError,
 } from "./whip-client.js";
+import { startConsole } from "./teacher-console.js";
+import { ScreenShare } from "./teacher-screen.js";
 
 // Three encodings (about 320x180, 640x360 and 1280x720 from a 720p camera), each with three VP8 temporal
 // layers: the server gives every classroom the one its link can carry. `?simulcast=0` sends one encoding.
@@ -35,6 +39,7 @@ const liveclass = (window.liveclass = { pc: null, state: "idle", error: null, re
 let stream = null;
 let session = null;   // { pc, resource, stopped }
 let retries = 0;
+let lessonConsole = null;  // { lesson, setPublishing } once the page has its room and token
 
 function setState(state, message = "") {
   liveclass.state = state;
@@ -86,15 +91,15 @@ function waitConnected(pc, timeoutMs) {
   });
 }
 
-async function teardown(s, { keepalive = false } = {}) {
+async function teardown(s, { keepalive = false, skipDelete = false } = {}) {
   if (!s) return;
   s.stopped = true;
   clearTimeout(s.disconnectTimer);
   const resource = s.resource;
   s.resource = null;
   // DELETE before closing: closing first makes the server end the session on its own (DTLS close), and the
-  // DELETE would then race it and find nothing.
-  if (resource) await deleteSession(resource, token, { keepalive });
+  // DELETE would then race it and find nothing. (skipDelete: the server ended it already, at the lesson's end.)
+  if (resource && !skipDelete) await deleteSession(resource, token, { keepalive });
   try { s.pc.close(); } catch { /* already closed */ }
 }
 
@@ -122,6 +127,7 @@ async function goLive() {
     if (s.stopped) return;
     retries = 0;
     setState("live", "You are live. Classrooms can see and hear you.");
+    if (lessonConsole) lessonConsole.setPublishing(sentSources(), true);
   } catch (e) {
     if (s.stopped) return;
     await teardown(s);
@@ -175,15 +181,26 @@ async function connectionLost(s) {
   }
 }
 
-async function stop() {
+function sentSources() {
+  const out = [];
+  if (stream && stream.getVideoTracks().length) out.push("camera");
+  if (stream && stream.getAudioTracks().length) out.push("microphone");
+  return out;
+}
+
+async function stop({ serverEnded = false } = {}) {
   const s = session;
   session = null;
   retries = 0;
   setState("idle", "Stopping…");
-  await teardown(s);
+  if (lessonConsole) lessonConsole.setPublishing(["camera", "microphone"], false);
+  await teardown(s, { skipDelete: serverEnded });
   liveclass.pc = null;
   liveclass.resource = null;
-  if (!session) setState("idle", "The lesson has stopped. Press “Go live” to start again.");
+  if (!session) {
+    setState("idle", serverEnded ? "The lesson has ended: publishing stopped. Press “Go live” to start again."
+      : "The lesson has stopped. Press “Go live” to start again.");
+  }
 }
 
 async function showStats() {
@@ -209,7 +226,7 @@ async function showStats() {
 }
 
 goLiveBtn.addEventListener("click", () => { retries = 0; goLive(); });
-stopBtn.addEventListener("click", stop);
+stopBtn.addEventListener("click", () => stop());
 window.addEventListener("pagehide", () => { if (session) teardown(session, { keepalive: true }); });
 setInterval(showStats, 1000);
 
@@ -218,4 +235,18 @@ if (!room || !token) {
   setState("error", "This page needs ?room=…&token=… in its address (ask for a teacher link).");
 } else {
   startCamera();
+  let screen = null;
+  lessonConsole = startConsole({
+    room, token, liveclass,
+    onLessonEnded: () => {  // the server closed every publisher of the room, this page's included
+      if (session || liveclass.state === "connecting") stop({ serverEnded: true });
+      if (screen && screen.sharing) screen.stop({ serverEnded: true, message: "The lesson has ended." });
+    },
+  });
+  screen = new ScreenShare({
+    room, token, button: $("share"), note: $("share-note"),
+    onPublishing: (on) => lessonConsole.setPublishing(["screen"], on),
+  });
+  liveclass.screen = screen;
+  window.addEventListener("pagehide", () => screen.unload());
 }

@@ -4,6 +4,7 @@
 import {
   pageParams, newPeerConnection, negotiate, deleteSession, endpointUrl, describeError, HttpError,
 } from "./whip-client.js";
+import { startLesson } from "./terminal-lesson.js";
 
 const POLL_MS = 500;                 // how often the session is checked (getStats)
 const CONNECT_TIMEOUT_MS = 10000;    // offer posted → ICE/DTLS connected
@@ -40,6 +41,7 @@ const liveclass = (window.liveclass = {
 });
 
 let everLive = false;       // this page has shown the lesson at some point
+let lessonOver = false;     // the room WebSocket said the lesson ended (until the next one starts)
 let soundBlocked = false;   // autoplay with sound was refused: waiting for a key press or tap
 let wake = null;            // resolves the current back-off sleep early ("retry now")
 
@@ -49,7 +51,7 @@ function setState(state, detail = "") {
   liveclass.detail = detail;
   liveclass.error = state === "error" ? detail : null;
   document.body.dataset.state = state;
-  titleEl.textContent = TITLES[state] || state;
+  titleEl.textContent = state === "waiting" && lessonOver ? "The lesson has ended" : TITLES[state] || state;
   detailEl.textContent = detail;
   overlay.hidden = state === "live";
   badge.hidden = state !== "live";
@@ -171,6 +173,7 @@ async function playOnce() {
       await teardown(s);
       resolve({ reason, gotFrames });
     };
+    s.end = end;
     const firstFrame = () => {
       if (gotFrames || s.stopped) return;
       gotFrames = true;
@@ -209,7 +212,8 @@ async function playOnce() {
       } else if (!gotFrames && connectedAt) {
         if (now - connectedAt > WAIT_RECYCLE_MS) return end("idle");
         if (now - connectedAt > WAITING_AFTER_MS) {
-          setState("waiting", "The picture will appear as soon as the teacher goes live.");
+          setState("waiting", lessonOver ? "The picture will appear when the teacher starts again."
+            : "The picture will appear as soon as the teacher goes live.");
         }
       }
       s.timer = setTimeout(check, POLL_MS);
@@ -245,6 +249,10 @@ async function run() {
       failures = 0;
       delay = 300;
       setState("reconnecting", "The picture stopped. Connecting again…");
+    } else if (outcome.reason === "lesson-ended") {
+      failures = 0;
+      delay = 1000;  // the server closed the teacher's publisher: wait for the next lesson in a fresh session
+      setState("waiting", "The picture will appear when the teacher starts again.");
     } else if (outcome.reason === "idle") {
       failures = 0;
       delay = 300;  // a healthy session that carried nothing: just start a fresh one
@@ -312,6 +320,7 @@ function showStats(on) {
 // --- page wiring ----------------------------------------------------------------------------------------
 
 window.addEventListener("keydown", (e) => {
+  if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement) return;  // typing in the chat
   if (e.key === "f" || e.key === "F") { toggleFullscreen(); return; }
   if (e.key === "m" || e.key === "M") { video.muted = !video.muted; if (!video.muted) userGesture(); return; }
   if (e.key === "s" || e.key === "S") { showStats(statsBox.hidden); return; }
@@ -330,4 +339,12 @@ if (!room || !token) {
 } else {
   keepScreenOn();
   run();
+  // the room WebSocket: slides, stage, hand, chat, our camera; at the lesson's end the picture stops at once
+  startLesson({
+    room, token, liveclass,
+    onLive: (live) => {
+      lessonOver = !live;
+      if (!live && current && current.end && !current.stopped) current.end("lesson-ended");
+    },
+  });
 }

@@ -1,0 +1,253 @@
+// Lesson library and replay: search the library (GET /api/library), play a lesson with a seek bar, jump by
+// chapter, and come back where this browser left off (localStorage). Everything from the server is put in the
+// page as text (textContent, attributes), never as HTML.
+
+const PAGE_SIZE = 12;
+const SAVE_EVERY_MS = 2000;
+const RESUME_MIN_S = 5;         // positions this close to the start or the end are not worth resuming
+const STORE_PREFIX = "liveclass.replay.";
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+const screenVideo = $("screen-video");   // the teacher's screen share, when the lesson has one
+const SCREEN_DRIFT_S = 0.25;             // the screen is re-aligned to the lesson when further apart than this
+const state = { offset: 0, total: 0, lesson: null, lastSaved: 0 };
+// for tests and operators
+window.liveclass = { video, screenVideo, state, resumedAt: null, error: null };
+
+function fmtTime(s) {
+  s = Math.max(0, Math.floor(s || 0));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const mm = String(m).padStart(h ? 2 : 1, "0"), ss = String(sec).padStart(2, "0");
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+function fmtDate(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? "" : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+async function getJson(url) {
+  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!r.ok) throw new Error((await r.text()).trim() || `HTTP ${r.status}`);
+  return r.json();
+}
+
+// ---- browsing ------------------------------------------------------------------------------------------
+
+function filters() {
+  const p = new URLSearchParams();
+  for (const id of ["q", "teacher", "subject", "from", "to"]) {
+    const v = $(id).value.trim();
+    if (v) p.set(id, v);
+  }
+  return p;
+}
+
+async function loadList() {
+  const p = filters();
+  p.set("limit", PAGE_SIZE);
+  p.set("offset", state.offset);
+  const status = $("list-status");
+  status.textContent = "Loading…";
+  try {
+    const data = await getJson(`/api/library?${p}`);
+    state.total = data.total;
+    renderList(data.lessons);
+    status.textContent = data.total ? `${data.total} lesson${data.total === 1 ? "" : "s"}` : "No lessons found.";
+  } catch (e) {
+    status.textContent = `Cannot load the library: ${e.message}`;
+    window.liveclass.error = e.message;
+  }
+  const pages = Math.max(1, Math.ceil(state.total / PAGE_SIZE));
+  $("page-info").textContent = `Page ${Math.floor(state.offset / PAGE_SIZE) + 1} of ${pages}`;
+  $("prev").disabled = state.offset === 0;
+  $("next").disabled = state.offset + PAGE_SIZE >= state.total;
+}
+
+function renderList(lessons) {
+  const list = $("lessons");
+  list.replaceChildren();
+  for (const l of lessons) {
+    const li = $("lesson-card").content.firstElementChild.cloneNode(true);
+    li.dataset.id = l.id;
+    const img = li.querySelector("img");
+    if (l.thumbnail_url) img.src = l.thumbnail_url; else img.remove();
+    li.querySelector(".duration").textContent = fmtTime(l.duration_s);
+    li.querySelector(".title").textContent = l.title;
+    li.querySelector(".meta").textContent = [l.teacher, l.subject, l.grade && `Grade ${l.grade}`, fmtDate(l.started_at)]
+      .filter(Boolean).join(" · ");
+    const st = li.querySelector(".state");
+    const badges = { recording: "Recording now", recovered: "Recovered", failed: "Stopped early", ready: "" };
+    st.textContent = badges[l.state] || "";
+    st.dataset.state = l.state;
+    const open = li.querySelector(".open");
+    open.disabled = !l.media_url;
+    open.addEventListener("click", () => openLesson(l.id, true));
+    list.append(li);
+  }
+}
+
+// ---- playing -------------------------------------------------------------------------------------------
+
+function storeKey(id) { return STORE_PREFIX + id; }
+
+function savedPosition(id) {
+  try {
+    const v = JSON.parse(localStorage.getItem(storeKey(id)) || "null");
+    return v && typeof v.t === "number" ? v.t : null;
+  } catch (e) { return null; }
+}
+
+function savePosition(force = false) {
+  const l = state.lesson;
+  if (!l || !isFinite(video.currentTime)) return;
+  const now = Date.now();
+  if (!force && now - state.lastSaved < SAVE_EVERY_MS) return;
+  state.lastSaved = now;
+  const d = video.duration || l.duration_s;
+  try {
+    if (video.ended || (d && video.currentTime > d - RESUME_MIN_S)) localStorage.removeItem(storeKey(l.id));
+    else localStorage.setItem(storeKey(l.id), JSON.stringify({ t: video.currentTime, at: now }));
+  } catch (e) { /* storage full or disabled: resuming is a convenience */ }
+}
+
+async function openLesson(id, push) {
+  let l;
+  try {
+    l = await getJson(`/api/library/${encodeURIComponent(id)}`);
+  } catch (e) {
+    $("list-status").textContent = `Cannot open the lesson: ${e.message}`;
+    window.liveclass.error = e.message;
+    return;
+  }
+  if (push) history.pushState({ lesson: id }, "", `?lesson=${encodeURIComponent(id)}`);
+  state.lesson = l;
+  $("browse").hidden = true;
+  $("player").hidden = false;
+  document.title = `${l.title} · liveclass`;
+  $("lesson-title").textContent = l.title;
+  $("lesson-meta").textContent = [l.teacher, l.school, l.subject, l.grade && `Grade ${l.grade}`,
+    fmtDate(l.started_at), fmtTime(l.duration_s)].filter(Boolean).join(" · ");
+  const st = $("lesson-state");
+  st.hidden = l.state === "ready";
+  st.textContent = {
+    recording: "This lesson is being recorded right now.",
+    recovered: "The server stopped during this lesson: it was recovered up to its last seconds.",
+    failed: `The recording stopped early${l.error ? ": " + l.error : "."}`,
+  }[l.state] || "";
+  renderChapters(l);
+  $("resume-note").hidden = true;
+  window.liveclass.resumedAt = null;
+  setScreen(l);
+  if (l.media_url) {
+    video.src = l.media_url;
+    if (l.thumbnail_url) video.poster = l.thumbnail_url; else video.removeAttribute("poster");
+    const t = savedPosition(l.id);
+    if (t !== null && t > RESUME_MIN_S && (!l.duration_s || t < l.duration_s - RESUME_MIN_S)) {
+      video.addEventListener("loadedmetadata", () => {
+        video.currentTime = t;
+        window.liveclass.resumedAt = t;
+        const note = $("resume-note");
+        note.textContent = `Resumed where you left off (${fmtTime(t)}).`;
+        note.hidden = false;
+      }, { once: true });
+    }
+  } else {
+    video.removeAttribute("src");
+  }
+}
+
+// ---- the screen share: a second file on the lesson's timeline, `screen_offset_s` in ----------------------
+
+function setScreen(l) {
+  const has = Boolean(l && l.screen_url);
+  $("screens").classList.toggle("with-screen", has);
+  screenVideo.hidden = !has;
+  if (has) screenVideo.src = l.screen_url;
+  else { screenVideo.removeAttribute("src"); screenVideo.load(); }
+}
+
+function syncScreen(force) {
+  const l = state.lesson;
+  if (!l || !l.screen_url || screenVideo.readyState === 0) return;
+  const t = video.currentTime - (l.screen_offset_s || 0);
+  const end = isFinite(screenVideo.duration) ? screenVideo.duration : Infinity;
+  if (t < 0 || t > end) {                   // the screen was not shared at this point of the lesson
+    if (!screenVideo.paused) screenVideo.pause();
+    return;
+  }
+  if (force || Math.abs(screenVideo.currentTime - t) > SCREEN_DRIFT_S) screenVideo.currentTime = t;
+  screenVideo.playbackRate = video.playbackRate;
+  if (video.paused && !screenVideo.paused) screenVideo.pause();
+  else if (!video.paused && screenVideo.paused) screenVideo.play().catch(() => {});
+}
+
+for (const ev of ["play", "pause", "ratechange", "timeupdate"]) video.addEventListener(ev, () => syncScreen(false));
+video.addEventListener("seeked", () => syncScreen(true));
+screenVideo.addEventListener("loadedmetadata", () => syncScreen(true));
+
+function renderChapters(l) {
+  const list = $("chapters");
+  list.replaceChildren();
+  $("no-chapters").hidden = l.chapters.length > 0;
+  for (const c of l.chapters) {
+    const li = $("chapter-item").content.firstElementChild.cloneNode(true);
+    const img = li.querySelector("img");
+    if (c.thumbnail_url) img.src = c.thumbnail_url; else img.remove();
+    li.querySelector(".at").textContent = fmtTime(c.t);
+    li.querySelector(".name").textContent = c.title;
+    li.querySelector("button").addEventListener("click", () => {
+      video.currentTime = c.t;
+      video.play().catch(() => {});
+    });
+    list.append(li);
+  }
+}
+
+function highlightChapter() {
+  const l = state.lesson;
+  if (!l) return;
+  const items = $("chapters").children;
+  let current = -1;
+  l.chapters.forEach((c, i) => { if (video.currentTime + 0.25 >= c.t) current = i; });
+  for (let i = 0; i < items.length; i++) items[i].classList.toggle("current", i === current);
+}
+
+function showLibrary(push) {
+  savePosition(true);
+  video.pause();
+  video.removeAttribute("src");
+  video.load();
+  setScreen(null);
+  state.lesson = null;
+  $("player").hidden = true;
+  $("browse").hidden = false;
+  document.title = "Lesson library · liveclass";
+  if (push) history.pushState({}, "", "replay.html");
+  loadList();
+}
+
+video.addEventListener("timeupdate", () => { savePosition(); highlightChapter(); });
+video.addEventListener("pause", () => savePosition(true));
+video.addEventListener("seeked", () => { savePosition(true); highlightChapter(); });
+window.addEventListener("pagehide", () => savePosition(true));
+video.addEventListener("error", () => {
+  const msg = "This lesson cannot be played in this browser.";
+  $("resume-note").textContent = msg;
+  $("resume-note").hidden = false;
+  window.liveclass.error = msg;
+});
+
+$("search").addEventListener("submit", (e) => { e.preventDefault(); state.offset = 0; loadList(); });
+$("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadList(); });
+$("next").addEventListener("click", () => { state.offset += PAGE_SIZE; loadList(); });
+$("back").addEventListener("click", () => showLibrary(true));
+$("home").addEventListener("click", (e) => { e.preventDefault(); showLibrary(true); });
+window.addEventListener("popstate", () => {
+  const id = new URLSearchParams(location.search).get("lesson");
+  if (id) openLesson(id, false); else showLibrary(false);
+});
+
+const initial = new URLSearchParams(location.search).get("lesson");
+if (initial) openLesson(initial, false); else loadList();

@@ -1,0 +1,195 @@
+// The teacher's console over the room WebSocket: start and end the lesson, the grid of classrooms (each one's
+// return camera and microphone over WHEP `?source=classroom&identity=…`), the hand queue, the stage, microphones
+// and chat. Names are user data and only ever set as text.
+import { LessonSocket } from "./lesson-socket.js";
+import { attachChat } from "./lesson-chat.js";
+import { WhepPlayer } from "./whep-player.js";
+
+const ORDER_QUALITY = { good: "good link", fair: "fair link", poor: "poor link", unknown: "" };
+
+export function startConsole({ room, token, liveclass, onLessonEnded = () => {} }) {
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    console: $("console"), state: $("lesson-state"), start: $("lesson-start"), end: $("lesson-end"),
+    note: $("lesson-note"), hands: $("hands"), handsEmpty: $("hands-empty"), grid: $("grid"),
+    gridEmpty: $("grid-empty"), gridCount: $("grid-count"),
+  };
+  const lesson = new LessonSocket(room, token);
+  const tiles = new Map();        // identity -> tile
+  const publishing = new Set();   // what this page sends (roster `publishing`)
+  let wasLive = false;
+  liveclass.lesson = lesson;
+  liveclass.tiles = tiles;
+
+  attachChat(lesson, { list: $("chat-list"), form: $("chat-form"), input: $("chat-input"), note: $("chat-note") });
+
+  function note(text, error = false) {
+    els.note.textContent = text;
+    els.note.classList.toggle("error", error);
+  }
+
+  async function act(type, fields = {}) {
+    try {
+      await lesson.request(type, fields);
+      note("");
+    } catch (e) {
+      note(`${type.replace("_", " ")}: ${e.message}`, true);
+    }
+  }
+
+  /** Tell the room what this page sends (camera and microphone, screen); re-sent after every reconnect. */
+  function setPublishing(sources, on) {
+    for (const s of sources) (on ? publishing.add(s) : publishing.delete(s));
+    syncPublishing(on ? sources : null);
+  }
+
+  function syncPublishing(added) {
+    if (!lesson.connected) return;
+    if (added && added.length) lesson.send("publish", { sources: added });
+    const mine = lesson.participant(lesson.identity);
+    const gone = ((mine && mine.publishing) || []).filter((s) => !publishing.has(s));
+    if (gone.length) lesson.send("unpublish", { sources: gone });
+  }
+
+  // --- the grid -----------------------------------------------------------------------------------------
+
+  function makeTile(identity) {
+    const el = document.createElement("article");
+    el.className = "tile";
+    el.dataset.identity = identity;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    const body = document.createElement("div");
+    body.className = "tile-body";
+    const name = document.createElement("div");
+    name.className = "tile-name";
+    const info = document.createElement("div");
+    info.className = "tile-info";
+    const actions = document.createElement("div");
+    actions.className = "tile-actions";
+    const stageBtn = document.createElement("button");
+    stageBtn.type = "button";
+    stageBtn.className = "call";
+    const muteBtn = document.createElement("button");
+    muteBtn.type = "button";
+    actions.append(stageBtn, muteBtn);
+    body.append(name, info, actions);
+    el.append(video, body);
+    const player = new WhepPlayer({
+      room, token, query: { source: "classroom", identity }, video, onChange: () => updateTile(tile),
+    });
+    const tile = { identity, el, video, name, info, stageBtn, muteBtn, player };
+    stageBtn.addEventListener("click", () => {
+      if (lesson.state.on_stage === identity) act("stage_end");
+      else act("stage_call", { identity });
+    });
+    muteBtn.addEventListener("click", () => act(lesson.state.muted.has(identity) ? "unmute" : "mute", { identity }));
+    return tile;
+  }
+
+  function updateTile(tile) {
+    const s = lesson.state;
+    const p = s.participants.get(tile.identity);
+    if (!p) return;
+    const onStage = s.on_stage === tile.identity;
+    const muted = s.muted.has(tile.identity);
+    const hand = s.hands.indexOf(tile.identity);
+    tile.el.dataset.stage = String(onStage);
+    tile.el.dataset.hand = String(hand >= 0);
+    tile.el.dataset.connected = String(!!p.connected);
+    tile.el.setAttribute("aria-label", `Classroom ${p.name}`);
+    tile.name.textContent = p.name;
+    const parts = [];
+    if (!p.connected) parts.push("reconnecting…");
+    if (onStage) parts.push("on stage");
+    if (hand >= 0) parts.push(`hand raised (${hand + 1})`);
+    parts.push(muted ? "mic off" : "mic on");
+    if (p.link && ORDER_QUALITY[p.link.quality]) parts.push(ORDER_QUALITY[p.link.quality]);
+    if (s.live && !(p.publishing || []).includes("camera")) parts.push("no camera yet");
+    tile.info.textContent = parts.join(" · ");
+    tile.info.dataset.quality = (p.link && p.link.quality) || "unknown";
+    tile.stageBtn.textContent = onStage ? "Take off stage" : "Call on stage";
+    tile.stageBtn.disabled = !lesson.connected || !s.live || !p.connected;
+    tile.muteBtn.textContent = muted ? "Unmute" : "Mute";
+    tile.muteBtn.disabled = !lesson.connected || !s.live;
+    tile.video.dataset.playing = String(tile.player.active);
+  }
+
+  function renderGrid() {
+    const s = lesson.state;
+    const terminals = [...s.participants.values()].filter((p) => p.role === "terminal");
+    const keep = new Set(terminals.map((p) => p.identity));
+    for (const [identity, tile] of tiles) {
+      if (!keep.has(identity)) {
+        tile.player.stop();
+        tile.el.remove();
+        tiles.delete(identity);
+      }
+    }
+    for (const p of terminals) {
+      let tile = tiles.get(p.identity);
+      if (!tile) {
+        tile = makeTile(p.identity);
+        tiles.set(p.identity, tile);
+        els.grid.append(tile.el);
+      }
+      // classrooms send their camera only during the lesson: watch them then
+      if (!lesson.stopped && s.live && p.connected) tile.player.start();
+      else if (!tile.player.stopped) tile.player.stop();
+      updateTile(tile);
+    }
+    els.gridEmpty.hidden = terminals.length > 0;
+    els.gridCount.textContent = terminals.length ? `(${terminals.length})` : "";
+  }
+
+  function renderHands() {
+    const s = lesson.state;
+    els.hands.replaceChildren(...s.hands.map((identity) => {
+      const li = document.createElement("li");
+      li.dataset.identity = identity;
+      const name = document.createElement("span");
+      name.textContent = lesson.name(identity);
+      const call = document.createElement("button");
+      call.type = "button";
+      call.textContent = "Call on stage";
+      call.disabled = !s.live;
+      call.addEventListener("click", () => act("stage_call", { identity }));
+      li.append(name, call);
+      return li;
+    }));
+    els.handsEmpty.hidden = s.hands.length > 0;
+  }
+
+  function render() {
+    const s = lesson.state;
+    const c = lesson.connected;
+    els.console.dataset.live = String(s.live);
+    els.state.textContent = !c ? (lesson.lastError ? `Not connected: ${lesson.lastError.message}` : "Connecting…")
+      : s.live ? "Lesson live" : wasLive ? "Lesson ended" : "Lesson not started";
+    els.start.disabled = !c || s.live;
+    els.end.disabled = !c || !s.live;
+    renderHands();
+    renderGrid();
+  }
+
+  els.start.addEventListener("click", () => act("lesson_start"));
+  els.end.addEventListener("click", () => act("lesson_end"));
+  lesson.addEventListener("connection", (e) => {
+    if (e.detail.connected) syncPublishing([...publishing]);
+  });
+  lesson.addEventListener("lesson", (e) => {
+    if (e.detail.live) wasLive = true;
+    else if (wasLive) onLessonEnded();  // the server ended every publication, ours included
+  });
+  lesson.addEventListener("connection", () => { if (lesson.state.live) wasLive = true; });
+  lesson.addEventListener("change", render);
+  lesson.addEventListener("connection", render);
+  window.addEventListener("pagehide", () => {
+    for (const t of tiles.values()) t.player.unload();
+    lesson.stop({ leave: false });
+  });
+  lesson.start();
+  render();
+  return { lesson, setPublishing };
+}
