@@ -71,6 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--up-timeout", type=float, default=15.0, help="seconds allowed back to 720p after the lift")
     ap.add_argument("--budget", type=float, default=600.0, help="no new run starts after this many seconds")
     ap.add_argument("--workdir", type=Path, default=None, help="keep logs and samples here")
+    ap.add_argument("--source", choices=("teacher-page", "whip-clip"), default="teacher-page",
+                    help="browser simulcast, or a single-layer aiortc WHIP publisher (the server-side ladder)")
     args = ap.parse_args(argv)
     reason = unavailable_reason()
     if reason:
@@ -79,8 +81,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from playwright.sync_api import sync_playwright
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-switch-"))
-    sc = Scenario(cap_kbit=args.cap, steady_s=args.steady, capped_s=args.capped, up_timeout_s=args.up_timeout,
-                  settle_s=min(5.0, args.capped / 2))
+    clip = None
+    if args.source == "whip-clip":
+        from testkit.media import make_clip  # noqa: E402  (PyAV: only where needed)
+        cache = Path(tempfile.gettempdir()) / "liveclass-bench-media"
+        cache.mkdir(exist_ok=True)
+        clip = make_clip(cache / "clip-1280x720-4s-gop30-v1.webm", seconds=4.0, width=1280, height=720,
+                         bitrate=1_500_000, gop=30)
+    sc = Scenario(source=args.source, clip=clip, cap_kbit=args.cap, steady_s=args.steady, capped_s=args.capped,
+                  up_timeout_s=args.up_timeout, settle_s=min(5.0, args.capped / 2))
     t0 = time.monotonic()
     runs: list[dict] = []
     with sync_playwright() as p:
@@ -110,7 +119,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             runs.append(run)
             print(f"run {i}: {json.dumps(run)}", file=sys.stderr)
     agg = aggregate(runs)
-    print(json.dumps({"bench": "switch", "cap_kbit": args.cap, "runs": runs, "aggregate": agg,
+    print(json.dumps({"bench": "switch", "source": args.source, "cap_kbit": args.cap, "runs": runs,
+                      "aggregate": agg,
                       "workdir": str(workdir)}, indent=1))
     print(summary_line(runs, agg, args.cap))
     return 0

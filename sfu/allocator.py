@@ -38,6 +38,9 @@ LOSS_CLEAN = 0.02            # probing only below this
 HOLD_MIN = 2.0
 HOLD_MAX = 16.0
 FAILED_UP_WINDOW = 4.0
+BIG_STEP = 0.5              # a step down to less than this share of the rate is a big one ...
+SHALLOW_DIP = 0.7           # ... and is not taken while the estimate is above this share, with no loss
+NACKED_RECENTLY_S = 2.0
 FALLING_WINDOW_S = 2.0       # the estimate is falling when under FALLING_SHARE of its peak over this window
 FALLING_SHARE = 0.95
 PROBE_S = 1.0               # short: a probe into a full link must stop before the queue overflows
@@ -51,12 +54,15 @@ PROBE_BACKOFF_MAX = 8.0
 PROBE_MIN_STEP = 1.1         # a probe aims at least this much above the usable rate
 PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) for this long;
 CEILING_RISE = 2.0           # each proven probe lifts that ceiling (the link may have grown since)
-REFLEX_SHARE = 0.5           # a NACK burst on a layer without temporal layers: down to what fits in this share
+REFLEX_SHARE = 0.15          # a NACK burst on a layer without temporal layers: down to what fits in this share
+                             # (a small keyframe gets through the full link at once; probes climb back soon)
 
 
 @dataclass
 class AllocatorState:
     current: Optional[Quality] = None
+    best: Optional[Quality] = None       # the best and the worst quality on offer at the last update
+    worst: Optional[Quality] = None
     fits_since: Optional[float] = None   # since when the next step up has fitted
     hold: float = HOLD_MIN
     last_up: float = -1e9
@@ -68,6 +74,8 @@ class AllocatorState:
     probe_blocked_until: float = 0.0
     probe_backoff: float = HOLD_MIN
     probe_wins: int = 0                  # probes proven in a row
+    nacks_seen: int = 0                  # the viewer's NACK count, and when it last grew
+    nacked_at: float = -1e9
     ceiling_bps: float = 0.0             # the rate of the last probe that failed, and when
     ceiling_at: float = -1e9
     probe_start_estimate: float = 0.0
@@ -124,10 +132,13 @@ class Allocator:
         st = self.state
         options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
         if not options:
-            st.current = None
+            st.current = st.best = st.worst = None
             return None
+        st.best, st.worst = options[-1][0], options[0][0]
         measured = usable_bps(estimate_bps, loss, sending_bps)
         falling = self._falling(now, measured)
+        if nacks > st.nacks_seen:
+            st.nacks_seen, st.nacked_at = nacks, now
         if st.proven_bps and (loss > LOSS_CLEAN or measured < st.proven_estimate * PROBE_CUT):
             st.proven_bps = 0.0
         just_proven = self._end_probe(now, measured, loss, nacks)
@@ -146,6 +157,9 @@ class Allocator:
         index = [q for q, _ in options].index(st.current)
         if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current], falling):
             lower = self._best_fitting(options[:index], usable * DOWN_FILL) or options[0][0]
+            if lower != st.current and self._big_step_unproven(now, cost[lower], cost[st.current], usable, loss,
+                                                                nacks, reflex):
+                lower = st.current  # hold: a dip of the delay-based estimate alone, no loss anywhere
             if lower != st.current:
                 if st.probe_judge_at:
                     self._probe_failed(now)
@@ -182,8 +196,17 @@ class Allocator:
         st.fits_since = None
         nxt, nxt_bps = options[index + 1]
         fill = UP_FILL if nxt[0] == st.current[0] else SPATIAL_UP_FILL
-        self._plan_probe(now, measured, usable, loss, nacks, nxt_bps / fill, cost[st.current])
+        self._plan_probe(now, measured, usable, loss, nacks, nxt_bps / fill, cost[st.current], index == 0)
         return st.current
+
+    def _big_step_unproven(self, now: float, lower_bps: float, current_bps: float, usable: float, loss: float,
+                           nacks: int, reflex: bool) -> bool:
+        """A step down to less than BIG_STEP of the rate (a ladder rung below the original, say) on nothing
+        but a shallow dip of the delay-based estimate: receivers on a busy machine report such dips when their
+        own processing lags. It waits for loss, NACKs or a deeper cut."""
+        if lower_bps >= BIG_STEP * current_bps or reflex or loss > 0 or now - self.state.nacked_at < NACKED_RECENTLY_S:
+            return False
+        return usable >= SHALLOW_DIP * current_bps
 
     def _falling(self, now: float, measured: float) -> bool:
         recent = self.state.recent_estimates
@@ -233,7 +256,7 @@ class Allocator:
         return True
 
     def _plan_probe(self, now: float, measured: float, usable: float, loss: float, nacks: int,
-                    needed_bps: float, current_bps: float) -> None:
+                    needed_bps: float, current_bps: float, at_bottom: bool) -> None:
         """Probe toward `needed_bps` (the usable rate at which the next step fits), in slow-start steps,
         and never past halfway to the rate of a recent failed probe."""
         st = self.state
@@ -242,6 +265,8 @@ class Allocator:
         if loss > LOSS_CLEAN or now < st.probe_blocked_until or now - st.last_down < st.hold:
             return
         gain = min(PROBE_GAIN_MAX, 1 + (PROBE_GAIN - 1) * 2 ** st.probe_wins)
+        if current_bps > usable and not at_bottom:
+            return  # sending more than the estimate already: that is probe enough
         base = max(usable, current_bps)  # an estimate starved under the lowest layer probes from what is sent
         total = max(base * PROBE_MIN_STEP, min(needed_bps * PROBE_OVERSHOOT, base * gain))
         if now - st.ceiling_at < PROBE_CEILING_S and total >= st.ceiling_bps:

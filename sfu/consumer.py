@@ -11,6 +11,7 @@ from . import rtcp_builder
 from .allocator import Allocator
 from .codec_info import write_vp8_ids
 from .munger import StreamMunger
+from .priority import YIELD_LOWEST, YIELD_PAUSE
 from .rtp_header import abs_send_time, build_header, one_byte_extensions
 from .rtx_limiter import RtxLimiter
 
@@ -58,8 +59,10 @@ class Consumer:
         # full link: meanwhile forward only the current layer's base temporal layer (no keyframe needed).
         self.thinning = False
         self.reflex_until = 0.0
+        self.resync = False  # after a pause: start again on a keyframe even on the same layer
         self._nack_times: list[float] = []
         self.max_height: Optional[int] = None   # the viewer's own cap (?max= on WHEP, or a message)
+        self.yield_level = 0                     # priority.YIELD_*: a secondary session giving way to the main one
         self._probe_credit = 0.0
         self._probe_cursor = 0
         # counters
@@ -87,7 +90,7 @@ class Consumer:
         m = self.munger
         e = m.epoch
         view = pkt.view
-        if e is None or source is not e.source:
+        if e is None or source is not e.source or self.resync:
             # Start only on a keyframe the viewer can receive: one sent before its DTLS is up is lost and
             # the picture would start a whole GOP late (the session asks for a keyframe when it is ready).
             if source is not self.target or not self.tap.ready:
@@ -99,6 +102,10 @@ class Consumer:
             if not self._switch_to(source, pkt, now):
                 return
             e = m.epoch
+        elif self.thinning and source.temporal_layers == 1:
+            # switching down from a layer with no temporal layer to shed: hold it back, so that the lower
+            # layer's keyframe gets through the full link at once (the picture stalls either way)
+            return
         vp8 = pkt.vp8
         if vp8 is not None:
             if vp8.start_of_partition and vp8.partition_id == 0:
@@ -157,6 +164,7 @@ class Consumer:
         self.pt, self.rtx_pt = pts
         self.tid_limit = self.target_tid
         self.thinning = False
+        self.resync = False
         self.waiting_keyframe = False
         self.track.reroute()
         return True
@@ -171,9 +179,11 @@ class Consumer:
 
     def wanted_sources(self) -> list["InboundStream"]:
         """The layers whose packets this consumer needs: the one it forwards and the one it switches to."""
+        if self.target is None:  # paused, or nothing published
+            return []
         cur = self.munger.source
         out = [cur] if cur is not None else []
-        if self.target is not None and self.target is not cur:
+        if self.target is not cur:
             out.append(self.target)
         return out  # type: ignore[return-value]
 
@@ -186,10 +196,29 @@ class Consumer:
         return (self.fraction_lost > LOSS_NOTICED
                 or self.remb is not None and self.remb < headroom * source_bps)
 
+    @property
+    def trimmed(self) -> bool:
+        """The allocator holds this viewer below the best quality on offer (its link is short)."""
+        st = self.allocator.state
+        return st.current is not None and st.best is not None and st.current < st.best
+
+    @property
+    def at_bottom(self) -> bool:
+        st = self.allocator.state
+        return st.current is not None and st.current == st.worst and st.current != st.best
+
+    def set_yield(self, level: int, now: float) -> None:
+        if level != self.yield_level:
+            self.yield_level = level
+            self.allocate(now)
+
     def allocate(self, now: float) -> None:
         layers = self.track.layers
-        if not layers:
+        if not layers or self.kind == "video" and self.yield_level >= YIELD_PAUSE:
             self._set_target(None, ALL_TIDS, now)
+            return
+        if self.kind == "video" and self.yield_level == YIELD_LOWEST:
+            self._set_target(layers[0], 0 if layers[0].temporal_layers > 1 else ALL_TIDS, now)
             return
         if self.kind != "video" or len(layers) == 1 and layers[0].temporal_layers == 1:
             self._set_target(layers[-1], ALL_TIDS, now)
@@ -220,9 +249,11 @@ class Consumer:
         layers = self.track.layers
         self.thinning = (layer is not None and cur in layers and layer in layers
                          and layers.index(layer) < layers.index(cur))  # type: ignore[arg-type]
+        if self.target is None and layer is not None and self.munger.source is not None:
+            self.resync = True  # the viewer missed what came while paused: only a keyframe will do
         self.target = layer
         self.track.reroute()
-        if layer is not None and layer is not self.munger.source and self.tap.ready:
+        if layer is not None and (layer is not self.munger.source or self.resync) and self.tap.ready:
             self.track.request_keyframe(now, layer)
 
     def fast_tick(self, now: float, interval: float) -> None:
@@ -270,7 +301,7 @@ class Consumer:
         if len(times) > NACK_BURST:
             self.reflex_until = now + REFLEX_S
             times.clear()
-            self.allocate(now)  # a layer without temporal layers to shed sheds resolution instead
+            self.allocate(now)  # a layer without temporal layers to shed sheds resolution (allocator reflex)
 
     def _resend(self, out_seq: int) -> bool:
         """Send the packet that carried `out_seq` again, as RTX when negotiated."""
@@ -358,7 +389,7 @@ class Consumer:
             "target_layer": layers.index(self.target) if self.target in layers else None,  # type: ignore[arg-type]
             "temporal_limit": self.tid_limit, "target_temporal": self.target_tid, "thinning": self.thinning,
             "reflex_until": round(self.reflex_until, 3),
-            "max_height": self.max_height,
+            "max_height": self.max_height, "yield": self.yield_level,
             "switches_up": st.switches_up, "switches_down": st.switches_down, "allocator": st.reason,
             "probing_bps": st.probe_bps if st.probe_until else 0, "dropped": self.munger.dropped,
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from .errors import RoomBusy
+from . import priority
 from .feed import KINDS, MAIN, Feed, LessonFacts, Slot
 from .ladder_rung import Rung
 from .track import Track
@@ -169,6 +170,7 @@ class Room:
                         p.feed.tracks["video"].order_layers()
                     for f in self.feeds():
                         f.tracks["video"].tick(now)
+                    priority.apply(self.viewers, now)
                     wall = time.time()
                     for v in self.viewers:
                         for _, c in v.consumers:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 CHROMIUM = Path("/usr/bin/chromium")
 # the flags tests/test_browser.py uses: fake camera and microphone, WebRTC on loopback without mDNS names
@@ -37,6 +37,19 @@ def netns_wrapper(ns_name: str, directory: Path, chromium: Path = CHROMIUM) -> P
     return path
 
 
+class PageLog(Protocol):
+    errors: list[str]
+    console: list[str]
+    responses: list[tuple[str, str, int, str]]
+
+
+def watch_page(page: Any, name: str, log: PageLog) -> None:
+    """Keep a page's errors, console lines and HTTP responses in `log` (for assertions and post-mortems)."""
+    page.on("pageerror", lambda e: log.errors.append(f"{name}: {e}"))
+    page.on("console", lambda m: log.console.append(f"{name} {m.type}: {m.text}"))
+    page.on("response", lambda r: log.responses.append((name, r.request.method, r.status, r.url)))
+
+
 class BrowserPool:
     """Pages, each in its own headless Chromium with a fresh profile (the teacher's laptop and the classroom PCs
     are separate machines); remembers page errors, console lines and HTTP responses."""
@@ -58,9 +71,7 @@ class BrowserPool:
         self.contexts.append(ctx)
         ctx.set_default_timeout(timeout_ms)
         page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        page.on("pageerror", lambda e: self.errors.append(f"{name}: {e}"))
-        page.on("console", lambda m: self.console.append(f"{name} {m.type}: {m.text}"))
-        page.on("response", lambda r: self.responses.append((name, r.request.method, r.status, r.url)))
+        watch_page(page, name, self)
         if init_script:
             page.add_init_script(init_script)
         page.goto(url)

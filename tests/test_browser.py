@@ -13,13 +13,12 @@ import re
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
 
 from signaling.tokens import mint
-from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from testkit.chromium import CHROMIUM, VIEWPORT, BrowserPool
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -133,38 +132,8 @@ def playwright():
         yield p
 
 
-class Browsers:
+class Browsers(BrowserPool):
     """Opens pages, each in its own headless Chromium with a fresh profile; remembers page errors."""
-
-    def __init__(self, playwright, tmp_path: Path) -> None:
-        self.playwright = playwright
-        self.tmp_path = tmp_path
-        self.contexts: list = []
-        self.errors: list[str] = []
-        self.console: list[str] = []
-        self.responses: list[tuple[str, str, int, str]] = []  # (page, method, status, url)
-
-    def open(self, url: str, name: str, init_script: Optional[str] = None):
-        ctx = self.playwright.chromium.launch_persistent_context(
-            str(self.tmp_path / f"profile-{name}"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport=VIEWPORT)
-        self.contexts.append(ctx)
-        ctx.set_default_timeout(15_000)
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        page.on("pageerror", lambda e: self.errors.append(f"{name}: {e}"))
-        page.on("console", lambda m: self.console.append(f"{name} {m.type}: {m.text}"))
-        page.on("response", lambda r: self.responses.append((name, r.request.method, r.status, r.url)))
-        if init_script:
-            page.add_init_script(init_script)
-        page.goto(url)
-        return page
-
-    def close(self) -> None:
-        for ctx in self.contexts:
-            try:
-                ctx.close()
-            except Exception:
-                pass
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, wait_for
+from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, wait_for, watch_page
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -72,9 +72,7 @@ class Pages:
         ctx.set_default_timeout(15_000)
         self.contexts.append(ctx)
         page = ctx.new_page()
-        page.on("pageerror", lambda e: self.errors.append(f"{name}: {e}"))
-        page.on("console", lambda m: self.console.append(f"{name} {m.type}: {m.text}"))
-        page.on("response", lambda r: self.responses.append((name, r.request.method, r.status, r.url)))
+        watch_page(page, name, self)
         page.goto(url)
         return page
 

@@ -184,6 +184,29 @@ def test_switching_down_thins_the_current_layer_until_the_keyframe():
     assert_continuous(rig.output())
 
 
+def test_switching_down_from_a_single_temporal_layer_holds_it_back():
+    rig = Rig(keyframe_every=1000)
+    set_target(rig, 2, 2)
+    rig.run(4)
+    top = rig.streams[2]
+    plain = top.classify
+
+    def one_layer(view, arrival):                                # as a one-layer publisher's stream
+        pkt = plain(view, arrival)
+        top.temporal_layers = 1
+        return pkt
+    top.classify = one_layer
+    rig.track.on_keyframe_needed = lambda stream, now: None      # the lower layer's keyframe is late
+    set_target(rig, 0, 2)
+    rig.tap.sent.clear()
+    rig.run(6)
+    assert rig.tap.sent == []                                    # the link is left to the coming keyframe
+    rig.pending_keyframe.add(rig.sources[0].ssrc)
+    rig.run(2)
+    out = rig.output()
+    assert out and out[0][1].keyframe and {v.ssrc for v, _ in out} == {5555}
+
+
 def test_a_nack_burst_thins_at_once_for_a_second():
     rig = Rig(keyframe_every=1000)
     set_target(rig, 2, 2)
@@ -451,7 +474,62 @@ def test_allocator_reflex_sheds_resolution_where_no_temporal_layer_can_go():
     a = Allocator()
     assert a.update(0.0, None, 0.0, 0.0, single) == (2, 0)
     assert a.update(0.25, 2.2e6, 0.0, 1.5e6, single) == (2, 0)
-    assert a.update(0.5, 2.2e6, 0.0, 1.5e6, single, reflex=True) == (1, 2)   # 500k fits in half of 1.5M
+    assert a.update(0.5, 2.2e6, 0.0, 1.5e6, single, reflex=True) == (0, 2)   # what fits in 15 % of 1.5M
     b = Allocator()                                                   # with temporal layers: the consumer thins
     b.update(0.0, None, 0.0, 0.0, RATES)
     assert b.update(0.5, 2.2e6, 0.0, 1.5e6, RATES, reflex=True) == (2, 2)
+
+
+def test_a_classrooms_second_session_yields_to_the_teachers_picture():
+    from types import SimpleNamespace
+
+    from sfu import priority
+    from sfu.feed import Slot
+
+    main, screen, other = Rig(keyframe_every=1000), Rig(keyframe_every=1000), Rig(keyframe_every=1000)
+    set_target(screen, 2, 2)
+    screen.run(4)
+    sessions = [SimpleNamespace(owner="school-1", slot=Slot("camera"), consumers=[("video", main.consumer)]),
+                SimpleNamespace(owner="school-1", slot=Slot("screen"), consumers=[("video", screen.consumer)]),
+                SimpleNamespace(owner="school-2", slot=Slot("screen"), consumers=[]),
+                SimpleNamespace(owner="school-1", slot=Slot("camera"), consumers=[("video", other.consumer)])]
+    alloc = main.consumer.allocator
+    alloc.update(0.0, 5e6, 0.0, 0.0, RATES)
+    priority.apply(sessions, 0.0)
+    assert screen.consumer.yield_level == priority.YIELD_NONE      # the main picture is whole: no yielding
+    alloc.update(0.5, 500e3, 0.0, 1.5e6, RATES)                     # the link is short: the main is trimmed
+    priority.apply(sessions, 0.5)
+    assert screen.consumer.yield_level == priority.YIELD_LOWEST
+    screen.tap.sent.clear()
+    screen.run(8)
+    out = screen.output()
+    assert {v.ssrc for v, _ in out} == {5555} and {d.tid for _, d in out} == {0}
+    assert screen.consumer.munger.source is screen.streams[0]       # the smallest layer, a quarter rate
+    alloc.update(1.0, 40e3, 0.0, 450e3, RATES)                       # the main at its smallest: pause
+    priority.apply(sessions, 1.0)
+    paused_from = screen.output()
+    screen.tap.sent.clear()
+    screen.run(8)
+    assert screen.tap.sent == []
+    assert other.consumer.yield_level == priority.YIELD_NONE        # a second page of the same classroom
+    alloc.update(30.0, 5e6, 0.0, 40e3, RATES)                        # recovered (after the hold)
+    alloc.update(33.0, 5e6, 0.0, 40e3, RATES)
+    priority.apply(sessions, 33.0)
+    assert screen.consumer.yield_level == priority.YIELD_NONE
+    screen.run(6)
+    after = screen.output()
+    assert after and after[0][1].keyframe                          # back on a keyframe, numbering unbroken
+    assert (after[0][0].seq - paused_from[-1][0].seq) & 0xFFFF == 1
+
+
+def test_allocator_big_step_down_waits_for_loss_or_a_deep_cut():
+    single = [[60e3, 90e3, 150e3], [200e3, 300e3, 500e3], [1.5e6]]      # ladder rungs, then the source
+    a = Allocator()
+    a.update(0.0, None, 0.0, 0.0, single)
+    a.update(0.25, 2.0e6, 0.0, 1.5e6, single, nacks=0)
+    assert a.update(0.5, 1.2e6, 0.0, 1.5e6, single, nacks=0) == (2, 0)      # a shallow dip, nothing lost
+    assert a.update(0.75, 1.2e6, 0.0, 1.5e6, single, nacks=5) == (1, 2)     # ... with NACKs: down
+    b = Allocator()
+    b.update(0.0, None, 0.0, 0.0, single)
+    b.update(0.25, 2.0e6, 0.0, 1.5e6, single)
+    assert b.update(0.5, 0.9e6, 0.0, 1.5e6, single) == (1, 2)               # a deep cut: down at once

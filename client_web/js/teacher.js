@@ -7,6 +7,7 @@ import {
 } from "./whip-client.js";
 import { startConsole } from "./teacher-console.js";
 import { ScreenShare } from "./teacher-screen.js";
+import { waitConnected } from "./whip-publish.js";
 
 // Three encodings (about 320x180, 640x360 and 1280x720 from a 720p camera), each with three VP8 temporal
 // layers: the server gives every classroom the one its link can carry. `?simulcast=0` sends one encoding.
@@ -70,25 +71,6 @@ async function startCamera() {
   preview.play().catch(() => {});
   previewNote.hidden = true;
   setState("idle", "Camera ready. Press “Go live” to start the lesson.");
-}
-
-function waitConnected(pc, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (pc.connectionState === "connected") finish(null);
-      else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-        finish(new Error("could not connect to the media server (ICE/DTLS failed)"));
-      }
-    };
-    const finish = (err) => {
-      clearTimeout(timer);
-      pc.removeEventListener("connectionstatechange", check);
-      err ? reject(err) : resolve();
-    };
-    const timer = setTimeout(() => finish(new Error("timed out connecting to the media server")), timeoutMs);
-    pc.addEventListener("connectionstatechange", check);
-    check();
-  });
 }
 
 async function teardown(s, { keepalive = false, skipDelete = false } = {}) {
