@@ -54,6 +54,8 @@ PROBE_BACKOFF_MAX = 8.0
 PROBE_MIN_STEP = 1.1         # a probe aims at least this much above the usable rate
 PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) for this long;
 CEILING_RISE = 2.0           # each proven probe lifts that ceiling (the link may have grown since)
+KEYFRAME_MARGIN = 0.5        # leaving a layer without temporal layers on congestion: aim this much lower, as the
+                             # estimate still lags the link and the lower layer's keyframe must get through
 REFLEX_SHARE = 0.15          # a NACK burst on a layer without temporal layers: down to what fits in this share
                              # (a small keyframe gets through the full link at once; probes climb back soon)
 
@@ -156,7 +158,10 @@ class Allocator:
             return st.current
         index = [q for q, _ in options].index(st.current)
         if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current], falling):
-            lower = self._best_fitting(options[:index], usable * DOWN_FILL) or options[0][0]
+            budget = usable * DOWN_FILL
+            if len(rates[st.current[0]]) == 1:  # nothing to thin while the lower layer's keyframe comes
+                budget *= KEYFRAME_MARGIN
+            lower = self._best_fitting(options[:index], budget) or options[0][0]
             if lower != st.current and self._big_step_unproven(now, cost[lower], cost[st.current], usable, loss,
                                                                 nacks, reflex):
                 lower = st.current  # hold: a dip of the delay-based estimate alone, no loss anywhere

@@ -26,7 +26,6 @@ ALL_TIDS = 3
 LAYER_IDLE_S = 0.5        # a layer that sent nothing for this long is paused (the publisher cut it)
 PROBE_PACKET_BYTES = 1000
 FILL_PADDING = b"\x00\x00\x00\x04"
-LOSS_NOTICED = 0.02
 NACK_BURST = 8            # packets NACKed within NACK_BURST_S: a queue overflowed somewhere on the way
 NACK_BURST_S = 0.25
 REFLEX_S = 1.0            # ... then only the base temporal layer for this long, before any estimate says so
@@ -189,12 +188,6 @@ class Consumer:
 
     def layers_changed(self, now: float) -> None:
         self.allocate(now)
-
-    def near_the_edge(self, source_bps: float, headroom: float) -> bool:
-        """Whether this viewer's link looks too thin or lossy to keep `source_bps` for long: its estimate
-        under `headroom` times that, or loss noticed."""
-        return (self.fraction_lost > LOSS_NOTICED
-                or self.remb is not None and self.remb < headroom * source_bps)
 
     @property
     def trimmed(self) -> bool:

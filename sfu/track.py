@@ -16,7 +16,7 @@ from .consumer import Consumer
 from .inbound import InboundStream, IngressPacket
 from .ladder_rung import Rung
 from .rtp_header import abs_send_time
-from .track_ladder import WARM_HEADROOM, TrackLadder
+from .track_ladder import TrackLadder
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,15 @@ class Track:
         self.on_keyframe_needed(layer, now)
 
     def tick(self, now: float) -> None:
-        """Once a second, from the room's timer: keep the ladder warm while some viewer is near the edge."""
+        """Once a second, from the room's timer: keep the ladder decoding while anyone watches. A viewer's
+        estimate cannot tell early who will need a rung (Chromium's REMB never exceeds 1.5x what arrives),
+        and a cold ladder waits for the publisher's next keyframe: seconds of frozen picture with OBS or
+        FFmpeg, which send one every few seconds and may ignore PLI. One decode per room buys a switch on
+        the next frame (encoding still runs only for rungs in use)."""
         ladder = self.ladder
         if ladder is None:
             return
-        source_bps = ladder.source.rates[-1] if ladder.source.rates else 0.0
-        ladder.set_warm(any(c.near_the_edge(source_bps, WARM_HEADROOM) for c in self.consumers), now)
+        ladder.set_warm(bool(self.consumers), now)
         ladder.tick(now)
 
     async def close(self) -> None:

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 # What a 720p camera's classroom on a thin link gets: a quarter and a sixteenth of the picture.
 DEFAULT_RUNGS: tuple[Rung, ...] = (Rung(640, 360, 500_000, 30), Rung(320, 180, 150_000, 15))
 IDLE_CLOSE_S = 10.0  # a ladder no consumer wanted for this long is closed (its thread and codecs freed)
-WARM_HEADROOM = 1.5  # a viewer whose estimate is under this multiple of the source's rate may need a rung soon
 
 
 class RungStream(InboundStream):
@@ -82,8 +81,8 @@ class TrackLadder:
         self._idle_since = None if active or self.warm else now
 
     def set_warm(self, warm: bool, now: float) -> None:
-        """Decode the source ahead of need while some viewer is near the edge of its link: its switch to a
-        rung then starts on the very next frame instead of the source's next keyframe (seconds, for OBS)."""
+        """Decode the source ahead of need: a switch to a rung then starts on the very next frame instead of
+        the source's next keyframe (seconds, for OBS)."""
         if warm == self.warm:
             return
         self.warm = warm
