@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from aiohttp import web
 
@@ -14,6 +14,9 @@ from sfu.track_ladder import DEFAULT_RUNGS
 from . import media_endpoints, room_media, room_ws
 from .http_errors import error_middleware
 from .tokens import TokenError, verify
+
+if TYPE_CHECKING:
+    from .cluster import ClusterConfig
 
 CLIENT_WEB = Path(__file__).resolve().parent.parent / "client_web"
 
@@ -68,7 +71,8 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None,
                node: Optional[SfuNode] = None, library: Optional[str] = None,
-               record_rooms: Iterable[str] = (), ladder: bool = True) -> web.Application:
+               record_rooms: Iterable[str] = (), ladder: bool = True,
+               cluster: Optional["ClusterConfig"] = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
     app["secret"] = secret
     app["sfu"] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
@@ -81,6 +85,9 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     if library is not None:  # the recorder at app["recorder"], /api/library, /api/rooms/{room}/recording (issue 5)
         from . import library_api
         library_api.setup(app, library, auto_rooms=record_rooms)
+    if cluster is not None:  # Redis node registry + room placement, 307/proxy to a room's node (issue 6)
+        from . import cluster_routes
+        cluster_routes.setup(app, cluster)
     app.router.add_get("/", index)
     app.router.add_static("/", CLIENT_WEB, show_index=False)
 

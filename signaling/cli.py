@@ -24,8 +24,13 @@ def _serve(args: argparse.Namespace) -> int:
     if not secret:
         secret = new_secret()
         print(f"No --secret or LIVECLASS_SECRET given: generated one for this run: {secret}", flush=True)
+    try:  # cluster mode (issue 6): Redis node registry and room placement
+        cluster = cluster_config(args)
+    except ValueError as exc:
+        print(f"liveclass serve: {exc}", file=sys.stderr)
+        return 2
     app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
-                     record_rooms=args.record or (), ladder=not args.no_ladder)
+                     record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster)
     host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{host_for_url}:{args.port}"
     room = args.room
@@ -36,6 +41,21 @@ def _serve(args: argparse.Namespace) -> int:
     web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
                 access_log=None)
     return 0
+
+
+def cluster_config(args: argparse.Namespace):
+    import os
+    import socket
+
+    from .cluster import config_from_options
+    env = os.environ.get
+    if cluster := config_from_options(args.redis or env("LIVECLASS_REDIS_URL"),
+                                      args.node_id or env("LIVECLASS_NODE_ID"),
+                                      args.advertise_url or env("LIVECLASS_ADVERTISE_URL"),
+                                      args.cluster_forward or env("LIVECLASS_CLUSTER_FORWARD"),
+                                      args.host, args.port, socket.gethostname()):
+        print(f"Cluster node {cluster.node_id} at {cluster.advertise_url}, Redis {cluster.redis_url}", flush=True)
+    return cluster
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -71,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record this room's lessons automatically, lesson_start to lesson_end (repeatable; '*': all)")
     s.add_argument("--no-ladder", action="store_true",
                    help="make no lower layers for single-layer publishers (saves a decode + encodes per room)")
+    s.add_argument("--redis", metavar="URL",
+                   help="cluster mode: Redis URL of the node registry and room placement (default: LIVECLASS_REDIS_URL)")
+    s.add_argument("--node-id", help="cluster node id (default: LIVECLASS_NODE_ID, else <hostname>-<port>)")
+    s.add_argument("--advertise-url", metavar="URL",
+                   help="base URL other nodes and clients reach this node at (default: LIVECLASS_ADVERTISE_URL, "
+                        "else http://<host>:<port>)")
+    s.add_argument("--cluster-forward", choices=("redirect", "proxy"),
+                   help="a WHIP/WHEP request for a room on another node: 307 redirect (default) or proxy")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
     t = sub.add_parser("token", help="print an access token (JWT) signed with LIVECLASS_SECRET")

@@ -10,6 +10,7 @@ from typing import Optional
 
 import aiohttp
 import av
+import yarl
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -62,16 +63,31 @@ class PreEncodedTrack(MediaStreamTrack):
         return pkt
 
 
-async def _exchange(session: aiohttp.ClientSession, url: str, token: str, pc: RTCPeerConnection) -> str:
+MAX_REDIRECTS = 3
+
+
+async def post_offer(session: aiohttp.ClientSession, url: str, token: str, sdp: str) -> tuple[str, str, str]:
+    """POST an SDP offer, following 307/308 redirects (RFC 9725) and sending the token again each hop (aiohttp,
+    like browsers and curl, drops `Authorization` on a cross-origin redirect). Returns (answer SDP, Location,
+    origin of the node that answered: the session's Location is relative to it)."""
+    headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.post(url, data=sdp, headers=headers, allow_redirects=False) as r:
+            text = await r.text()
+            if r.status in (307, 308) and "Location" in r.headers:
+                url = str(r.url.join(yarl.URL(r.headers["Location"])))
+                continue
+            if r.status != 201:
+                raise RuntimeError(f"{url}: HTTP {r.status}: {text.strip()}")
+            return text, r.headers["Location"], str(r.url.origin())
+    raise RuntimeError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+async def _exchange(session: aiohttp.ClientSession, url: str, token: str, pc: RTCPeerConnection) -> tuple[str, str]:
     await pc.setLocalDescription(await pc.createOffer())
-    async with session.post(url, data=pc.localDescription.sdp,
-                            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}) as r:
-        text = await r.text()
-        if r.status != 201:
-            raise RuntimeError(f"{url}: HTTP {r.status}: {text.strip()}")
-        location = r.headers["Location"]
+    text, location, origin = await post_offer(session, url, token, pc.localDescription.sdp)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
-    return location
+    return location, origin
 
 
 class WhipPublisher:
@@ -87,6 +103,7 @@ class WhipPublisher:
         if audio:
             self.tracks.append(PreEncodedTrack(clip, "audio"))
         self.location: Optional[str] = None
+        self.resource_base = base_url  # the node that answered (another one after a 307)
         self.http = aiohttp.ClientSession()
 
     async def start(self) -> None:
@@ -95,15 +112,15 @@ class WhipPublisher:
             if t.kind == "video" and self.video_codec:
                 caps = RTCRtpSender.getCapabilities("video").codecs
                 tr.setCodecPreferences([c for c in caps if c.mimeType in (self.video_codec, "video/rtx")])
-        self.location = await _exchange(self.http, f"{self.base_url}/whip/{self.room}{self.query}", self.token,
-                                        self.pc)
+        self.location, self.resource_base = await _exchange(
+            self.http, f"{self.base_url}/whip/{self.room}{self.query}", self.token, self.pc)
 
     async def connected(self, timeout: float = 10) -> None:
         await _wait_state(self.pc, timeout)
 
     async def stop(self) -> None:
         if self.location:
-            async with self.http.delete(self.base_url + self.location,
+            async with self.http.delete(self.resource_base + self.location,
                                         headers={"Authorization": f"Bearer {self.token}"}):
                 pass
             self.location = None
@@ -131,6 +148,7 @@ class WhepViewer:
         self.kinds: dict[int, str] = {}                         # payload type -> kind
         self.sync_offsets: dict[int, list[float]] = {}          # payload type -> arrival - capture time (s)
         self.location: Optional[str] = None
+        self.resource_base = base_url  # the node that answered (another one after a 307)
         self.started_at = 0.0
         self.http = aiohttp.ClientSession()
         self._tasks: list[asyncio.Task] = []
@@ -165,13 +183,8 @@ class WhepViewer:
                 if track.kind == "video":
                     self._tasks.append(asyncio.ensure_future(self._consume(track)))
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with self.http.post(f"{self.base_url}/whep/{self.room}{self.query}", data=self.pc.localDescription.sdp,
-                                  headers={"Content-Type": "application/sdp",
-                                           "Authorization": f"Bearer {self.token}"}) as r:
-            text = await r.text()
-            if r.status != 201:
-                raise RuntimeError(f"WHEP: HTTP {r.status}: {text.strip()}")
-            self.location = r.headers["Location"]
+        text, self.location, self.resource_base = await post_offer(
+            self.http, f"{self.base_url}/whep/{self.room}{self.query}", self.token, self.pc.localDescription.sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
         if self.count_only:  # transports are bundled only once the answer is applied
             for t in self.pc.getTransceivers():
@@ -206,7 +219,7 @@ class WhepViewer:
             t.cancel()
         if self.location:
             try:
-                async with self.http.delete(self.base_url + self.location,
+                async with self.http.delete(self.resource_base + self.location,
                                             headers={"Authorization": f"Bearer {self.token}"}):
                     pass
             except aiohttp.ClientError:

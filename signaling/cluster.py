@@ -1,0 +1,137 @@
+"""Cluster mode, the pure part: configuration, node records, Redis key names and the placement decision.
+
+Redis holds (all keys under `liveclass:`):
+- `nodes`: set of node ids ever registered;
+- `node:{id}`: hash `url`, `rooms`, `sessions`, `heartbeat_at` (the node's load, rewritten every heartbeat);
+- `alive:{id}`: a key with a short TTL, refreshed every heartbeat: the node is live while it exists;
+- `room:{room}`: the id of the node the room is placed on (SET NX; kept while that node is live, re-placed
+  on the next request once its `alive` key has expired).
+Nothing here talks to Redis or reads the clock: see cluster_registry.py for that.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+from urllib.parse import urlsplit
+
+PREFIX = "liveclass:"
+NODES_KEY = PREFIX + "nodes"
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ROOM_WEIGHT = 5  # a placed room brings a publisher and viewers: count it as this many sessions
+FORWARD_MODES = ("redirect", "proxy")
+
+
+def node_key(node_id: str) -> str:
+    return f"{PREFIX}node:{node_id}"
+
+
+def alive_key(node_id: str) -> str:
+    return f"{PREFIX}alive:{node_id}"
+
+
+def room_key(room: str) -> str:
+    return f"{PREFIX}room:{room}"
+
+
+class ClusterConfigError(ValueError):
+    """A bad --redis / --node-id / --advertise-url / --cluster-forward value."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    redis_url: str
+    node_id: str
+    advertise_url: str           # base URL other nodes and clients reach this node at, no trailing slash
+    forward: str = "redirect"    # how a request for a room placed elsewhere is answered: 307 or proxied
+    heartbeat_s: float = 1.0
+    ttl_s: float = 3.0
+    redis_timeout_s: float = 0.5
+
+    @classmethod
+    def build(cls, redis_url: str, node_id: str, advertise_url: str, forward: str = "redirect",
+              heartbeat_s: float = 1.0, ttl_s: float = 3.0) -> "ClusterConfig":
+        """Validate and normalise; raises ClusterConfigError with a reason a user can act on."""
+        scheme = urlsplit(redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ClusterConfigError(f"--redis must be a redis://, rediss:// or unix:// URL, not {redis_url!r}")
+        if not NODE_ID_RE.match(node_id):
+            raise ClusterConfigError(f"--node-id must be 1-64 letters, digits, '.', '_' or '-', not {node_id!r}")
+        advertise_url = normalise_base_url(advertise_url)
+        if forward not in FORWARD_MODES:
+            raise ClusterConfigError(f"--cluster-forward must be one of {', '.join(FORWARD_MODES)}")
+        if not 0 < heartbeat_s < ttl_s:
+            raise ClusterConfigError("the heartbeat interval must be positive and shorter than the TTL")
+        return cls(redis_url, node_id, advertise_url, forward, heartbeat_s, ttl_s)
+
+
+def normalise_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClusterConfigError(f"--advertise-url must be an http:// or https:// base URL, not {url!r}")
+    if parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ClusterConfigError(f"--advertise-url must be a base URL without path or query, not {url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    url: str
+    rooms: int = 0
+    sessions: int = 0
+    heartbeat_at: float = 0.0
+
+    @property
+    def load(self) -> int:
+        return self.sessions + ROOM_WEIGHT * self.rooms
+
+    def to_hash(self) -> dict[str, str]:
+        return {"url": self.url, "rooms": str(self.rooms), "sessions": str(self.sessions),
+                "heartbeat_at": f"{self.heartbeat_at:.3f}"}
+
+    @classmethod
+    def from_hash(cls, node_id: str, h: Mapping[str, str]) -> Optional["NodeInfo"]:
+        """None for a hash that is missing or malformed (never trusted blindly: anyone can write Redis)."""
+        url = h.get("url")
+        if not url:
+            return None
+        try:
+            return cls(node_id, normalise_base_url(url), max(0, int(h.get("rooms", 0))),
+                       max(0, int(h.get("sessions", 0))), float(h.get("heartbeat_at", 0)))
+        except (ValueError, ClusterConfigError):
+            return None
+
+
+class NoLiveNode(Exception):
+    pass
+
+
+def choose_node(live: Mapping[str, NodeInfo]) -> NodeInfo:
+    """The least-loaded live node; ties go to the smallest id so every node decides the same."""
+    if not live:
+        raise NoLiveNode("no live node is registered")
+    return min(live.values(), key=lambda n: (n.load, n.node_id))
+
+
+def placement_for(current: Optional[str], live: Mapping[str, NodeInfo]) -> tuple[NodeInfo, bool]:
+    """Where a room goes: (node, must_write). A room stays on its node while that node is live."""
+    if current is not None and current in live:
+        return live[current], False
+    return choose_node(live), True
+
+
+def config_from_options(redis_url: Optional[str], node_id: Optional[str], advertise_url: Optional[str],
+                        forward: Optional[str], host: str, port: int, hostname: str) -> Optional[ClusterConfig]:
+    """`liveclass serve` options (or their LIVECLASS_* environment values) → a config; None without Redis.
+    Defaults: node id `<hostname>-<port>`, advertise URL `http://<host>:<port>` (127.0.0.1 for a wildcard host)."""
+    if not redis_url:
+        if node_id or advertise_url:
+            raise ClusterConfigError("--node-id and --advertise-url need --redis (or LIVECLASS_REDIS_URL)")
+        return None
+    if not node_id:
+        node_id = re.sub(r"[^A-Za-z0-9_.-]", "-", hostname)[:56] + f"-{port}"
+    if not advertise_url:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        advertise_url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    return ClusterConfig.build(redis_url, node_id, advertise_url, forward or "redirect")
