@@ -293,7 +293,10 @@ class Run:
         if a.wait_quiet:
             await self._wait_quiet(a.wait_quiet)
         self.calibration = calibrate()
-        self.server = ServerProcess(log_path=self.logdir / f"server-n{n}.log")
+        # --no-ladder unless asked: the forwarding path alone, as with the teacher page's simulcast (no ladder
+        # exists then); --ladder measures a one-layer (OBS-like) teacher, whose ladder decodes while watched
+        self.server = ServerProcess(log_path=self.logdir / f"server-n{n}.log",
+                                    extra=() if a.ladder else ("--no-ladder",))
         server_pid = self.server.proc.pid
         if a.pin_sfu is not None:
             self._pin(server_pid, {a.pin_sfu})
@@ -480,6 +483,7 @@ class Run:
         return {
             "bench": "fanout",
             "n": n,
+            "ladder": bool(self.args.ladder),
             "window_s": round(window, 2),
             "sfu_cpu_ms_per_viewer_s": round(server_cpu * 1000 / (n * window), 3),
             "sfu_cpu_ms_per_viewer_s_exact": round(m["server_exact"] * 1000 / (n * window), 3)
@@ -642,6 +646,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, action="append", help="viewers (repeatable; default 50, 100, 200)")
     p.add_argument("--quick", action="store_true", help="CI smoke test: N=10, 5 s window, short settle")
+    p.add_argument("--ladder", action="store_true",
+                   help="keep the server-side ladder on (a one-layer publisher's room decodes while watched)")
     p.add_argument("--window", type=float, help="measuring window in seconds (default 12)")
     p.add_argument("--settle", type=float, help="seconds to wait after the last join (default 3)")
     p.add_argument("--batch", type=int, default=10, help="viewers joining concurrently (default 10)")
