@@ -29,6 +29,10 @@ FILL_PADDING = b"\x00\x00\x00\x04"
 NACK_BURST = 8            # packets NACKed within NACK_BURST_S: a queue overflowed somewhere on the way
 NACK_BURST_S = 0.25
 REFLEX_S = 1.0            # ... then only the base temporal layer for this long, before any estimate says so
+# Chromium sometimes decodes the first keyframe of a ladder rung it was switched to under congestion and then
+# stalls until the next one, without asking (seen in about 1 real-link run in 6; cause not found yet). A second
+# keyframe of the rung (small, made by our own encoder) shortly after bounds that stall.
+FOLLOWUP_KEYFRAME_S = 0.5
 
 
 class Consumer:
@@ -59,6 +63,7 @@ class Consumer:
         self.thinning = False
         self.reflex_until = 0.0
         self.resync = False  # after a pause: start again on a keyframe even on the same layer
+        self.followup_keyframe_at = 0.0
         self._nack_times: list[float] = []
         self.max_height: Optional[int] = None   # the viewer's own cap (?max= on WHEP, or a message)
         self.yield_level = 0                     # priority.YIELD_*: a secondary session giving way to the main one
@@ -166,6 +171,8 @@ class Consumer:
         self.resync = False
         self.waiting_keyframe = False
         self.track.reroute()
+        if source.on_demand:
+            self.followup_keyframe_at = now + FOLLOWUP_KEYFRAME_S
         return True
 
     def _send_fill(self, seq: int, ts: int) -> None:
@@ -252,6 +259,9 @@ class Consumer:
     def fast_tick(self, now: float, interval: float) -> None:
         """Every ~50 ms: bandwidth probe by resending recent packets as RTX (the viewer's estimator counts
         them; its decoder drops them as duplicates)."""
+        if self.followup_keyframe_at and now >= self.followup_keyframe_at:
+            self.followup_keyframe_at = 0.0
+            self.track.request_keyframe(now, self.munger.source)
         bps = self.allocator.probe_rate(now)
         if not bps or self.rtx_pt is None:
             self._probe_credit = 0.0

@@ -207,6 +207,22 @@ def test_switching_down_from_a_single_temporal_layer_holds_it_back():
     assert out and out[0][1].keyframe and {v.ssrc for v, _ in out} == {5555}
 
 
+def test_a_switch_to_a_ladder_rung_asks_for_a_second_keyframe():
+    rig = Rig(keyframe_every=1000)
+    rig.streams[0].on_demand = True                              # as a ladder rung
+    set_target(rig, 2, 2)
+    rig.run(2)
+    set_target(rig, 0, 2)
+    rig.run(2)
+    assert rig.consumer.munger.source is rig.streams[0]
+    asked = len(rig.keyframe_requests)
+    rig.consumer.fast_tick(rig.now + 0.3, 0.05)
+    assert len(rig.keyframe_requests) == asked                   # not yet
+    rig.consumer.fast_tick(rig.now + 0.6, 0.05)
+    rig.consumer.fast_tick(rig.now + 0.7, 0.05)
+    assert rig.keyframe_requests[asked:] == [(rig.now + 0.6, rig.sources[0].ssrc)]   # once
+
+
 def test_a_nack_burst_thins_at_once_for_a_second():
     rig = Rig(keyframe_every=1000)
     set_target(rig, 2, 2)
