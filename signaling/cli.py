@@ -24,13 +24,15 @@ def _serve(args: argparse.Namespace) -> int:
     if not secret:
         secret = new_secret()
         print(f"No --secret or LIVECLASS_SECRET given: generated one for this run: {secret}", flush=True)
-    try:  # cluster mode (issue 6): Redis node registry and room placement
+    try:  # cluster mode (issue 6): Redis node registry and room placement; TURN REST credentials
         cluster = cluster_config(args)
+        from .ice_servers import config_from_options as turn_config
+        turn = turn_config(args.turn_url, args.turn_secret)
     except ValueError as exc:
         print(f"liveclass serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
-                     record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster)
+                     record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster, turn=turn)
     host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{host_for_url}:{args.port}"
     room = args.room
@@ -38,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     terminal = mint(secret, room, "terminal", PAGE_TOKEN_TTL, name="Classroom")
     print(f"Teacher page:  {base}/teacher.html?room={quote(room)}&token={teacher}", flush=True)
     print(f"Terminal page: {base}/terminal.html?room={quote(room)}&token={terminal}", flush=True)
+    print(f"Lesson library: {base}/replay.html", flush=True)
     web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
                 access_log=None)
     return 0
@@ -98,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="base URL other nodes and clients reach this node at (default: LIVECLASS_ADVERTISE_URL, "
                         "else http://<host>:<port>)")
     s.add_argument("--cluster-forward", choices=("redirect", "proxy"),
-                   help="a WHIP/WHEP request for a room on another node: 307 redirect (default) or proxy")
+                   help="a WHIP/WHEP request for a room on another node: 307 redirect (default) or proxy "
+                        "(the room WebSocket is proxied either way)")
+    s.add_argument("--turn-url", action="append", metavar="URL",
+                   help="TURN server handed to pages by /api/ice-servers, e.g. turn:host:3478 (repeatable; "
+                        "default: LIVECLASS_TURN_URL, comma-separated)")
+    s.add_argument("--turn-secret", help="TURN REST shared secret (coturn static-auth-secret; default: "
+                                         "LIVECLASS_TURN_SECRET)")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
     t = sub.add_parser("token", help="print an access token (JWT) signed with LIVECLASS_SECRET")
