@@ -17,6 +17,7 @@ from .tokens import TokenError, verify
 
 if TYPE_CHECKING:
     from .cluster import ClusterConfig
+    from .ice_servers import TurnConfig
 
 CLIENT_WEB = Path(__file__).resolve().parent.parent / "client_web"
 
@@ -72,7 +73,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None,
                node: Optional[SfuNode] = None, library: Optional[str] = None,
                record_rooms: Iterable[str] = (), ladder: bool = True,
-               cluster: Optional["ClusterConfig"] = None) -> web.Application:
+               cluster: Optional["ClusterConfig"] = None, turn: Optional["TurnConfig"] = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
     app["secret"] = secret
     app["sfu"] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
@@ -88,6 +89,8 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     if cluster is not None:  # Redis node registry + room placement, 307/proxy to a room's node (issue 6)
         from . import cluster_routes
         cluster_routes.setup(app, cluster)
+    from . import ice_servers  # /api/ice-servers: TURN REST credentials, an empty list without TURN (issue 6)
+    ice_servers.setup(app, turn)
     app.router.add_get("/", index)
     app.router.add_static("/", CLIENT_WEB, show_index=False)
 

@@ -3,12 +3,17 @@
 A request for a room placed on another live node is answered with `307 Temporary Redirect` to that node's
 advertise URL (`--cluster-forward redirect`, the default, as RFC 9725 allows), or forwarded to it and its answer
 relayed (`--cluster-forward proxy`: for clients that drop `Authorization` on a cross-origin redirect, as browsers,
-aiohttp and curl do). The room WebSocket is always redirected for now. The first WHIP/WHEP POST or WebSocket of
+aiohttp and curl do). The room WebSocket is proxied in both modes, since browsers cannot follow a redirect of a
+WebSocket handshake: this node opens a WebSocket to the room's node with the same path, query (token) and
+`Authorization`, and relays frames both ways; when either side closes, the other is closed with the same code
+(an abnormal end upstream, 1006 or none, becomes 1001 "going away": the page reconnects). A plain GET of
+`/ws/{room}` (no WebSocket handshake) is still answered with the 307. The first WHIP/WHEP POST or WebSocket of
 a room (with a valid token for it) places the room; session URLs (`/whip/{room}/{session}`...) only look it up.
 Redis unreachable: rooms with a lesson running here are served here; anything else needing placement gets 503.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Optional
@@ -31,6 +36,11 @@ REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept", "If-Match")
 RESPONSE_HEADERS = ("Content-Type", "Location", "ETag", "Link", "Retry-After", "WWW-Authenticate", "Allow")
 PROXY_TIMEOUT_S = 15.0
 RETRY_AFTER_S = "2"
+WS_CONNECT_TIMEOUT_S = 5.0
+WS_HEARTBEAT_S = 20.0
+WS_MAX_MSG_BYTES = 1 << 20   # what the room's node sends (rosters can be long); clients are limited upstream
+WS_SOCKETS_KEY = "cluster_ws"  # the proxied room sockets of this node, closed (1001) at shutdown
+ABNORMAL_CLOSE = (None, 1005, 1006, 1015)  # codes that cannot be sent in a close frame
 
 
 def local_rooms(app: web.Application) -> set[str]:
@@ -70,6 +80,65 @@ async def _proxy(request: web.Request, node: NodeInfo, config: ClusterConfig) ->
                                  headers={"Retry-After": RETRY_AFTER_S})
 
 
+def _close_code(code: Optional[int]) -> int:
+    return 1001 if code in ABNORMAL_CLOSE else int(code)  # type: ignore[arg-type]
+
+
+async def _pump(src, dst) -> None:
+    """Copy text and binary frames from src to dst until src ends (close, error or the connection lost)."""
+    async for msg in src:
+        if dst.closed:
+            return
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            await dst.send_str(msg.data)
+        elif msg.type is aiohttp.WSMsgType.BINARY:
+            await dst.send_bytes(msg.data)
+        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            return
+
+
+async def _proxy_ws(request: web.Request, node: NodeInfo, config: ClusterConfig) -> web.StreamResponse:
+    """Relay a room WebSocket to the room's node; each side is closed when the other closes, same code."""
+    headers = {FORWARDED_HEADER: config.node_id}
+    if "Authorization" in request.headers:
+        headers["Authorization"] = request.headers["Authorization"]
+    session: aiohttp.ClientSession = request.app["cluster_http"]
+    url = node.url.replace("http", "ws", 1) + request.path_qs
+    try:
+        upstream = await asyncio.wait_for(session.ws_connect(
+            url, headers=headers, heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MSG_BYTES,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)), WS_CONNECT_TIMEOUT_S)
+    except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
+        raise web.HTTPBadGateway(text=f"the room's node {node.node_id} did not answer: {exc or type(exc).__name__}",
+                                 headers={"Retry-After": RETRY_AFTER_S})
+    down = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MSG_BYTES)
+    sockets: set = request.app[WS_SOCKETS_KEY]
+    try:
+        await down.prepare(request)
+    except Exception:
+        await upstream.close()
+        raise
+    sockets.add(down)
+    to_up = asyncio.ensure_future(_pump(down, upstream))
+    to_down = asyncio.ensure_future(_pump(upstream, down))
+    try:
+        done, _ = await asyncio.wait({to_up, to_down}, return_when=asyncio.FIRST_COMPLETED)
+        if to_down in done:   # the room's node closed (or was lost): close the client with its code
+            await down.close(code=_close_code(upstream.close_code), message=b"")
+        else:                 # the client closed (or was lost): close upstream with its code
+            await upstream.close(code=_close_code(down.close_code))
+    finally:
+        sockets.discard(down)
+        for t in (to_up, to_down):
+            t.cancel()
+        await asyncio.gather(to_up, to_down, return_exceptions=True)
+        if not upstream.closed:
+            await upstream.close(code=1001)
+        if not down.closed:
+            await down.close(code=1001)
+    return down
+
+
 @web.middleware
 async def cluster_middleware(request: web.Request, handler):
     m = ROUTED.match(request.path)
@@ -93,6 +162,8 @@ async def cluster_middleware(request: web.Request, handler):
     if node is None or node.node_id == registry.node_id:
         return await handler(request)
     config = registry.config
+    if kind == "ws" and rest is None and web.WebSocketResponse().can_prepare(request).ok:
+        return await _proxy_ws(request, node, config)  # both modes: browsers cannot follow a WebSocket 307
     if config.forward == "proxy" and kind != "ws":
         return await _proxy(request, node, config)
     raise web.HTTPTemporaryRedirect(location=node.url + request.path_qs, headers=CORS_HEADERS)
@@ -102,6 +173,7 @@ def setup(app: web.Application, config: ClusterConfig) -> Registry:
     """Register this node in Redis (heartbeat from startup to shutdown) and route requests to rooms' nodes."""
     registry = Registry(config, lambda: _load(app), lambda: local_rooms(app))
     app[REGISTRY_KEY] = registry
+    app[WS_SOCKETS_KEY] = set()
     app.middlewares.append(cluster_middleware)
 
     async def start(app: web.Application) -> None:
@@ -109,6 +181,8 @@ def setup(app: web.Application, config: ClusterConfig) -> Registry:
         registry.start()
 
     async def stop(app: web.Application) -> None:
+        for ws in list(app[WS_SOCKETS_KEY]):  # proxied room sockets: going away, reconnect elsewhere
+            await ws.close(code=1001, message=b"server shutting down")
         await registry.close()
         await app["cluster_http"].close()
 

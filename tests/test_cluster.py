@@ -95,7 +95,7 @@ async def test_viewer_on_node_b_plays_lesson_published_on_node_a(nodes, redis_se
         redirect_ms = (time.monotonic() - t0) * 1000
         assert r.status == 307, r.status
         assert r.headers["Location"] == f"{a.base_url}/whep/physics?max=360"
-        async with aiohttp.ClientSession() as s:  # the room WebSocket on the wrong node: 307 as well
+        async with aiohttp.ClientSession() as s:  # a plain GET of the room WebSocket (no handshake): 307 too
             ws_token = b.token("physics", "student")
             async with s.get(f"{b.base_url}/ws/physics", params={"token": ws_token}, allow_redirects=False) as r:
                 assert r.status == 307 and r.headers["Location"] == f"{a.base_url}/ws/physics?token={ws_token}"

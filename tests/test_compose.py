@@ -31,6 +31,19 @@ def test_compose_file_is_accepted_with_its_environment():
         assert service in out
     assert "--static-auth-secret=" + ENV["TURN_SECRET"] in out and "--use-auth-secret" in out
     assert "LIVECLASS_REDIS_URL" in out and "http://class.example.org:8082" in out
+    # the nodes hand out credentials for this coturn, signed with the same secret
+    assert out.count("LIVECLASS_TURN_SECRET: " + ENV["TURN_SECRET"]) == 2, out
+    assert out.count("turn:class.example.org:3478?transport=udp,turn:class.example.org:3478?transport=tcp") == 2
+    from signaling.ice_servers import config_from_options
+    turn = config_from_options(None, None, {"LIVECLASS_TURN_URL": "turn:class.example.org:3478?transport=udp,"
+                                                                  "turn:class.example.org:3478?transport=tcp",
+                                            "LIVECLASS_TURN_SECRET": ENV["TURN_SECRET"]}.get)
+    assert turn is not None and len(turn.urls) == 2  # what the nodes will parse
+
+
+def test_compose_file_names_a_missing_turn_secret():
+    r = _config({k: v for k, v in ENV.items() if k != "TURN_SECRET"})
+    assert r.returncode != 0 and "TURN_SECRET" in r.stderr
 
 
 def test_compose_file_names_a_missing_secret():

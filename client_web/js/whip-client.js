@@ -22,8 +22,48 @@ export function pageParams() {
 }
 
 export function newPeerConnection() {
-  // No STUN/TURN: the server announces its own reachable addresses. One transport for everything.
+  // No STUN by default: the server announces its own reachable addresses. One transport for everything.
+  // TURN, when the server has some (GET /api/ice-servers), is added by negotiate() before the offer.
   return new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+}
+
+const iceServersByRoom = new Map();  // room -> Promise<iceServers[]>, asked once per page and room
+
+/** The TURN servers (time-limited credentials) the server hands out for `room`; [] when none or on any error. */
+export function fetchIceServers(room, token, { timeoutMs = 2000 } = {}) {
+  if (!room) return Promise.resolve([]);
+  if (!iceServersByRoom.has(room)) {
+    const t = withTimeout(timeoutMs);
+    const p = fetch(`/api/ice-servers?room=${encodeURIComponent(room)}`, {
+      headers: { "Authorization": `Bearer ${token}` }, signal: t.signal, cache: "no-store",
+    })
+      .then((r) => (r.ok ? r.json() : { iceServers: [] }))
+      .then((body) => (Array.isArray(body && body.iceServers) ? body.iceServers : []))
+      .catch(() => [])
+      .finally(() => t.clear());
+    p.then((servers) => { if (!servers.length) iceServersByRoom.delete(room); });  // ask again next time
+    iceServersByRoom.set(room, p);
+  }
+  return iceServersByRoom.get(room);
+}
+
+function roomOfEndpoint(endpoint) {
+  try {
+    const m = new URL(endpoint, window.location.href).pathname.match(/^\/(?:whip|whep)\/([^/]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  } catch {
+    return "";
+  }
+}
+
+async function addIceServers(pc, endpoint, token) {
+  const servers = await fetchIceServers(roomOfEndpoint(endpoint), token);
+  if (!servers.length) return;
+  try {
+    pc.setConfiguration({ iceServers: servers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  } catch (e) {
+    console.warn("could not add the TURN servers", e);  // go on without: direct paths still work
+  }
 }
 
 /** Resolves when ICE gathering is complete, or after timeoutMs with whatever has been gathered. */
@@ -81,6 +121,7 @@ function withTimeout(ms) {
  * plain-text reason on a non-201 answer, or a TypeError/AbortError when the server cannot be reached.
  */
 export async function negotiate(pc, endpoint, token, { timeoutMs = 10000 } = {}) {
+  await addIceServers(pc, endpoint, token);
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   await iceGatheringComplete(pc);
