@@ -96,7 +96,7 @@ class PublisherIngest:
         if stream.nack is not None:
             lost = stream.nack.on_packet(view.seq, now)
             if lost:
-                self._send_rtcp(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, lost))
+                self._feedback(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, lost))
         if view.payload_size == 0:
             return  # padding-only probe: counted above, nothing to forward
         if stream.kind == "audio":
@@ -214,13 +214,13 @@ class PublisherIngest:
 
     # --- feedback out --------------------------------------------------------------------------------------
 
-    def _send_rtcp(self, data: bytes) -> None:
+    def _feedback(self, data: bytes) -> None:
         if self.tap is not None:
             self.tap.send_rtcp(data)
 
     def request_keyframe(self, stream: InboundStream, now: float) -> None:
         if stream.keyframes.request(now):
-            self._send_rtcp(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
+            self._feedback(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
 
     def fast_tick(self, now: float) -> None:
         """Every ~50 ms: repeat NACKs still unanswered, send deferred keyframe requests."""
@@ -228,9 +228,9 @@ class PublisherIngest:
             if stream.nack is not None:
                 again = stream.nack.poll(now)
                 if again:
-                    self._send_rtcp(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, again))
+                    self._feedback(rtcp_builder.nack(self.rtcp_ssrc, stream.ssrc, again))
             if stream.keyframes.poll(now) and self.feed.tracks[stream.kind].consumers:
-                self._send_rtcp(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
+                self._feedback(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
 
     def report_tick(self, now: float, interval: float = 1.0) -> None:
         """Every second: layer bitrates, receiver reports and REMB to the publisher."""
@@ -250,7 +250,7 @@ class PublisherIngest:
         if video:
             self.remb_bps = self.estimator.update(now, worst)
             packet += rtcp_builder.remb(self.rtcp_ssrc, self.remb_bps, video)
-        self._send_rtcp(packet)
+        self._feedback(packet)
 
     def dump(self) -> dict:
         return {
