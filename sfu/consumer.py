@@ -167,11 +167,11 @@ class Consumer:
                 vp8.picture_id_bits if vp8 and vp8.picture_id_bits else 15)
         self.pt, self.rtx_pt = pts
         self.tid_limit = self.target_tid
-        self.thinning = False
+        went_down, self.thinning = self.thinning, False
         self.resync = False
         self.waiting_keyframe = False
         self.track.reroute()
-        if source.on_demand:
+        if source.on_demand and went_down:  # a switch down, under congestion
             self.followup_keyframe_at = now + FOLLOWUP_KEYFRAME_S
         return True
 
