@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,17 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from sfu import aiortc_adapter as adapter
 from sfu.rtp_header import RtpView
+
+
+async def offer(direction: str, kinds=("video", "audio")) -> str:
+    """A plain aiortc offer with one transceiver per kind in `direction` (for bad-input and rights tests)."""
+    pc = adapter.new_peer_connection()
+    for k in kinds:
+        pc.addTransceiver(k, direction=direction)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
 
 
 class PreEncodedTrack(MediaStreamTrack):

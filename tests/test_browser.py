@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from signaling.tokens import mint
-from testkit.chromium import CHROMIUM, VIEWPORT, BrowserPool
+from testkit.chromium import CHROMIUM, VIEWPORT, BrowserPool, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -115,15 +115,11 @@ PICTURE_SCRIPT = """
 
 def wait_until(what: str, cond: Callable[[], Any], timeout: float, interval: float = 0.1,
                detail: Callable[[], Any] = lambda: "") -> Any:
-    """Poll cond() until it returns something truthy (returned), or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; {detail()}")
-        time.sleep(interval)
+    """testkit's wait_for, failing the test (AssertionError) on timeout."""
+    try:
+        return wait_for(what, cond, timeout, interval, detail)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ from typing import Callable, Optional
 import aiohttp
 import pytest
 
-from sfu import aiortc_adapter as adapter
 from testkit.media import make_clip
-from testkit.peers import WhepViewer, WhipPublisher
+from testkit.peers import WhepViewer, WhipPublisher, offer
 from testkit.room_client import RoomClient
 from tests.conftest import CACHE
 
@@ -54,16 +53,6 @@ def audio_packets(viewer: WhepViewer) -> int:
 
 def video_packets(viewer: WhepViewer) -> int:
     return sum(n for pt, n in viewer.packets.items() if viewer.kinds.get(pt) == "video")
-
-
-async def offer(direction: str, kinds=("video", "audio")) -> str:
-    pc = adapter.new_peer_connection()
-    for k in kinds:
-        pc.addTransceiver(k, direction=direction)
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 async def post(http: aiohttp.ClientSession, url: str, body: str, token: str) -> tuple[int, str, Optional[str]]:

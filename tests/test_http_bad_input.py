@@ -7,21 +7,8 @@ import time
 
 import aiohttp
 import jwt
-import pytest
-from aiortc import RTCPeerConnection
 
-from sfu import aiortc_adapter as adapter
-from testkit.peers import WhipPublisher
-
-
-async def offer(direction: str, kinds=("video", "audio")) -> str:
-    pc = adapter.new_peer_connection()
-    for k in kinds:
-        pc.addTransceiver(k, direction=direction)
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
+from testkit.peers import WhipPublisher, offer
 
 
 async def metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
