@@ -10,6 +10,30 @@ import av
 import numpy as np
 
 
+def vp8_stream(out, width: int, height: int, fps: int, bitrate: int, gop: int, error_resilient: bool = False):
+    """A realtime libvpx VP8 stream in `out` with a keyframe every `gop` frames (and no lookahead)."""
+    v = out.add_stream("libvpx", rate=fps)
+    v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+    v.bit_rate = bitrate
+    v.gop_size = gop
+    v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                 **({"error-resilient": "1"} if error_resilient else {}), "keyint_min": str(gop)}
+    return v
+
+
+def opus_stream(out):
+    a = out.add_stream("libopus", rate=48000)
+    a.layout = "stereo"
+    return a
+
+
+def flush(out, *streams) -> None:
+    """Drain the encoders into the file."""
+    for s in streams:
+        for pkt in s.encode(None):
+            out.mux(pkt)
+
+
 def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int = 360, fps: int = 30,
               bitrate: int = 800_000, gop: int = 30) -> Path:
     path = Path(path)
@@ -18,14 +42,8 @@ def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part.webm")
     with av.open(str(tmp), "w", format="webm") as out:
-        v = out.add_stream("libvpx", rate=fps)
-        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        v.bit_rate = bitrate
-        v.gop_size = gop
-        v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "error-resilient": "1",
-                     "keyint_min": str(gop)}
-        a = out.add_stream("libopus", rate=48000)
-        a.layout = "stereo"
+        v = vp8_stream(out, width, height, fps, bitrate, gop, error_resilient=True)
+        a = opus_stream(out)
         frames = int(seconds * fps)
         yy, xx = np.mgrid[0:height, 0:width]
         samples_per_frame = 960
@@ -54,9 +72,7 @@ def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int =
                 for pkt in a.encode(af):
                     out.mux(pkt)
                 audio_pts += samples_per_frame
-        for s in (v, a):
-            for pkt in s.encode(None):
-                out.mux(pkt)
+        flush(out, v, a)
     os.replace(tmp, path)
     return path
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from testkit.media import flush, opus_stream, vp8_stream
+
 FLASH_AT = 0.5        # seconds into every second: the flash and the beep start here
 FLASH_LEN = 0.1
 
@@ -24,13 +26,8 @@ def make_sync_clip(path: Path, seconds: int = 24, width: int = 320, height: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part.webm")
     with av.open(str(tmp), "w", format="webm") as out:
-        v = out.add_stream("libvpx", rate=fps)
-        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        v.bit_rate = 300_000
-        v.gop_size = gop
-        v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "keyint_min": str(gop)}
-        a = out.add_stream("libopus", rate=48000)
-        a.layout = "stereo"
+        v = vp8_stream(out, width, height, fps, 300_000, gop)
+        a = opus_stream(out)
         yy, xx = np.mgrid[0:height, 0:width]
         audio_pts = 0
         for i in range(seconds * fps):
@@ -54,9 +51,7 @@ def make_sync_clip(path: Path, seconds: int = 24, width: int = 320, height: int 
                 for pkt in a.encode(af):
                     out.mux(pkt)
                 audio_pts += 960
-        for s in (v, a):
-            for pkt in s.encode(None):
-                out.mux(pkt)
+        flush(out, v, a)
     os.replace(tmp, path)
     return path
 
@@ -82,11 +77,7 @@ def make_slides_clip(path: Path, changes: tuple[float, ...] = (6.0, 12.0, 18.0),
         slides.append(img)
     tmp = path.with_suffix(".part.webm")
     with av.open(str(tmp), "w", format="webm") as out:
-        v = out.add_stream("libvpx", rate=fps)
-        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        v.bit_rate = 400_000
-        v.gop_size = gop
-        v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "keyint_min": str(gop)}
+        v = vp8_stream(out, width, height, fps, 400_000, gop)
         for i in range(int(seconds * fps)):
             t = i / fps
             k = sum(1 for c in changes if t >= c)
