@@ -84,17 +84,23 @@ def _close_code(code: Optional[int]) -> int:
     return 1001 if code in ABNORMAL_CLOSE else int(code)  # type: ignore[arg-type]
 
 
-async def _pump(src, dst) -> None:
-    """Copy text and binary frames from src to dst until src ends (close, error or the connection lost)."""
-    async for msg in src:
+async def _pump(src, dst) -> Optional[int]:
+    """Copy text and binary frames from src to dst until src ends (close, error or the connection lost).
+
+    Returns the code of src's close frame when one came. It is read from the frame itself: aiohttp's client
+    overwrites `close_code` with 1006 when its close reply cannot be sent (the peer already hung up)."""
+    while True:
+        msg = await src.receive()
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return int(msg.data) if msg.data else None
+        if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            return None
         if dst.closed:
-            return
+            return None
         if msg.type is aiohttp.WSMsgType.TEXT:
             await dst.send_str(msg.data)
         elif msg.type is aiohttp.WSMsgType.BINARY:
             await dst.send_bytes(msg.data)
-        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-            return
 
 
 async def _proxy_ws(request: web.Request, node: NodeInfo, config: ClusterConfig) -> web.StreamResponse:
@@ -124,9 +130,11 @@ async def _proxy_ws(request: web.Request, node: NodeInfo, config: ClusterConfig)
     try:
         done, _ = await asyncio.wait({to_up, to_down}, return_when=asyncio.FIRST_COMPLETED)
         if to_down in done:   # the room's node closed (or was lost): close the client with its code
-            await down.close(code=_close_code(upstream.close_code), message=b"")
+            code = to_down.result() if not to_down.exception() else None
+            await down.close(code=_close_code(code or upstream.close_code), message=b"")
         else:                 # the client closed (or was lost): close upstream with its code
-            await upstream.close(code=_close_code(down.close_code))
+            code = to_up.result() if not to_up.exception() else None
+            await upstream.close(code=_close_code(code or down.close_code))
     finally:
         sockets.discard(down)
         for t in (to_up, to_down):
