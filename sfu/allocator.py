@@ -126,11 +126,14 @@ class Allocator:
 
     def update(self, now: float, estimate_bps: Optional[float], loss: float, sending_bps: float,
                rates: Sequence[Sequence[float]], cap: Optional[int] = None, nacks: int = 0,
-               reflex: bool = False) -> Optional[Quality]:
+               reflex: bool = False, forwarding_single: bool = False) -> Optional[Quality]:
         """The quality to forward now. `rates[s][t]` is layer s's bitrate with temporal layers 0..t;
         `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts;
         `nacks` how many packets the viewer has NACKed so far (the quickest sign that a probe overflowed);
-        `reflex` whether a burst of NACKs just showed an overflow (before any estimate can)."""
+        `reflex` whether a burst of NACKs just showed an overflow (before any estimate can);
+        `forwarding_single` whether the viewer is still sent a layer without temporal layers (a switch away
+        from it waits for the lower layer's keyframe): a reflex then re-aims the switch as if that layer
+        were current, since nothing can be thinned meanwhile."""
         st = self.state
         options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
         if not options:
@@ -146,7 +149,8 @@ class Allocator:
         just_proven = self._end_probe(now, measured, loss, nacks)
         usable = max(measured, st.proven_bps)
         cost = dict(options)
-        if reflex and st.current in cost and sending_bps > 0 and len(rates[st.current[0]]) == 1:
+        single = st.current in cost and (len(rates[st.current[0]]) == 1 or forwarding_single)
+        if reflex and single and sending_bps > 0:
             # no temporal layer to shed (the consumer thins those itself): shed resolution now
             usable = min(usable, REFLEX_SHARE * sending_bps)
             falling = True
@@ -159,7 +163,7 @@ class Allocator:
         index = [q for q, _ in options].index(st.current)
         if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current], falling):
             budget = usable * DOWN_FILL
-            if len(rates[st.current[0]]) == 1:  # nothing to thin while the lower layer's keyframe comes
+            if single:  # nothing to thin while the lower layer's keyframe comes
                 budget *= KEYFRAME_MARGIN
             lower = self._best_fitting(options[:index], budget) or options[0][0]
             if lower != st.current and self._big_step_unproven(now, cost[lower], cost[st.current], usable, loss,

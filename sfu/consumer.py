@@ -29,6 +29,7 @@ FILL_PADDING = b"\x00\x00\x00\x04"
 NACK_BURST = 8            # packets NACKed within NACK_BURST_S: a queue overflowed somewhere on the way
 NACK_BURST_S = 0.25
 REFLEX_S = 1.0            # ... then only the base temporal layer for this long, before any estimate says so
+THIN_MIN_FPS = 4.5        # thinning keeps at least this frame rate: 5 fps still moves, 3.75 reads as frozen
 # Chromium sometimes decodes the first keyframe of a ladder rung it was switched to under congestion and then
 # stalls until the next one, without asking (seen in about 1 real-link run in 6; cause not found yet). A second
 # keyframe of the rung (small, made by our own encoder) shortly after bounds that stall.
@@ -62,6 +63,7 @@ class Consumer:
         # full link: meanwhile forward only the current layer's base temporal layer (no keyframe needed).
         self.thinning = False
         self.reflex_until = 0.0
+        self.rtx_skipped = 0       # NACKed packets not resent: no longer of use to the viewer
         self.resync = False  # after a pause: start again on a keyframe even on the same layer
         self.followup_keyframe_at = 0.0
         self._nack_times: list[float] = []
@@ -144,7 +146,9 @@ class Consumer:
     def _temporal_step(self, vp8, keyframe: bool, now: float) -> None:
         """At a picture boundary: lower the frame rate at once; raise it only where the decoder can follow
         (a keyframe, a base-layer picture, or a layer-sync picture of the layer being added)."""
-        want = 0 if self.thinning or now < self.reflex_until else self.target_tid
+        want = self.target_tid
+        if self.thinning or now < self.reflex_until:
+            want = min(want, self._thinnest(self.munger.source))
         if want < self.tid_limit:
             self.tid_limit = want
         elif want > self.tid_limit:
@@ -152,6 +156,16 @@ class Consumer:
                 self.tid_limit = want
             elif vp8.layer_sync and self.tid_limit < vp8.tid <= want:
                 self.tid_limit = vp8.tid
+
+    @staticmethod
+    def _thinnest(source) -> int:
+        """The fewest temporal layers a quick thinning keeps: below THIN_MIN_FPS the picture would stutter
+        like a freeze (a 15 fps ladder rung's base layer alone is 3.75 fps)."""
+        rates = getattr(source, "frame_rates", None) or []
+        for tid, fps in enumerate(rates):
+            if fps >= THIN_MIN_FPS:
+                return tid
+        return max(0, len(rates) - 1)
 
     def _switch_to(self, source: "InboundStream", pkt: "IngressPacket", now: float) -> bool:
         pts = self.payload_types.get(source.codec)
@@ -233,8 +247,10 @@ class Consumer:
         # abs-send-time (our video), and its cuts are relative to the video it received, so the audio's
         # share of the link is already outside it.
         measured = any(r for r, s in zip(rates, layers) if not s.on_demand)
+        cur = self.munger.source
+        forwarding_single = cur is not None and cur is not self.target and cur.temporal_layers == 1  # type: ignore[attr-defined]
         choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap,
-                                       self.nacks, now < self.reflex_until) if measured else None
+                                       self.nacks, now < self.reflex_until, forwarding_single) if measured else None
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return
@@ -283,9 +299,16 @@ class Consumer:
             self._nack_burst(len(lost), now)
         if self.allocator.probe_rate(now):  # a probe that overflows a queue must stop at once
             self.allocate(now)
+        m = self.munger
+        cur = m.source
+        # A retransmission the viewer cannot use only takes the link from the next keyframe: packets of an
+        # earlier epoch (a keyframe of the current source followed them) or of a layer without temporal
+        # layers that is being left for a lower one (its packets are held back already).
+        abandoning = self.thinning and cur is not None and cur.temporal_layers == 1  # type: ignore[attr-defined]
         for out_seq in lost:
-            found = self.munger.to_source(out_seq)
-            if found is None:
+            found = m.to_source(out_seq)
+            if found is None or abandoning or (self.kind == "video" and found[2] is not m.epoch):
+                self.rtx_skipped += 1
                 continue
             pkt = found[0].cached(found[1])  # type: ignore[attr-defined]
             if pkt is None or not self.limiter.allow(out_seq, pkt.view.payload_size, now, self.media_bps):
@@ -397,5 +420,6 @@ class Consumer:
             "probing_bps": st.probe_bps if st.probe_until else 0, "dropped": self.munger.dropped,
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
             "remb_bps": self.remb, "bitrate_bps": int(self.media_bps),
-            "rtx_suppressed": self.limiter.suppressed, "rtx_over_budget": self.limiter.over_budget,
+            "rtx_suppressed": self.limiter.suppressed, "rtx_skipped": self.rtx_skipped,
+            "rtx_over_budget": self.limiter.over_budget,
         }

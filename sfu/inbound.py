@@ -56,6 +56,8 @@ class InboundStream:
         self.tid_octets = [0] * (MAX_TID + 1)
         self.temporal_layers = 1        # highest TID seen + 1
         self.rates: list[float] = []    # bit/s with temporal layers 0..t, smoothed
+        self.tid_pictures = [0] * (MAX_TID + 1)
+        self.frame_rates: list[float] = []  # pictures/s with temporal layers 0..t, smoothed
 
     def classify(self, view: RtpView, arrival: float) -> IngressPacket:
         vp8 = None
@@ -69,6 +71,8 @@ class InboundStream:
         if vp8 is not None:
             tid = vp8.tid if vp8.tid <= MAX_TID else MAX_TID
             self.tid_octets[tid] += view.payload_end - view.payload_start
+            if vp8.start_of_partition and vp8.partition_id == 0:
+                self.tid_pictures[tid] += 1
             if tid >= self.temporal_layers:
                 self.temporal_layers = tid + 1
         else:
@@ -93,10 +97,10 @@ class InboundStream:
             total += self.tid_octets[t]
             cumulative.append(total * 8 / interval)
         self.tid_octets = [0] * (MAX_TID + 1)
-        if len(self.rates) != n:
-            self.rates = cumulative
-        else:
-            self.rates = [old + RATE_SMOOTHING * (new - old) for old, new in zip(self.rates, cumulative)]
+        self.rates = _smoothed(self.rates, cumulative)
+        fps = [sum(self.tid_pictures[:t + 1]) / interval for t in range(n)]
+        self.tid_pictures = [0] * (MAX_TID + 1)
+        self.frame_rates = _smoothed(self.frame_rates, fps)
 
     def cached(self, seq: int) -> Optional[IngressPacket]:
         if not self.cache:
@@ -116,3 +120,9 @@ class InboundStream:
         ntp, rtp_ts, at = self.sr
         elapsed = now - at
         return ntp + int(elapsed * (1 << 32)), (rtp_ts + int(elapsed * self.clock_rate)) & 0xFFFFFFFF
+
+
+def _smoothed(old: list[float], new: list[float]) -> list[float]:
+    if len(old) != len(new):
+        return new
+    return [o + RATE_SMOOTHING * (n - o) for o, n in zip(old, new)]

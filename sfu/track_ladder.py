@@ -39,6 +39,7 @@ class RungStream(InboundStream):
         self.width, self.height = rung.width, rung.height
         self.temporal_layers = len(TL_SHARE)
         self.rates = [rung.bitrate * share for share in TL_SHARE]
+        self.frame_rates = [rung.fps / 4, rung.fps / 2, float(rung.fps)]  # L1T3: TL0 every 4th picture
 
     def update_rates(self, interval: float) -> None:
         pass  # nominal: a rate measured only while someone watches would hide the rung from the allocator

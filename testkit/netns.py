@@ -149,6 +149,10 @@ class LinkNamespace:
         self._created = True
         _ip("link", "add", self.host_dev, "type", "veth", "peer", "name", self.ns_dev)
         _ip("link", "set", self.ns_dev, "netns", self.name)
+        # IPv4 only: an IPv6 link-local address appearing a second after the link comes up is a network
+        # change to Chromium, which then fails the page loads in flight (net::ERR_NETWORK_CHANGED)
+        _run(["sysctl", "-qw", f"net.ipv6.conf.{self.host_dev}.disable_ipv6=1"], check=False)
+        _run(["ip", "netns", "exec", self.name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], check=False)
         _ip("addr", "add", f"{host}/30", "dev", self.host_dev)
         _ip("link", "set", self.host_dev, "up")
         _ip("addr", "add", f"{peer}/30", "dev", self.ns_dev, ns=self.name)

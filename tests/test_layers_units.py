@@ -207,6 +207,39 @@ def test_switching_down_from_a_single_temporal_layer_holds_it_back():
     assert out and out[0][1].keyframe and {v.ssrc for v, _ in out} == {5555}
 
 
+def test_nacks_for_a_layer_being_left_or_an_earlier_epoch_are_not_resent():
+    rig = Rig(keyframe_every=1000)
+    set_target(rig, 2, 2)
+    rig.run(4)
+    top = rig.streams[2]
+    plain = top.classify
+
+    def one_layer(view, arrival):                                # as a one-layer publisher's stream
+        pkt = plain(view, arrival)
+        top.temporal_layers = 1
+        return pkt
+    top.classify = one_layer
+    rig.run(2)
+    old = [v.seq for v, _ in rig.output()][-4:]
+    rig.tap.sent.clear()
+    rig.consumer.on_nack(old[:2], rig.now)
+    assert len(rig.tap.sent) == 2                                # steady: NACKs are answered
+    rig.track.on_keyframe_needed = lambda stream, now: None      # the lower layer's keyframe is late
+    set_target(rig, 0, 2)
+    rig.tap.sent.clear()
+    rig.consumer.on_nack(old[2:], rig.now)                       # the 720p being left: its repair would only
+    assert rig.tap.sent == []                                    # delay the coming keyframe
+    rig.pending_keyframe.add(rig.sources[0].ssrc)
+    rig.run(2)
+    new = [v.seq for v, _ in rig.output()]
+    rig.tap.sent.clear()
+    rig.consumer.on_nack(old, rig.now + 0.2)                     # before the keyframe: of no use any more
+    assert rig.tap.sent == []
+    rig.consumer.on_nack(new[:1], rig.now + 0.2)                 # the new layer's packets are repaired
+    assert len(rig.tap.sent) == 1
+    assert rig.consumer.rtx_skipped == 6
+
+
 def test_a_switch_to_a_ladder_rung_asks_for_a_second_keyframe():
     rig = Rig(keyframe_every=1000)
     rig.streams[0].on_demand = True                              # as a ladder rung
@@ -238,6 +271,19 @@ def test_a_nack_burst_thins_at_once_for_a_second():
     rig.tap.sent.clear()
     rig.run(12)                                                # past the second: all layers again
     assert {d.tid for _, d in rig.output()} == {0, 1, 2}
+    assert_continuous(rig.output())
+
+
+def test_quick_thinning_keeps_a_frame_rate_that_does_not_look_frozen():
+    rig = Rig(keyframe_every=1000)
+    set_target(rig, 2, 2)
+    rig.run(62)
+    assert [round(f) for f in rig.streams[2].frame_rates] == [8, 15, 30]   # measured: TL0 is every 4th picture
+    rig.streams[2].frame_rates = [3.75, 7.5, 15.0]                         # a 15 fps layer (a ladder rung)
+    rig.consumer.on_nack(list(range(10)), rig.now)                         # a burst: a queue overflowed
+    rig.tap.sent.clear()
+    rig.run(24)
+    assert {d.tid for _, d in rig.output()} == {0, 1}                      # 7.5 fps, not 3.75
     assert_continuous(rig.output())
 
 
@@ -492,6 +538,12 @@ def test_allocator_reflex_sheds_resolution_where_no_temporal_layer_can_go():
     assert a.update(0.25, 2.2e6, 0.0, 1.5e6, single) == (2, 0)
     # what fits in 15 % of 1.5M, with room for its keyframe (nothing to thin meanwhile)
     assert a.update(0.5, 2.2e6, 0.0, 1.5e6, single, reflex=True) == (0, 1)
+    c = Allocator()                       # already switching to the 360p rung, still sent the 1.5M source
+    c.update(0.0, None, 0.0, 0.0, single)
+    c.update(0.25, 2.2e6, 0.0, 1.5e6, single)
+    assert c.update(0.5, 1.0e6, 0.0, 1.5e6, single, nacks=10) == (1, 1)
+    assert c.update(0.55, 1.0e6, 0.0, 1.5e6, single, nacks=30, reflex=True) == (1, 1)   # it could thin
+    assert c.update(0.6, 1.0e6, 0.0, 1.5e6, single, nacks=40, reflex=True, forwarding_single=True) == (0, 1)
     b = Allocator()                                                   # with temporal layers: the consumer thins
     b.update(0.0, None, 0.0, 0.0, RATES)
     assert b.update(0.5, 2.2e6, 0.0, 1.5e6, RATES, reflex=True) == (2, 2)
