@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS lessons (
     thumbnail TEXT NOT NULL DEFAULT '',
     chapters TEXT NOT NULL DEFAULT '[]',
     error TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    node TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS lessons_started ON lessons (started_at);
 CREATE INDEX IF NOT EXISTS lessons_state ON lessons (state);
@@ -67,6 +68,14 @@ class Catalogue:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            # catalogues made before cluster mode: add the column naming the node that records a lesson
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(lessons)")}
+            if "node" not in columns:
+                try:
+                    self._db.execute("ALTER TABLE lessons ADD COLUMN node TEXT NOT NULL DEFAULT ''")
+                except sqlite3.OperationalError as exc:  # another node of the cluster added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         with self._lock:
@@ -105,6 +114,13 @@ class Catalogue:
         with self._lock:
             self._db.execute(f"UPDATE lessons SET {sets} WHERE id = ?", [*fields.values(), lesson_id])
         return self.get(lesson_id)
+
+    def claim(self, lesson_id: str, from_node: str, to_node: str) -> bool:
+        """Take over a lesson still `recording` under `from_node` (its recovery); False if another node did."""
+        with self._lock:
+            return self._db.execute("UPDATE lessons SET node = ?, updated_at = ? WHERE id = ? AND node = ? "
+                                    "AND state = 'recording'",
+                                    (to_node, self.clock(), lesson_id, from_node)).rowcount == 1
 
     def get(self, lesson_id: str) -> Optional[dict[str, Any]]:
         with self._lock:

@@ -27,16 +27,21 @@ class LibraryBusy(RuntimeError):
 
 
 class Library:
-    def __init__(self, root: str | os.PathLike, reserve_bytes: int = RESERVE_BYTES) -> None:
+    """`shared`: the nodes of one cluster use this folder together (a shared lock: each recovers only lessons
+    whose recording node is gone, see Recorder.recover); a server outside cluster mode holds it alone."""
+
+    def __init__(self, root: str | os.PathLike, reserve_bytes: int = RESERVE_BYTES, shared: bool = False) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "lessons").mkdir(exist_ok=True)
         self._lock_fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:   # released by the kernel when the process ends, even by kill -9
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock_fd)
-            raise LibraryBusy(f"the library {self.root} is in use by another liveclass server") from None
+            raise LibraryBusy(f"the library {self.root} is in use by another liveclass server"
+                              + (" that is not in cluster mode" if shared else
+                                 " (servers share a library only in cluster mode, with --redis)")) from None
         self.catalogue = Catalogue(str(self.root / "catalogue.sqlite"))
         self.reserve_path = self.root / ".reserve"
         self.reserve_bytes = reserve_bytes

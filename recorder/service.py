@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from .catalogue import EDITABLE
 from .library import Library
@@ -77,8 +77,10 @@ def clean_text(value: Any, name: str) -> str:
 class Recorder:
     def __init__(self, library: Library, node: MediaNode, config: SessionConfig = SessionConfig(),
                  analyze: bool = True, analysis_timeout: float = ANALYSIS_TIMEOUT,
-                 max_recordings: int = MAX_RECORDINGS) -> None:
+                 max_recordings: int = MAX_RECORDINGS, node_id: str = "") -> None:
         self.library = library
+        self.node_id = node_id            # cluster mode: written on our lessons, so only we (or, once we are
+        self._dead_since: dict[str, float] = {}   # gone, another node) recover them; lesson id -> first seen
         self.max_recordings = max_recordings
         self.node = node
         self.config = config
@@ -129,7 +131,7 @@ class Recorder:
                     on_end=lambda s: loop.call_soon_threadsafe(self._ended_by_itself, room, s), audio=audio)
 
             self.library.catalogue.add({"id": lesson_id, **fields, "started_at": time.time(), "state": "recording",
-                                        "media_file": f"lessons/{lesson_id}/{MEDIA_NAME}"})
+                                        "media_file": f"lessons/{lesson_id}/{MEDIA_NAME}", "node": self.node_id})
             a = Active(lesson_id, room, session(MEDIA_NAME, True), session(SCREEN_NAME, False))
             for s in a.sessions():
                 s.start()
@@ -264,12 +266,39 @@ class Recorder:
 
     # ---- recovery ----------------------------------------------------------------------------------------
 
-    async def recover(self) -> list[dict]:
-        """At server start: finish every lesson the catalogue still says is being recorded (the server died)."""
+    async def recover(self, is_alive: Optional[Callable[[str], Awaitable[bool]]] = None,
+                      confirm_s: float = 0.0) -> list[dict]:
+        """Finish the lessons the catalogue still says are being recorded while their recording server is gone.
+
+        Alone (is_alive None, the library locked for this server): every such lesson, at start. In a cluster
+        (a shared library): ours (an earlier run of this node), those recorded before cluster mode, and those of
+        a node that has been dead (`is_alive` False) for `confirm_s`: one look is not enough, since right after
+        a Redis restart every node looks dead until its next heartbeat. A lesson is claimed in the catalogue
+        first, so two nodes never finish the same one."""
         out = []
+        now = time.monotonic()
         for lesson in self.library.catalogue.in_state(["recording"]):
-            if any(a.lesson_id == lesson["id"] for a in self.active.values()):
+            lesson_id, owner = lesson["id"], lesson.get("node") or ""
+            if any(a.lesson_id == lesson_id for a in self.active.values()):
                 continue
+            if is_alive is not None and owner and owner != self.node_id:
+                try:
+                    alive = await is_alive(owner)
+                except Exception as exc:  # Redis unreachable: cannot tell, leave it for a later look
+                    log.info("cannot tell whether node %s is live (%s): lesson %s left for now", owner, exc,
+                             lesson_id)
+                    continue
+                if alive:
+                    self._dead_since.pop(lesson_id, None)
+                    continue
+                first = self._dead_since.setdefault(lesson_id, now)
+                if now - first < confirm_s:
+                    continue
+            if owner != self.node_id and not self.library.catalogue.claim(lesson_id, owner, self.node_id):
+                continue  # another node took it over meanwhile
+            self._dead_since.pop(lesson_id, None)
+            if owner != self.node_id:
+                log.warning("recovering lesson %s: its recording node %s is gone", lesson_id, owner or "(none)")
             out.append(await self._recover_one(lesson))
         return out
 

@@ -12,7 +12,7 @@ import inspect
 import logging
 import random
 import time
-from typing import Awaitable, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import aioice.ice
 import aioice.stun

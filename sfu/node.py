@@ -8,15 +8,19 @@ import time
 from typing import Callable, Iterable, Optional, Sequence
 
 from . import aiortc_adapter as adapter
-from .errors import BadOffer, RoomBusy, SessionNotFound, SfuError
+from .errors import RoomBusy, SessionNotFound, SfuError
 from .feed import MAIN, LessonFacts, Slot
 from .ladder_rung import Rung
+from .relay_in import RelayIn, Signal
+from .relay_out import RelayOutSession
 from .room import Room
 from .sessions import PublisherSession, Session, ViewerSession
 from .track import PacketSink
 from .track_ladder import DEFAULT_RUNGS
 
 log = logging.getLogger(__name__)
+
+RELAY_LINGER_S = 2.0  # an edge keeps a room's link this long after its last viewer left (a page reloading)
 
 
 class SfuNode:
@@ -34,6 +38,11 @@ class SfuNode:
         self._closing: set[asyncio.Task] = set()
         # the lesson of a room as signaling knows it (stage, open microphones); None: no lesson, plain WHIP/WHEP
         self.lesson: Callable[[str], Optional[LessonFacts]] = lambda room_id: None
+        # cascade (issue 6): as an edge, one link per room from its origin node (relay_in.py)
+        self.relays_in: dict[str, RelayIn] = {}
+        self._relays_starting: dict[str, asyncio.Future] = {}
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
+        self.relay_linger_s = RELAY_LINGER_S
 
     def _room(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
@@ -45,6 +54,8 @@ class SfuNode:
     def _closed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         session.room.prune()
+        if session.role == "viewer":
+            self._viewers_changed(session.room.id)
         self._drop_if_empty(session.room)
 
     def _drop_if_empty(self, room: Room) -> None:
@@ -58,6 +69,8 @@ class SfuNode:
         """Start a publisher of `slot` (the teacher's camera by default); returns (session id, SDP answer).
         The teacher's camera and screen take one publisher each (RoomBusy); a classroom that publishes again
         replaces its previous session (a terminal that reloaded its page)."""
+        if room_id in self.relays_in:  # the room is placed on this node now: its media is published here
+            await self.relays_in[room_id].close()
         room = self._room(room_id)
         feed = room.feed(slot)
         old = feed.publisher
@@ -84,7 +97,76 @@ class SfuNode:
         room.viewers.add(session)
         room.ensure_timer()
         self.sessions[session.id] = session
+        self._viewers_changed(room_id)
         return session.id, await self._negotiate(session, offer)
+
+    # --- cascade: origin and edge ends of SFU-to-SFU links ------------------------------------------------
+
+    async def relay(self, room_id: str, offer: str, edge: str) -> tuple[str, str]:
+        """As the room's origin: open a link to edge node `edge` (its offer), carrying each layer once."""
+        room = self._room(room_id)
+        session = RelayOutSession(room, self._closed, edge)
+        room.relays.add(session)
+        self.sessions[session.id] = session
+        return session.id, await self._negotiate(session, offer)
+
+    async def ensure_relay(self, room_id: str, signal: Signal) -> RelayIn:
+        """As an edge: the room's link from its origin, opened now if there is none (RelayUnavailable when the
+        origin cannot be asked: the viewer who needed it gets the reason)."""
+        self._cancel_linger(room_id)
+        relay = self.relays_in.get(room_id)
+        if relay is not None and not relay.closed:
+            return relay
+        starting = self._relays_starting.get(room_id)
+        if starting is None:
+            relay = RelayIn(room_id, lambda: self._room(room_id), signal, lambda: self._viewer_slots(room_id))
+            relay.on_closed = self._relay_closed
+            starting = self._relays_starting[room_id] = asyncio.ensure_future(self._start_relay(relay))
+        return await asyncio.shield(starting)
+
+    async def _start_relay(self, relay: RelayIn) -> RelayIn:
+        try:
+            await relay.start()
+            self.relays_in[relay.room_id] = relay
+            return relay
+        finally:
+            self._relays_starting.pop(relay.room_id, None)
+
+    def _viewer_slots(self, room_id: str) -> set[str]:
+        room = self.rooms.get(room_id)
+        return {str(v.slot) for v in room.viewers} if room is not None else set()
+
+    def _viewers_changed(self, room_id: str) -> None:
+        relay = self.relays_in.get(room_id)
+        if relay is None:
+            return
+        relay.update_wants()
+        room = self.rooms.get(room_id)
+        if (room is None or not room.viewers) and room_id not in self._lingering:
+            self._lingering[room_id] = asyncio.get_running_loop().call_later(
+                self.relay_linger_s, self._linger_over, room_id)
+
+    def _cancel_linger(self, room_id: str) -> None:
+        handle = self._lingering.pop(room_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _linger_over(self, room_id: str) -> None:
+        self._lingering.pop(room_id, None)
+        room = self.rooms.get(room_id)
+        relay = self.relays_in.get(room_id)
+        if relay is not None and (room is None or not room.viewers):
+            log.info("room %s: no viewer here any more; its link from %s ends", room_id, relay.origin)
+            task = asyncio.get_running_loop().create_task(relay.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def _relay_closed(self, relay: RelayIn) -> None:
+        if self.relays_in.get(relay.room_id) is relay:
+            del self.relays_in[relay.room_id]
+        room = self.rooms.get(relay.room_id)
+        if room is not None:
+            self._drop_if_empty(room)
 
     async def _negotiate(self, session: Session, offer: str) -> str:
         try:
@@ -168,6 +250,9 @@ class SfuNode:
         await self.session(room_id, session_id, role).close()
 
     async def close(self) -> None:
+        for handle in self._lingering.values():
+            handle.cancel()
+        await asyncio.gather(*(r.close() for r in list(self.relays_in.values())), return_exceptions=True)
         await asyncio.gather(*(s.close() for s in list(self.sessions.values())), return_exceptions=True)
         for room in list(self.rooms.values()):
             await room.stop()
@@ -178,8 +263,11 @@ class SfuNode:
     def counts(self) -> dict:
         return {"room_count": len(self.rooms), "sessions": len(self.sessions),
                 "publishers": sum(1 for s in self.sessions.values() if s.role == "publisher"),
-                "viewers": sum(1 for s in self.sessions.values() if s.role == "viewer")}
+                "viewers": sum(1 for s in self.sessions.values() if s.role == "viewer"),
+                "relays_out": sum(1 for s in self.sessions.values() if s.role == "relay"),
+                "relays_in": len(self.relays_in)}
 
     def dump(self, room_id: Optional[str] = None) -> dict:
         rooms = [r for r in self.rooms.values() if room_id is None or r.id == room_id]
-        return {"rooms": [r.dump() for r in rooms], **self.counts()}
+        links = [r.dump() for r in self.relays_in.values() if room_id is None or r.room_id == room_id]
+        return {"rooms": [r.dump() for r in rooms], "links_in": links, **self.counts()}

@@ -181,6 +181,17 @@ class PublisherIngest:
         rid = raw.decode("ascii", "replace").rstrip("\x00") if raw else ""
         return rid if rid in announced else ""
 
+    def adopt(self, stream: InboundStream, now: float) -> None:
+        """Take a stream described out of band (an SFU-to-SFU link names its SSRCs): no learning by RID."""
+        self.forget(stream.ssrc)
+        self._install(stream, now)
+
+    def forget(self, ssrc: int) -> None:
+        """A stream that will not come back (the link said so): its SSRC is unknown again."""
+        stream = self.streams.pop(ssrc, None)
+        if stream is not None and self.by_key.get((stream.kind, stream.rid)) is stream:
+            del self.by_key[(stream.kind, stream.rid)]
+
     def _install(self, stream: InboundStream, now: float) -> None:
         self.streams[stream.ssrc] = stream
         self.by_key[(stream.kind, stream.rid)] = stream

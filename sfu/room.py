@@ -14,6 +14,7 @@ from .ladder_rung import Rung
 from .track import Track
 
 if TYPE_CHECKING:
+    from .relay_out import RelayOutSession
     from .sessions import PublisherSession, ViewerSession
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Room:
         self.stage: Optional[str] = None
         self.facts: Optional[LessonFacts] = None  # None: no lesson (plain WHIP/WHEP), every microphone open
         self.viewers: set["ViewerSession"] = set()
+        self.relays: set["RelayOutSession"] = set()  # links to edge nodes (cascade): they keep the room too
         self._timer: Optional[asyncio.Task] = None
 
     # --- compatibility: the teacher's main feed is "the room's" tracks and publisher ----------------------
@@ -62,7 +64,7 @@ class Room:
 
     @property
     def empty(self) -> bool:
-        return (not self.viewers and all(f.publisher is None for f in self.feeds())
+        return (not self.viewers and not self.relays and all(f.publisher is None for f in self.feeds())
                 and not any(t.sinks for f in self.feeds() for t in f.tracks.values()))
 
     def classroom(self, identity: str, create: bool = True) -> Optional[Feed]:
@@ -184,6 +186,7 @@ class Room:
             "room": self.id,
             "publisher": main["publisher"],
             "viewers": [v.dump() for v in self.viewers],
+            "relays": [r.dump() for r in self.relays],
             "tracks": main["tracks"],
             "screen": self.screen.dump(),
             "classrooms": {identity: f.dump() for identity, f in self.classrooms.items()},

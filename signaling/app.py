@@ -16,6 +16,7 @@ from .http_errors import error_middleware
 from .tokens import TokenError, verify
 
 if TYPE_CHECKING:
+    from .cascade_policy import CascadeConfig
     from .cluster import ClusterConfig
     from .ice_servers import TurnConfig
 
@@ -73,7 +74,8 @@ async def index(request: web.Request) -> web.StreamResponse:
 def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None,
                node: Optional[SfuNode] = None, library: Optional[str] = None,
                record_rooms: Iterable[str] = (), ladder: bool = True,
-               cluster: Optional["ClusterConfig"] = None, turn: Optional["TurnConfig"] = None) -> web.Application:
+               cluster: Optional["ClusterConfig"] = None, turn: Optional["TurnConfig"] = None,
+               drain_grace_s: Optional[float] = None, cascade: Optional["CascadeConfig"] = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
     app["secret"] = secret
     app["sfu"] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
@@ -85,10 +87,17 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     room_media.setup(app)  # the lesson drives the SFU: stage, microphones, lesson end, removals
     if library is not None:  # the recorder at app["recorder"], /api/library, /api/rooms/{room}/recording (issue 5)
         from . import library_api
-        library_api.setup(app, library, auto_rooms=record_rooms)
+        library_api.setup(app, library, auto_rooms=record_rooms, node_id=cluster.node_id if cluster else "")
+    registry = None
     if cluster is not None:  # Redis node registry + room placement, 307/proxy to a room's node (issue 6)
         from . import cluster_routes
-        cluster_routes.setup(app, cluster)
+        registry = cluster_routes.setup(app, cluster)
+        from . import cascade as cascade_routes, lesson_bus  # edge nodes: SFU-to-SFU links, lesson facts by pub/sub
+        from .cascade_policy import CascadeConfig
+        cascade_routes.setup(app, registry, cascade or CascadeConfig())
+        lesson_bus.setup(app, registry)
+    from . import drain  # POST /api/admin/drain; in cluster mode SIGTERM drains (issue 6)
+    drain.setup(app, registry, drain.DEFAULT_GRACE_S if drain_grace_s is None else drain_grace_s)
     from . import ice_servers  # /api/ice-servers: TURN REST credentials, an empty list without TURN (issue 6)
     ice_servers.setup(app, turn)
     app.router.add_get("/", index)

@@ -14,8 +14,6 @@ PAGE_TOKEN_TTL = 12 * 3600
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import create_app  # imports aiortc: keep `liveclass token` fast
-
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "aiohttp.access"):
@@ -24,15 +22,32 @@ def _serve(args: argparse.Namespace) -> int:
     if not secret:
         secret = new_secret()
         print(f"No --secret or LIVECLASS_SECRET given: generated one for this run: {secret}", flush=True)
+    if args.workers is not None and args.worker_port is None:  # the supervisor of N worker processes (issue 6)
+        from .workers import supervise
+        return supervise(args, secret)
+    from .app import create_app  # imports aiortc: keep `liveclass token` (and the supervisor) light
     try:  # cluster mode (issue 6): Redis node registry and room placement; TURN REST credentials
         cluster = cluster_config(args)
+        cascade = cascade_config(args) if cluster is not None else None
         from .ice_servers import config_from_options as turn_config
         turn = turn_config(args.turn_url, args.turn_secret)
     except ValueError as exc:
         print(f"liveclass serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
-                     record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster, turn=turn)
+                     record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster, turn=turn,
+                     drain_grace_s=args.drain_grace, cascade=cascade)
+    if args.worker_port is not None:  # one of `--workers N`: the shared public port and its own port
+        from .workers import run_worker
+        return run_worker(app, args.host, args.port, args.worker_port)
+    base = print_pages(args, secret)
+    web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
+                access_log=None)
+    return 0
+
+
+def print_pages(args: argparse.Namespace, secret: str) -> str:
+    """Print the page links of `--room` (tokens minted now); the base URL they use."""
     host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{host_for_url}:{args.port}"
     room = args.room
@@ -41,9 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"Teacher page:  {base}/teacher.html?room={quote(room)}&token={teacher}", flush=True)
     print(f"Terminal page: {base}/terminal.html?room={quote(room)}&token={terminal}", flush=True)
     print(f"Lesson library: {base}/replay.html", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
-                access_log=None)
-    return 0
+    return base
 
 
 def cluster_config(args: argparse.Namespace):
@@ -56,9 +69,19 @@ def cluster_config(args: argparse.Namespace):
                                       args.node_id or env("LIVECLASS_NODE_ID"),
                                       args.advertise_url or env("LIVECLASS_ADVERTISE_URL"),
                                       args.cluster_forward or env("LIVECLASS_CLUSTER_FORWARD"),
-                                      args.host, args.port, socket.gethostname()):
+                                      args.host, args.port, socket.gethostname(), args.room_release):
         print(f"Cluster node {cluster.node_id} at {cluster.advertise_url}, Redis {cluster.redis_url}", flush=True)
     return cluster
+
+
+def cascade_config(args: argparse.Namespace):
+    """--region / --max-viewers (or LIVECLASS_REGION / LIVECLASS_MAX_VIEWERS): viewer routing to edge nodes."""
+    import os
+
+    from .cascade_policy import CascadeConfig
+    env = os.environ.get
+    return CascadeConfig.build(args.region or env("LIVECLASS_REGION"),
+                               args.max_viewers if args.max_viewers is not None else env("LIVECLASS_MAX_VIEWERS"))
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -75,6 +98,16 @@ def _token(args: argparse.Namespace) -> int:
         print(f"liveclass token: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _workers(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes a number of processes, not {value!r}") from None
+    if not 0 <= n <= 256:
+        raise argparse.ArgumentTypeError("--workers must be between 1 and 256 (0: one per core)")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: LIVECLASS_TURN_URL, comma-separated)")
     s.add_argument("--turn-secret", help="TURN REST shared secret (coturn static-auth-secret; default: "
                                          "LIVECLASS_TURN_SECRET)")
+    s.add_argument("--workers", nargs="?", type=_workers, const=0, metavar="N",
+                   help="run N media processes on this machine (no N or 0: one per core), coordinated through "
+                        "--redis, else through a private redis-server started for them; rooms spread over them")
+    s.add_argument("--drain-grace", type=float, metavar="SECONDS",
+                   help="cluster mode: on SIGTERM or POST /api/admin/drain, how long running lessons may go on "
+                        "before the node leaves anyway (default 30)")
+    s.add_argument("--room-release", type=float, default=30.0, metavar="SECONDS",
+                   help="cluster mode: an empty room keeps its node this long, then its next lesson is placed by "
+                        "load again (default 30)")
+    s.add_argument("--region", help="cluster mode: this node's region (default: LIVECLASS_REGION, else 'default'); "
+                                    "a viewer reaching a node of another region than the room's is served there, "
+                                    "relayed from the room's node")
+    s.add_argument("--max-viewers", type=int, metavar="N",
+                   help="cluster mode: viewer sessions this node takes at most, then viewers go to an edge node "
+                        "that relays the room (default: LIVECLASS_MAX_VIEWERS, else 0: no limit)")
+    s.add_argument("--worker-port", type=int, help=argparse.SUPPRESS)  # set by the --workers supervisor
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)
     t = sub.add_parser("token", help="print an access token (JWT) signed with LIVECLASS_SECRET")
@@ -128,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the --workers supervisor passes them on
     return args.func(args)
 
 

@@ -2,10 +2,13 @@
 
 Redis holds (all keys under `liveclass:`):
 - `nodes`: set of node ids ever registered;
-- `node:{id}`: hash `url`, `rooms`, `sessions`, `heartbeat_at` (the node's load, rewritten every heartbeat);
+- `node:{id}`: hash `url`, `rooms`, `sessions`, `heartbeat_at`, `draining` (the node's load, rewritten every
+  heartbeat; a draining node keeps its rooms but gets no new ones);
 - `alive:{id}`: a key with a short TTL, refreshed every heartbeat: the node is live while it exists;
 - `room:{room}`: the id of the node the room is placed on (SET NX; kept while that node is live, re-placed
-  on the next request once its `alive` key has expired).
+  on the next request once its `alive` key has expired). It expires `room_release_s` after the room last had
+  anything on its node (the node refreshes it every heartbeat while it does): an empty room's next lesson is
+  placed by load again.
 Nothing here talks to Redis or reads the clock: see cluster_registry.py for that.
 """
 from __future__ import annotations
@@ -47,10 +50,11 @@ class ClusterConfig:
     heartbeat_s: float = 1.0
     ttl_s: float = 3.0
     redis_timeout_s: float = 0.5
+    room_release_s: float = 30.0  # an empty room's placement is kept this long (its teacher may come back)
 
     @classmethod
     def build(cls, redis_url: str, node_id: str, advertise_url: str, forward: str = "redirect",
-              heartbeat_s: float = 1.0, ttl_s: float = 3.0) -> "ClusterConfig":
+              heartbeat_s: float = 1.0, ttl_s: float = 3.0, room_release_s: float = 30.0) -> "ClusterConfig":
         """Validate and normalise; raises ClusterConfigError with a reason a user can act on."""
         scheme = urlsplit(redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
@@ -62,7 +66,9 @@ class ClusterConfig:
             raise ClusterConfigError(f"--cluster-forward must be one of {', '.join(FORWARD_MODES)}")
         if not 0 < heartbeat_s < ttl_s:
             raise ClusterConfigError("the heartbeat interval must be positive and shorter than the TTL")
-        return cls(redis_url, node_id, advertise_url, forward, heartbeat_s, ttl_s)
+        if not ttl_s <= room_release_s <= 86400:
+            raise ClusterConfigError("--room-release must be between the node TTL and 86400 seconds")
+        return cls(redis_url, node_id, advertise_url, forward, heartbeat_s, ttl_s, room_release_s=room_release_s)
 
 
 def normalise_base_url(url: str) -> str:
@@ -81,6 +87,7 @@ class NodeInfo:
     rooms: int = 0
     sessions: int = 0
     heartbeat_at: float = 0.0
+    draining: bool = False
 
     @property
     def load(self) -> int:
@@ -88,7 +95,7 @@ class NodeInfo:
 
     def to_hash(self) -> dict[str, str]:
         return {"url": self.url, "rooms": str(self.rooms), "sessions": str(self.sessions),
-                "heartbeat_at": f"{self.heartbeat_at:.3f}"}
+                "heartbeat_at": f"{self.heartbeat_at:.3f}", "draining": "1" if self.draining else "0"}
 
     @classmethod
     def from_hash(cls, node_id: str, h: Mapping[str, str]) -> Optional["NodeInfo"]:
@@ -98,7 +105,8 @@ class NodeInfo:
             return None
         try:
             return cls(node_id, normalise_base_url(url), max(0, int(h.get("rooms", 0))),
-                       max(0, int(h.get("sessions", 0))), float(h.get("heartbeat_at", 0)))
+                       max(0, int(h.get("sessions", 0))), float(h.get("heartbeat_at", 0)),
+                       h.get("draining") == "1")
         except (ValueError, ClusterConfigError):
             return None
 
@@ -108,10 +116,13 @@ class NoLiveNode(Exception):
 
 
 def choose_node(live: Mapping[str, NodeInfo]) -> NodeInfo:
-    """The least-loaded live node; ties go to the smallest id so every node decides the same."""
+    """The least-loaded live node that is not draining; ties go to the smallest id so every node decides the same."""
     if not live:
         raise NoLiveNode("no live node is registered")
-    return min(live.values(), key=lambda n: (n.load, n.node_id))
+    open_nodes = [n for n in live.values() if not n.draining]
+    if not open_nodes:
+        raise NoLiveNode("every live node is draining")
+    return min(open_nodes, key=lambda n: (n.load, n.node_id))
 
 
 def placement_for(current: Optional[str], live: Mapping[str, NodeInfo]) -> tuple[NodeInfo, bool]:
@@ -122,7 +133,8 @@ def placement_for(current: Optional[str], live: Mapping[str, NodeInfo]) -> tuple
 
 
 def config_from_options(redis_url: Optional[str], node_id: Optional[str], advertise_url: Optional[str],
-                        forward: Optional[str], host: str, port: int, hostname: str) -> Optional[ClusterConfig]:
+                        forward: Optional[str], host: str, port: int, hostname: str,
+                        room_release_s: float = 30.0) -> Optional[ClusterConfig]:
     """`liveclass serve` options (or their LIVECLASS_* environment values) → a config; None without Redis.
     Defaults: node id `<hostname>-<port>`, advertise URL `http://<host>:<port>` (127.0.0.1 for a wildcard host)."""
     if not redis_url:
@@ -134,4 +146,4 @@ def config_from_options(redis_url: Optional[str], node_id: Optional[str], advert
     if not advertise_url:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         advertise_url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-    return ClusterConfig.build(redis_url, node_id, advertise_url, forward or "redirect")
+    return ClusterConfig.build(redis_url, node_id, advertise_url, forward or "redirect", room_release_s=room_release_s)

@@ -18,8 +18,26 @@ log = logging.getLogger(__name__)
 
 # replace a room's placement only if it still names the node we saw dead (another node may have re-placed it)
 _CAS = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
 return 0
+"""
+# every heartbeat, for each room with something on this node: keep its placement alive (PX), or claim it when
+# it has none (after a Redis restart; not while draining: it gave them up); never steal another node's room
+_CLAIM = """
+for _, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if owner == ARGV[1] then redis.call('PEXPIRE', key, ARGV[2])
+  elseif not owner and ARGV[3] ~= '1' then redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) end
+end
+return 0
+"""
+# give up placements that still name this node (draining: the next request places the room elsewhere)
+_RELEASE = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) n = n + 1 end
+end
+return n
 """
 MAX_NODES_SCANNED = 1000
 
@@ -40,6 +58,9 @@ class Registry:
         self.redis = aioredis.from_url(config.redis_url, decode_responses=True, socket_timeout=t,
                                        socket_connect_timeout=t, retry_on_timeout=False)
         self._cas = self.redis.register_script(_CAS)
+        self._claim = self.redis.register_script(_CLAIM)
+        self._release = self.redis.register_script(_RELEASE)
+        self.draining = False          # set by drain.py: this node takes no new rooms
         self._task: Optional[asyncio.Task] = None
         self.connected = False         # did the last heartbeat reach Redis
         self.heartbeats = 0
@@ -48,7 +69,7 @@ class Registry:
     # -- heartbeat ------------------------------------------------------------------------------------------
     def me(self) -> NodeInfo:
         rooms, sessions = self._load()
-        return NodeInfo(self.node_id, self.config.advertise_url, rooms, sessions, self._clock())
+        return NodeInfo(self.node_id, self.config.advertise_url, rooms, sessions, self._clock(), self.draining)
 
     async def heartbeat_once(self) -> None:
         me = self.me()
@@ -57,9 +78,28 @@ class Registry:
         pipe.sadd(NODES_KEY, self.node_id)
         pipe.hset(node_key(self.node_id), mapping=me.to_hash())
         pipe.set(alive_key(self.node_id), me.url, px=ttl_ms)
-        for room in self._local_rooms():  # never steals: NX keeps another live node's placement
-            pipe.set(room_key(room), self.node_id, nx=True)
         await pipe.execute()
+        keys = [room_key(room) for room in self._local_rooms()]
+        if keys:
+            await self._claim(keys=keys, args=[self.node_id, self._release_ms(), "1" if self.draining else "0"])
+
+    def _release_ms(self) -> int:
+        return int(self.config.room_release_s * 1000)
+
+    async def release_rooms(self, rooms: Iterable[str]) -> int:
+        """Delete the placements of `rooms` that still name this node; how many there were."""
+        keys = [room_key(room) for room in rooms]
+        try:
+            return int(await self._release(keys=keys, args=[self.node_id])) if keys else 0
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable(f"Redis unreachable: {exc or type(exc).__name__}") from exc
+
+    async def is_alive(self, node_id: str) -> bool:
+        """Whether `node_id` is live now (its `alive` key exists); raises ClusterUnavailable."""
+        try:
+            return bool(await self.redis.exists(alive_key(node_id)))
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailable(f"Redis unreachable: {exc or type(exc).__name__}") from exc
 
     async def _loop(self) -> None:
         while True:  # runs for the node's lifetime; each round bounded by the Redis socket timeouts
@@ -144,9 +184,9 @@ class Registry:
                 return node
             try:
                 if current is None:
-                    won = await self.redis.set(key, node.node_id, nx=True)
+                    won = await self.redis.set(key, node.node_id, nx=True, px=self._release_ms())
                 else:
-                    won = await self._cas(keys=[key], args=[current, node.node_id])
+                    won = await self._cas(keys=[key], args=[current, node.node_id, self._release_ms()])
                 if won:
                     await self.redis.hincrby(node_key(node.node_id), "rooms", 1)  # until its next heartbeat
                     log.info("cluster: room %s placed on %s%s", room, node.node_id,

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 REGISTRY_KEY = "cluster"
 FORWARDED_HEADER = "X-Liveclass-Forwarded-By"  # a forwarded request is served where it lands (no loops)
-ROUTED = re.compile(r"^/(whip|whep|ws)/([^/]+)(/.*)?$")
+# /api/rooms/{room}/recording too: the recorder taps the SFU of the room's node (issue 6)
+ROUTED = re.compile(r"^/(whip|whep|ws|api/rooms)/([^/]+)(/.*)?$")
 REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept", "If-Match")
 RESPONSE_HEADERS = ("Content-Type", "Location", "ETag", "Link", "Retry-After", "WWW-Authenticate", "Allow")
 PROXY_TIMEOUT_S = 15.0
@@ -44,7 +45,7 @@ ABNORMAL_CLOSE = (None, 1005, 1006, 1015)  # codes that cannot be sent in a clos
 
 
 def local_rooms(app: web.Application) -> set[str]:
-    rooms = set(app["sfu"].rooms)
+    rooms = set(app["sfu"].rooms) - set(app["sfu"].relays_in)  # a room relayed here as an edge is not ours
     hub = app.get("rooms_ws")
     if hub is not None:
         rooms.update(hub.rooms)
@@ -155,6 +156,8 @@ async def cluster_middleware(request: web.Request, handler):
     kind, room, rest = m.group(1), m.group(2), m.group(3)
     if not ROOM_RE.match(room):
         return await handler(request)  # its own 400
+    if rest is not None and rest.split("/")[1] in request.app["sfu"].sessions:
+        return await handler(request)  # a session of this node's (an edge's viewer of a room placed elsewhere)
     registry: Registry = request.app[REGISTRY_KEY]
     places = rest is None and request.method in ("POST", "GET")
     try:
@@ -167,6 +170,8 @@ async def cluster_middleware(request: web.Request, handler):
             return await handler(request)  # a lesson running here keeps going; sessions here stay reachable
         raise web.HTTPServiceUnavailable(text=f"cannot place room {room} now: {exc}",
                                          headers={"Retry-After": RETRY_AFTER_S})
+    if kind == "whep" and rest is None and request.method == "POST" and "cascade" in request.app:
+        node = await request.app["cascade"].viewer_node(request, room, node)  # here as an edge? (cascade.py)
     if node is None or node.node_id == registry.node_id:
         return await handler(request)
     config = registry.config

@@ -39,6 +39,7 @@ from .tokens import Grant, TokenError, verify
 log = logging.getLogger(__name__)
 
 RECORDER_KEY = "recorder"
+RECOVERY_SWEEP_S = 5.0    # cluster mode: how often a node looks for lessons whose recording node died
 MAX_LIMIT = 100
 MAX_BODY = 16 * 1024
 CONSOLE_ROLES = ("teacher", "admin")
@@ -299,12 +300,15 @@ async def delete_lesson(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, library_dir: str | Path, config: SessionConfig = SessionConfig(),
-          analyze: bool = True, auto_rooms: Iterable[str] = ()) -> Recorder:
+          analyze: bool = True, auto_rooms: Iterable[str] = (), node_id: str = "") -> Recorder:
     """The library at `library_dir`, the recorder at app["recorder"] (the room WebSocket's recording messages
     use it too) and the routes. Unfinished recordings are recovered when the app starts. Lessons of the rooms in
-    `auto_rooms` ('*': every room) are recorded from `lesson_start` to `lesson_end` without anyone asking."""
-    library = Library(library_dir)
-    recorder = Recorder(library, app["sfu"], config, analyze)
+    `auto_rooms` ('*': every room) are recorded from `lesson_start` to `lesson_end` without anyone asking.
+
+    `node_id` (cluster mode): the nodes share the folder and its catalogue, so any node answers the library API
+    for every lesson; each recovers its own lessons at start, and, every few seconds, those of a dead node."""
+    library = Library(library_dir, shared=bool(node_id))
+    recorder = Recorder(library, app["sfu"], config, analyze, node_id=node_id)
     app[RECORDER_KEY] = recorder
     r = app.router
     r.add_post("/api/rooms/{room}/recording", start_recording)
@@ -318,13 +322,34 @@ def setup(app: web.Application, library_dir: str | Path, config: SessionConfig =
     r.add_get("/api/library/{id}/thumbnail", thumbnail)
     r.add_get("/api/library/{id}/chapters/{n}/thumbnail", chapter_thumbnail)
 
-    async def startup(app: web.Application) -> None:
-        recovered = await recorder.recover()
+    sweeper: list[asyncio.Task] = []
+
+    async def recover() -> None:
+        registry = app.get("cluster")   # cluster_routes.REGISTRY_KEY, set up after us
+        is_alive = registry.is_alive if node_id and registry is not None else None
+        confirm = 2 * registry.config.ttl_s if is_alive is not None else 0.0
+        recovered = await recorder.recover(is_alive, confirm)
         if recovered:
             log.info("recovered %d unfinished recording(s): %s", len(recovered),
                      ", ".join(f"{x['id']} ({x['state']})" for x in recovered))
 
+    async def sweep() -> None:
+        while True:  # the node's lifetime, cancelled at shutdown
+            await asyncio.sleep(RECOVERY_SWEEP_S)
+            try:
+                await recover()
+            except Exception:
+                log.exception("looking for recordings of dead nodes failed")
+
+    async def startup(app: web.Application) -> None:
+        await recover()
+        if node_id:
+            sweeper.append(asyncio.get_running_loop().create_task(sweep(), name="recovery sweep"))
+
     async def shutdown(app: web.Application) -> None:
+        for task in sweeper:
+            task.cancel()
+        await asyncio.gather(*sweeper, return_exceptions=True)
         await recorder.close()
 
     async def cleanup(app: web.Application) -> None:

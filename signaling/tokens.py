@@ -120,3 +120,35 @@ def verify(secret: str, token: Optional[str]) -> Grant:
                  can_publish=bool(claims.get("can_publish", default_pub)) and default_pub,
                  can_subscribe=bool(claims.get("can_subscribe", default_sub)),
                  sources=tuple(s for s in sources if s in default_sources), expires=int(claims["exp"]))
+
+
+# --- node-to-node tokens (cascade, issue 6) ------------------------------------------------------------------
+# An edge node asks a room's origin for its media with a short-lived token signed with the cluster's shared
+# secret. Its audience keeps it apart from access tokens both ways: `verify` refuses it (pyjwt rejects an
+# unexpected `aud`), and `verify_relay` refuses an access token (no `aud`).
+RELAY_AUDIENCE = "liveclass:relay"
+RELAY_TTL = 60
+
+
+def mint_relay(secret: str, room: str, node_id: str, ttl: int = RELAY_TTL, now: Optional[float] = None) -> str:
+    issued = int(time.time() if now is None else now)
+    return jwt.encode({"sub": node_id, "room": room, "role": "relay", "aud": RELAY_AUDIENCE,
+                       "iat": issued, "exp": issued + ttl}, secret, algorithm=ALGORITHM)
+
+
+def verify_relay(secret: str, token: Optional[str]) -> tuple[str, str]:
+    """(edge node id, room) of a valid relay token; TokenError otherwise (its message says why)."""
+    if not token:
+        raise TokenError("missing relay token")
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=RELAY_AUDIENCE,
+                            options={"require": ["exp", "sub", "room", "aud"]})
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired("relay token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"invalid relay token: {exc}") from None
+    if claims.get("role") != "relay" or not isinstance(claims["sub"], str):
+        raise TokenError("invalid relay token: not a relay grant")
+    if not isinstance(claims["room"], str):
+        raise TokenError("invalid relay token: room must be a string")
+    return claims["sub"], claims["room"]

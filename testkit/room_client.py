@@ -38,14 +38,23 @@ class RoomClient:
         return self.welcome["you"]["identity"]
 
     async def _read(self) -> None:
+        """Read until the socket ends. The close code is taken from the server's close frame: aiohttp's client
+        rewrites `close_code` to 1006 when its close reply finds the connection already shut."""
         assert self.ws is not None
-        async for frame in self.ws:
+        code: Optional[int] = None
+        while True:
+            frame = await self.ws.receive()
             if frame.type is aiohttp.WSMsgType.TEXT:
                 msg = json.loads(frame.data)
                 self.inbox.append(msg)
                 self._unread.append(msg)
                 self._arrived.set()
-        self.close_code = self.ws.close_code
+            elif frame.type is aiohttp.WSMsgType.CLOSE:
+                code = int(frame.data) if frame.data else None
+                break
+            elif frame.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                break
+        self.close_code = code if code is not None else self.ws.close_code
         self._arrived.set()
 
     async def send_raw(self, data: str | bytes) -> None:

@@ -28,10 +28,10 @@ class ServerProcess:
     def __init__(self, secret: str = "test-secret-0123456789abcdef0123456789", host: str = "127.0.0.1",
                  media_hosts: tuple[str, ...] = ("127.0.0.1",), extra: tuple[str, ...] = (),
                  log_path: Optional[Path] = None, netns: Optional[str] = None,
-                 library: Optional[Path] = None) -> None:
+                 library: Optional[Path] = None, port: Optional[int] = None) -> None:
         self.secret = secret
         self.host = host
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://{host}:{self.port}"
         # each server its own lesson library unless told (never the shared ./library of the working tree)
         self._own_library = library is None

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from testkit.media import make_clip
+from testkit.redis_server import RedisServer
 from testkit.server import ServerProcess
 
 CACHE = Path(os.environ.get("LIVECLASS_TEST_CACHE", Path.home() / ".cache" / "liveclass-tests"))
@@ -30,3 +32,11 @@ def server(tmp_path):
 def h264_clip() -> Path:
     from testkit.media import make_h264_clip
     return make_h264_clip(CACHE / "clip-h264-640x360-v1.ts")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port, for cluster tests."""
+    r = RedisServer(log_dir=tmp_path)
+    yield r
+    r.stop()

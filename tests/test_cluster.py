@@ -19,13 +19,6 @@ from testkit.server import ServerProcess
 ROOM_KEY = "liveclass:room:{}"
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    r = RedisServer(log_dir=tmp_path)
-    yield r
-    r.stop()
-
-
 def start_node(redis_url: str, node_id: str, tmp_path: Path, *extra: str) -> ServerProcess:
     return ServerProcess(extra=("--redis", redis_url, "--node-id", node_id, *extra),
                          log_path=tmp_path / f"node-{node_id}.log")

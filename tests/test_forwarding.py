@@ -5,7 +5,6 @@ import asyncio
 import time
 
 import aiohttp
-import pytest
 
 from sfu.aiortc_adapter import negotiated_codecs
 from testkit.lossy import DropEvery, drop_incoming, drop_outgoing

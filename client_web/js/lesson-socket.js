@@ -9,6 +9,11 @@
 const STOP_CODES = new Set([1000, 4000, 4003, 4005, 4006]);  // the protocol says: do not reconnect
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
 const BAD_TOKEN_RETRY_MS = 30000;
+// 1001 "going away": the room's server stopped or died and the room moves to another one within seconds (a
+// cluster): come back quickly a few times rather than after the long back-off
+const GOING_AWAY = 1001;
+const FAST_RETRY_MS = 500;
+const FAST_RETRIES = 10;
 const REQUEST_TIMEOUT_MS = 5000;
 const CHAT_KEEP = 200;
 
@@ -42,6 +47,7 @@ export class LessonSocket extends EventTarget {
     this._pending = new Map();  // id -> {resolve, reject, timer}
     this._nextId = 1;
     this._failures = 0;
+    this._fastRetries = 0;
     this._retryTimer = 0;
   }
 
@@ -123,7 +129,11 @@ export class LessonSocket extends EventTarget {
       return;
     }
     const badToken = this.lastError && this.lastError.code === "token_invalid";
-    const delay = badToken ? BAD_TOKEN_RETRY_MS : BACKOFF_MS[Math.min(this._failures, BACKOFF_MS.length - 1)];
+    if (e.code === GOING_AWAY) this._fastRetries = FAST_RETRIES;
+    const fast = !badToken && this._fastRetries > 0;
+    if (fast) this._fastRetries -= 1;
+    const delay = badToken ? BAD_TOKEN_RETRY_MS : fast ? FAST_RETRY_MS
+      : BACKOFF_MS[Math.min(this._failures, BACKOFF_MS.length - 1)];
     this._failures += 1;
     this._scheduleRetry(delay);
   }
@@ -149,6 +159,7 @@ export class LessonSocket extends EventTarget {
         };
         this.connected = true;
         this._failures = 0;
+        this._fastRetries = 0;
         this.lastError = null;
         this._emit("connection", { connected: true, resumed: !!m.resumed });
         break;

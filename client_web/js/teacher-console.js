@@ -183,6 +183,14 @@ export function startConsole({ room, token, liveclass, onLessonEnded = () => {} 
     else if (wasLive) onLessonEnded();  // the server ended every publication, ours included
   });
   lesson.addEventListener("connection", () => { if (lesson.state.live) wasLive = true; });
+  // The room moved to another server while the lesson was live (its node died or drained): the new server
+  // starts the room afresh (not resumed, not live). The lesson goes on: start it again there.
+  let liveWhenDropped = false;
+  lesson.addEventListener("connection", (e) => {
+    if (!e.detail.connected) { liveWhenDropped = liveWhenDropped || lesson.state.live; return; }
+    if (!e.detail.resumed && liveWhenDropped && !lesson.state.live) act("lesson_start");
+    liveWhenDropped = false;
+  });
   lesson.addEventListener("change", render);
   lesson.addEventListener("connection", render);
   window.addEventListener("pagehide", () => {

@@ -3,7 +3,7 @@
 // teacher-console.js and teacher-screen.js.
 import {
   pageParams, newPeerConnection, negotiate, deleteSession, preferCodec, endpointUrl, describeError,
-  mediaStats, HttpError,
+  mediaStats, HttpError, sessionGone, transientError,
 } from "./whip-client.js";
 import { startConsole } from "./teacher-console.js";
 import { ScreenShare } from "./teacher-screen.js";
@@ -20,7 +20,16 @@ const SIMULCAST_ENCODINGS = [
 
 const CONNECT_TIMEOUT_MS = 15000;     // offer posted → ICE/DTLS connected
 const DISCONNECTED_GRACE_MS = 5000;   // 'disconnected' often recovers by itself
-const MAX_AUTO_RETRIES = 5;           // after a lost connection while live
+const MAX_AUTO_RETRIES = 12;          // after a lost connection while live
+// The room's server going away (a cluster node killed or drained) is answered by another node within seconds
+// (502/503 until then): the first retries come quickly, then the back-off doubles up to 8 s.
+const FAST_RETRY_MS = 500;
+const FAST_RETRIES = 8;
+
+function retryDelay(attempt, error = null) {
+  if (attempt <= FAST_RETRIES && (!error || transientError(error))) return FAST_RETRY_MS;
+  return Math.min(1000 * 2 ** Math.min(Math.max(attempt - 1, 0), 3), 8000);
+}
 
 const { room, token } = pageParams();
 const $ = (id) => document.getElementById(id);
@@ -119,8 +128,7 @@ async function goLive() {
     if (retries > 0 && retries < MAX_AUTO_RETRIES && !permanent) {  // an automatic reconnect failed: go on
       retries += 1;
       setState("connecting", `Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES}): ${reason}`);
-      setTimeout(() => { if (!session && liveclass.state === "connecting") goLive(); },
-                 Math.min(1000 * 2 ** (retries - 1), 8000));
+      setTimeout(() => { if (!session && liveclass.state === "connecting") goLive(); }, retryDelay(retries, e));
       return;
     }
     const gaveUp = retries > 0;
@@ -151,15 +159,28 @@ function onConnectionState(s) {
 async function connectionLost(s) {
   // While still connecting, goLive() is waiting for this connection and reports the failure itself.
   if (s.stopped || session !== s || liveclass.state !== "live") return;
-  await teardown(s);
+  await teardown(s, { skipDelete: !!s.gone });
   session = null;
   if (retries < MAX_AUTO_RETRIES) {
     retries += 1;
-    setTimeout(() => { if (!session && liveclass.state !== "idle") goLive(); }, Math.min(1000 * 2 ** (retries - 1), 8000));
+    setTimeout(() => { if (!session && liveclass.state !== "idle") goLive(); }, retryDelay(retries));
     setState("connecting", `Connection lost. Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES})…`);
   } else {
     retries = 0;
     setState("error", "The connection to the server was lost. Press “Go live” to try again.");
+  }
+}
+
+// The room WebSocket closed with 1001 (going away) or abnormally: the server of our session may be gone (a
+// cluster node died: its proxied socket closes at once, while ICE takes 5-10 s to notice). Ask the server
+// about the session; if it is gone, publish again now.
+async function serverWentAway(code) {
+  const s = session;
+  if (!s || s.stopped || liveclass.state !== "live" || (code !== 1001 && code !== 1006)) return;
+  if (await sessionGone(s.resource, token)) {
+    console.warn("the server of the publishing session went away: publishing again");
+    s.gone = true;  // nothing to DELETE: do not wait for an answer that will not come
+    connectionLost(s);
   }
 }
 
@@ -229,6 +250,7 @@ if (!room || !token) {
     room, token, button: $("share"), note: $("share-note"),
     onPublishing: (on) => lessonConsole.setPublishing(["screen"], on),
   });
+  lessonConsole.lesson.addEventListener("connection", (e) => { if (!e.detail.connected) serverWentAway(e.detail.code); });
   liveclass.screen = screen;
   window.addEventListener("pagehide", () => screen.unload());
 }

@@ -3,6 +3,7 @@
 // when the link fails or the picture stops.
 import {
   pageParams, newPeerConnection, negotiate, deleteSession, endpointUrl, describeError, HttpError,
+  sessionGone, transientError,
 } from "./whip-client.js";
 import { startLesson } from "./terminal-lesson.js";
 
@@ -14,6 +15,10 @@ const WAITING_AFTER_MS = 2500;       // connected, no frames yet: say the lesson
 const WAIT_RECYCLE_MS = 20000;       // connected, nothing ever arrived: start a fresh session anyway
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
 const PERMANENT_RETRY_MS = 30000;    // bad token or room: the page keeps trying, slowly
+// the room's server went away (a cluster node died or drains): another node takes the room within seconds,
+// answering 502/503 until then; these first retries come quickly
+const FAST_RETRY_MS = 500;
+const FAST_RETRIES = 8;
 
 const { room, token } = pageParams();
 const query = new URLSearchParams(window.location.search);
@@ -127,8 +132,9 @@ async function teardown(s, { keepalive = false } = {}) {
   const resource = s.resource;
   s.resource = null;
   if (liveclass.resource === resource) liveclass.resource = null;
-  // DELETE before closing (closing first lets the server end the session itself and the DELETE race it).
-  if (resource) await deleteSession(resource, token, { keepalive });
+  // DELETE before closing (closing first lets the server end the session itself and the DELETE race it);
+  // not when the session's server is known to be gone: its answer would never come
+  if (resource && !s.gone) await deleteSession(resource, token, { keepalive });
   try { s.pc.close(); } catch { /* closed */ }
 }
 
@@ -228,6 +234,20 @@ async function playOnce() {
 
 // --- the retry loop -------------------------------------------------------------------------------------
 
+let fastRetries = 0;  // quick retries left after the room's server went away
+
+// The room WebSocket closed with 1001 (going away) or abnormally: the server of our session may be gone (a
+// cluster node died: the proxied socket closes at once, while ICE and the stall check take seconds). Ask the
+// server about the session; if it is gone, start a new one now.
+async function serverWentAway(code) {
+  const s = current;
+  if (!s || s.stopped || !s.end || (code !== 1001 && code !== 1006)) return;
+  if (await sessionGone(s.resource, token) && current === s && !s.stopped) {
+    s.gone = true;
+    s.end("server-gone");
+  }
+}
+
 async function run() {
   let failures = 0;
   for (;;) {
@@ -239,12 +259,21 @@ async function run() {
       if (e instanceof HttpError && e.permanent) {
         setState("error", `${reason} — trying again in ${PERMANENT_RETRY_MS / 1000} s.`);
         delay = PERMANENT_RETRY_MS;
+      } else if (fastRetries > 0 && transientError(e)) {
+        fastRetries -= 1;
+        delay = FAST_RETRY_MS;
+        setState(everLive ? "reconnecting" : "waiting", "The classroom server is moving the lesson. Connecting again…");
       } else {
         delay = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length - 1)];
         failures += 1;
         const what = e instanceof HttpError ? `The server answered: ${reason}.` : `${reason[0].toUpperCase()}${reason.slice(1)}.`;
         setState(everLive ? "reconnecting" : "waiting", `${what} Trying again in ${Math.round(delay / 1000)} s.`);
       }
+    } else if (outcome.reason === "server-gone") {
+      failures = 0;
+      fastRetries = FAST_RETRIES;
+      delay = 0;
+      setState("reconnecting", "The classroom server went away. Connecting again…");
     } else if (outcome.reason === "stalled") {
       failures = 0;
       delay = 300;
@@ -347,4 +376,5 @@ if (!room || !token) {
       if (!live && current && current.end && !current.stopped) current.end("lesson-ended");
     },
   });
+  liveclass.lesson.addEventListener("connection", (e) => { if (!e.detail.connected) serverWentAway(e.detail.code); });
 }

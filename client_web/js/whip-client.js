@@ -175,6 +175,32 @@ export async function deleteSession(resource, token, { keepalive = false, timeou
   }
 }
 
+/**
+ * Whether a session is gone from the server: asked when the room WebSocket says the server went away (a
+ * cluster node died or is draining), which is seconds before ICE notices. True on 404 (the room's node does
+ * not know it), 502/503/504 (the room's node does not answer) or no answer at all; false while it is there
+ * (and on answers that say nothing about it, such as 401).
+ */
+export async function sessionGone(resource, token, { timeoutMs = 2000 } = {}) {
+  if (!resource) return true;
+  const t = withTimeout(timeoutMs);
+  try {
+    const r = await fetch(resource, { headers: { "Authorization": `Bearer ${token}` }, signal: t.signal, cache: "no-store" });
+    await r.text().catch(() => "");
+    return [404, 410, 502, 503, 504].includes(r.status);
+  } catch {
+    return true;
+  } finally {
+    t.clear();
+  }
+}
+
+/** 502/503/504 or no answer: the server (or the room's node) is away for now; worth retrying soon. */
+export function transientError(e) {
+  return (e instanceof HttpError && [502, 503, 504].includes(e.status)) || e instanceof TypeError
+    || (e && e.name === "AbortError");
+}
+
 export function endpointUrl(kind, room) {
   return `/${kind}/${encodeURIComponent(room)}`;
 }

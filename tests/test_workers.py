@@ -1,0 +1,152 @@
+"""`liveclass serve --workers N` (issue 6): a supervisor and N worker processes sharing the public port, each a
+cluster node with its own port; real redis-server, real aiortc WHIP/WHEP peers."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+
+from testkit.peers import WhepViewer, WhipPublisher
+from testkit.redis_server import RedisServer
+from testkit.server import REPO, ServerProcess
+from tests.test_cluster import frames_grow, wait_for
+
+ROOM_KEY = "liveclass:room:{}"
+
+
+def free_run(n: int) -> int:
+    """A port p with p .. p+n free on loopback (the public port and the workers' own ports)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p + n < 65000 and all(_free(p + i) for i in range(1, n + 1)):
+            return p
+    raise RuntimeError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def healthy(port: int) -> bool:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+async def test_two_workers_share_the_port_and_spread_the_rooms(redis_server, tmp_path, clip) -> None:
+    port = free_run(2)
+    sup = ServerProcess(port=port, extra=("--workers", "2", "--redis", redis_url(redis_server), "--node-id", "m"),
+                        log_path=tmp_path / "supervisor.log")
+    db = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    pubs = [WhipPublisher(sup.base_url, room, sup.token(room, "teacher"), clip) for room in ("r1", "r2")]
+    viewers = [WhepViewer(sup.base_url, room, sup.token(room, "terminal")) for room in ("r1", "r2")]
+    try:
+        wait_for(lambda: all(db.exists(f"liveclass:alive:m-w{i}") for i in (0, 1)), 15, "both workers registered")
+        assert healthy(port + 1) and healthy(port + 2)
+        for p in pubs:
+            await p.start()
+        placed = {db.get(ROOM_KEY.format(r)) for r in ("r1", "r2")}
+        assert placed == {"m-w0", "m-w1"}, f"rooms should spread over the workers: {placed}"
+        for v in viewers:   # whichever worker the kernel hands each request to, they play
+            await v.start()
+            assert v.resource_base == sup.base_url   # proxied: one origin for the pages
+            await frames_grow(v)
+
+        # a worker killed is started again by the supervisor and registers again
+        workers = children(sup.proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: len(set(children(sup.proc.pid)) - set(workers)) == 1 and healthy(port + 1)
+                 and healthy(port + 2), 15, "the killed worker replaced")
+        print(f"\nworker replaced {time.monotonic() - killed:.2f} s after kill -9")
+        wait_for(lambda: all(db.exists(f"liveclass:alive:m-w{i}") for i in (0, 1)), 10, "workers registered")
+        assert "exited with -9" in sup.log_tail(20000)
+
+        for p in (*viewers, *pubs):  # the lessons end
+            await p.stop()
+        sup.proc.send_signal(signal.SIGTERM)   # the supervisor drains every worker and exits
+        term = time.monotonic()
+        sup.proc.wait(40)
+        print(f"supervisor and workers gone {time.monotonic() - term:.2f} s after SIGTERM")
+        assert sup.proc.returncode == 0, sup.log_tail()
+        assert not any(healthy(p) for p in (port, port + 1, port + 2))
+    finally:
+        for p in (*viewers, *pubs):
+            try:
+                await p.stop()
+            except (aiohttp.ClientError, OSError):
+                pass
+        sup.stop()
+
+
+def redis_url(r: RedisServer) -> str:
+    return r.url
+
+
+def test_workers_without_redis_start_a_private_one(tmp_path) -> None:
+    port = free_run(2)
+    sup = ServerProcess(port=port, extra=("--workers", "2"), log_path=tmp_path / "supervisor.log")
+    try:
+        wait_for(lambda: healthy(port + 1) and healthy(port + 2), 15, "both workers up")
+        log = sup.log_tail(20000)
+        assert "(private)" in log and "unix://" in log
+        socket_dir = log.split("unix://", 1)[1].split("/redis.sock", 1)[0]
+        assert Path(socket_dir).exists()
+        sup.proc.send_signal(signal.SIGINT)
+        sup.proc.wait(30)
+        assert sup.proc.returncode == 0
+        assert not Path(socket_dir).exists(), "the private Redis should be stopped and its directory removed"
+    finally:
+        sup.stop()
+
+
+def serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "signaling.cli", "serve", "--secret", "s" * 32, *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_workers_without_redis_or_redis_server_say_what_to_do(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LIVECLASS_REDIS_URL"}
+    env["PATH"] = str(tmp_path)   # no redis-server to be found
+    out = serve("--port", str(free_run(2)), "--workers", "2", env=env)
+    assert out.returncode == 2
+    assert "--redis" in out.stderr and "redis-server" in out.stderr, out.stderr
+
+
+def test_workers_refuse_a_taken_worker_port(redis_server) -> None:
+    port = free_run(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 2))
+        taken.listen()
+        out = serve("--port", str(port), "--workers", "2", "--redis", redis_server.url)
+    assert out.returncode == 2 and f"port {port + 2}" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("value", ["many", "-1", "1000"])
+def test_bad_worker_counts_are_refused(value: str) -> None:
+    out = serve("--workers", value)
+    assert out.returncode == 2 and "--workers" in out.stderr, out.stderr
