@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -37,13 +37,28 @@ MAX_MESSAGE_CHARS = 256 * 1024
 MAX_MICS = 1000
 
 
-def encode(room: str, facts: Optional[LessonFacts], origin: str) -> str:
-    body = None if facts is None else {"on_stage": facts.on_stage, "open_mics": sorted(facts.open_mics)}
+class LessonMessage(NamedTuple):
+    room: str
+    facts: Optional[LessonFacts]      # None: no lesson in the room
+    removed: frozenset[str] = frozenset()  # identities the teacher removed: refused on edges too
+
+
+def encode(room: str, facts: Optional[LessonFacts], origin: str, removed: frozenset[str] = frozenset()) -> str:
+    body = None if facts is None else {"on_stage": facts.on_stage, "open_mics": sorted(facts.open_mics),
+                                       "removed": sorted(removed)}
     return json.dumps({"room": room, "origin": origin, "lesson": body}, separators=(",", ":"))
 
 
-def decode(text: str) -> tuple[str, Optional[LessonFacts]]:
-    """(room, facts or None for "no lesson"); ValueError for anything malformed (Redis is writable by others)."""
+def _identities(body: dict, key: str) -> frozenset[str]:
+    values = body.get(key, [])
+    if not isinstance(values, list) or len(values) > MAX_MICS or not all(isinstance(m, str) for m in values):
+        raise ValueError(f"{key} must be a list of identities")
+    return frozenset(values)
+
+
+def decode(text: str) -> LessonMessage:
+    """The room's facts (None for "no lesson") and removed identities; ValueError for anything malformed
+    (Redis is writable by others)."""
     if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
         raise ValueError("lesson message too long or not text")
     msg = json.loads(text)
@@ -51,15 +66,14 @@ def decode(text: str) -> tuple[str, Optional[LessonFacts]]:
         raise ValueError("lesson message names no room")
     body = msg.get("lesson")
     if body is None:
-        return msg["room"], None
+        return LessonMessage(msg["room"], None)
     if not isinstance(body, dict):
         raise ValueError("lesson must be an object or null")
-    stage, mics = body.get("on_stage"), body.get("open_mics", [])
+    stage = body.get("on_stage")
     if stage is not None and not isinstance(stage, str):
         raise ValueError("on_stage must be an identity or null")
-    if not isinstance(mics, list) or len(mics) > MAX_MICS or not all(isinstance(m, str) for m in mics):
-        raise ValueError("open_mics must be a list of identities")
-    return msg["room"], LessonFacts(on_stage=stage, open_mics=frozenset(mics))
+    facts = LessonFacts(on_stage=stage, open_mics=_identities(body, "open_mics"))
+    return LessonMessage(msg["room"], facts, _identities(body, "removed"))
 
 
 class LessonBus:
@@ -68,6 +82,8 @@ class LessonBus:
         self.node: SfuNode = app["sfu"]
         self.hub = app.get("rooms_ws")
         self.facts: dict[str, Optional[LessonFacts]] = {}  # rooms relayed here: the origin's latest facts
+        self.removed: dict[str, frozenset[str]] = {}        # ... and the identities removed from their lessons
+        self._ending: set[asyncio.Task] = set()
         self._pending: set[str] = set()
         self._flush_task: Optional[asyncio.Task] = None
         self._tasks: list[asyncio.Task] = []
@@ -86,21 +102,22 @@ class LessonBus:
             if self._flush_task is None or self._flush_task.done():
                 self._flush_task = asyncio.get_running_loop().create_task(self._flush())
 
-    def _local_facts(self, room: str) -> Optional[LessonFacts]:
-        return lesson_facts(self.hub.state(room)) if self.hub is not None else None
+    def _local(self, room: str) -> tuple[Optional[LessonFacts], frozenset[str]]:
+        state = self.hub.state(room) if self.hub is not None else None
+        return lesson_facts(state), frozenset(state.removed) if state is not None else frozenset()
 
     async def _flush(self) -> None:
         while self._pending:  # changes made while publishing go out in the next round
             rooms, self._pending = sorted(self._pending), set()
-            await self._publish({room: self._local_facts(room) for room in rooms})
+            await self._publish({room: self._local(room) for room in rooms})
 
-    async def _publish(self, facts: dict[str, Optional[LessonFacts]]) -> None:
+    async def _publish(self, facts: dict[str, tuple[Optional[LessonFacts], frozenset[str]]]) -> None:
         if not facts:
             return
         try:
             pipe = self.registry.redis.pipeline(transaction=False)
-            for room, f in facts.items():
-                text = encode(room, f, self.registry.node_id)
+            for room, (f, removed) in facts.items():
+                text = encode(room, f, self.registry.node_id, removed)
                 pipe.set(FACTS_PREFIX + room, text, px=FACTS_TTL_MS)
                 pipe.publish(CHANNEL_PREFIX + room, text)
             await pipe.execute()
@@ -112,26 +129,37 @@ class LessonBus:
         while True:  # the node's lifetime: late edges and a restarted Redis get the facts within REPUBLISH_S
             await asyncio.sleep(REPUBLISH_S)
             if self.hub is not None:
-                await self._publish({room: self._local_facts(room) for room in list(self.hub.rooms)
+                await self._publish({room: self._local(room) for room in list(self.hub.rooms)
                                      if self.hub.state(room) is not None})
             for room in [r for r in self.facts if r not in self.node.relays_in]:
                 del self.facts[room]  # no longer relayed here
+                self.removed.pop(room, None)
 
     # --- the edges' side -------------------------------------------------------------------------------------
 
     def apply(self, text: str) -> None:
         try:
-            room, facts = decode(text)
+            room, facts, removed = decode(text)
         except ValueError as exc:
             log.warning("ignoring a malformed lesson message: %s", exc)
             return
         if room not in self.node.relays_in or (self.hub is not None and self.hub.state(room) is not None):
             return  # not relayed here, or the lesson is held here (this node is its origin)
+        newly_removed = removed - self.removed.get(room, frozenset())
+        self.removed[room] = removed
+        for identity in sorted(newly_removed):  # its sessions on this edge end, as they did on the origin
+            task = asyncio.get_running_loop().create_task(self.node.end_owner(room, identity))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
         if room in self.facts and self.facts[room] == facts:
             return
         self.facts[room] = facts
         self.applied += 1
         self.node.apply_lesson(room, facts)
+
+    def was_removed(self, room: str, identity: str) -> bool:
+        """Whether the origin's lesson removed `identity`: an edge refuses it as the origin would."""
+        return identity in self.removed.get(room, frozenset())
 
     async def prime(self, room: str) -> None:
         """A link just opened: the room's current facts now rather than at the origin's next repeat."""
@@ -174,6 +202,7 @@ class LessonBus:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._flush_task is not None:
             await asyncio.gather(self._flush_task, return_exceptions=True)
+        await asyncio.gather(*self._ending, return_exceptions=True)
 
 
 def setup(app: web.Application, registry: Registry) -> LessonBus:

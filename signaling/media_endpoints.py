@@ -97,6 +97,9 @@ def make_handlers(kind: str):
         offer = await read_offer(request)
         node: SfuNode = request.app["sfu"]
         lesson = lesson_of(request.app, room)
+        bus = request.app.get("lesson_bus")
+        if lesson is None and bus is not None and bus.was_removed(room, grant.identity):
+            return text_error(403, "you were removed from this lesson")  # on an edge: the origin's lesson says so
         try:
             if kind == "whip":
                 slot = media_rights.publish_slot(grant, source, offer, lesson)

@@ -327,6 +327,47 @@ async def test_stage_on_an_edge_follows_the_lesson_through_redis(cluster, clip) 
             await teacher.close()
 
 
+async def test_a_participant_removed_on_the_origin_is_refused_on_the_edge(cluster, clip) -> None:
+    """Removal is the origin's lesson's word: the edge ends the removed classroom's sessions there and refuses it
+    a new one, as the origin would (the lesson facts on Redis carry the removed identities)."""
+    from testkit.room_client import RoomClient
+    a, b = cluster["a"], cluster["b"]
+    room = "expel"
+    place_on(cluster["db"], room, "a")
+    t1_token = b.token(room, "terminal", identity="t1")
+    pub = WhipPublisher(a.base_url, room, a.token(room, "teacher", identity="ms-li"), clip)
+    viewer = WhepViewer(b.base_url, room, t1_token)
+    async with aiohttp.ClientSession() as http:
+        teacher = await RoomClient(http, a.base_url, room, a.token(room, "teacher", identity="ms-li")).connect()
+        t1 = await RoomClient(http, b.base_url, room, t1_token).connect()   # proxied to a
+        try:
+            await pub.start()
+            await viewer.start()
+            assert viewer.resource_base == b.base_url
+            await frames_grow(viewer, 10, 15)
+
+            async def session_gone() -> bool:  # the edge no longer knows it (it sends the request to the origin)
+                async with http.get(b.base_url + viewer.location, allow_redirects=False,
+                                    headers={"Authorization": f"Bearer {t1_token}"}) as r:
+                    return r.status in (307, 404)
+            assert not await session_gone()                         # served by the edge until the removal
+            assert (await teacher.request("remove", identity="t1"))["type"] == "ack"
+            print(f"\nremoved classroom's edge session ended {await until(session_gone, 5, 'edge session ended'):.2f} s"
+                  " after the removal")
+            async with http.post(f"{b.base_url}/whep/{room}", data=await offer("recvonly"), allow_redirects=False,
+                                 headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {t1_token}"}) as r:
+                text = await r.text()
+            assert r.status == 403 and "removed" in text, (r.status, text)
+        finally:
+            for p in (viewer, pub):
+                try:
+                    await p.stop()
+                except aiohttp.ClientError:
+                    pass
+            await t1.close()
+            await teacher.close()
+
+
 async def _edge_stage(node: ServerProcess, room: str, identity: Optional[str]) -> bool:
     rooms = (await stats(node, room))["rooms"]
     return bool(rooms) and rooms[0]["stage"] == identity

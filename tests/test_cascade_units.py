@@ -182,10 +182,11 @@ def test_cascade_config_and_published_facts() -> None:
 
 def test_lesson_facts_round_trip_and_refusals() -> None:
     facts = LessonFacts(on_stage="t1", open_mics=frozenset({"t1", "t3"}))
-    assert decode_lesson(encode_lesson("physics", facts, "a")) == ("physics", facts)
-    assert decode_lesson(encode_lesson("physics", None, "a")) == ("physics", None)
+    assert decode_lesson(encode_lesson("physics", facts, "a")) == ("physics", facts, frozenset())
+    assert decode_lesson(encode_lesson("physics", facts, "a", frozenset({"t9"}))) == ("physics", facts, {"t9"})
+    assert decode_lesson(encode_lesson("physics", None, "a")) == ("physics", None, frozenset())
     for bad in ("[]", '{"lesson": null}', '{"room": "r", "lesson": 3}', '{"room": "r", "lesson": {"on_stage": 1}}',
-                '{"room": "r", "lesson": {"open_mics": "t1"}}'):
+                '{"room": "r", "lesson": {"open_mics": "t1"}}', '{"room": "r", "lesson": {"removed": [1]}}'):
         with pytest.raises(ValueError):
             decode_lesson(bad)
 
