@@ -31,6 +31,9 @@ def test_compose_file_is_accepted_with_its_environment():
         assert service in out
     assert "--static-auth-secret=" + ENV["TURN_SECRET"] in out and "--use-auth-secret" in out
     assert "LIVECLASS_REDIS_URL" in out and "http://class.example.org:8082" in out
+    assert out.count("LIVECLASS_REGION: central") == 2, out   # one region unless NODE1/2_REGION say otherwise
+    provincial = _config({**ENV, "NODE2_REGION": "province-west"})
+    assert provincial.returncode == 0 and "LIVECLASS_REGION: province-west" in provincial.stdout
     # the nodes hand out credentials for this coturn, signed with the same secret
     assert out.count("LIVECLASS_TURN_SECRET: " + ENV["TURN_SECRET"]) == 2, out
     assert out.count("turn:class.example.org:3478?transport=udp,turn:class.example.org:3478?transport=tcp") == 2
