@@ -96,10 +96,14 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
         from .cascade_policy import CascadeConfig
         cascade_routes.setup(app, registry, cascade or CascadeConfig())
         lesson_bus.setup(app, registry)
+        from . import room_store  # the lesson's state in Redis: a node taking a room over restores it
+        room_store.setup(app, app[room_ws.HUB_KEY], registry)
     from . import drain  # POST /api/admin/drain; in cluster mode SIGTERM drains (issue 6)
     drain.setup(app, registry, drain.DEFAULT_GRACE_S if drain_grace_s is None else drain_grace_s)
     from . import ice_servers  # /api/ice-servers: TURN REST credentials, an empty list without TURN (issue 6)
     ice_servers.setup(app, turn)
+    from . import cluster_nodes  # /api/cluster/nodes: where pages go when their own node dies (issue 6 §4)
+    cluster_nodes.setup(app)
     app.router.add_get("/", index)
     app.router.add_static("/", CLIENT_WEB, show_index=False)
 

@@ -65,6 +65,12 @@ class Registry:
         self.connected = False         # did the last heartbeat reach Redis
         self.heartbeats = 0
         self.last_error = ""
+        self._registered: list[Callable[[], None]] = []
+
+    def on_registered(self, callback: Callable[[], None]) -> None:
+        """`callback()` whenever this node (re-)enters the node set: at start, and after Redis lost its data
+        (a restart): whoever keeps more in Redis (room_store.py) writes it again."""
+        self._registered.append(callback)
 
     # -- heartbeat ------------------------------------------------------------------------------------------
     def me(self) -> NodeInfo:
@@ -78,10 +84,16 @@ class Registry:
         pipe.sadd(NODES_KEY, self.node_id)
         pipe.hset(node_key(self.node_id), mapping=me.to_hash())
         pipe.set(alive_key(self.node_id), me.url, px=ttl_ms)
-        await pipe.execute()
+        added, *_ = await pipe.execute()
         keys = [room_key(room) for room in self._local_rooms()]
         if keys:
             await self._claim(keys=keys, args=[self.node_id, self._release_ms(), "1" if self.draining else "0"])
+        if added:  # SADD added us: first heartbeat, or Redis came back empty (after the claim: rooms are ours)
+            for callback in list(self._registered):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("cluster: a re-registration callback failed")
 
     def _release_ms(self) -> int:
         return int(self.config.room_release_s * 1000)

@@ -11,11 +11,14 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol
 
 from .room_protocol import ClientMessage, Close, Code, ProtocolError, check_rights, encode, error
 from .room_state import Change, Disconnect, Event, LessonState, Limits, Outcome
 from .tokens import Grant
+
+if TYPE_CHECKING:
+    from .room_snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,11 @@ class RoomHub:
         self.clock = clock
         self.rooms: dict[str, Room] = {}
         self._listeners: list[Callable[[str, Change], None]] = []
+        self._outcome_listeners: list[Callable[[str], None]] = []
         self._tasks: set[asyncio.Task] = set()
+        # cluster mode (room_store.py): the room's saved lesson, read when this node takes a room over
+        self.loader: Optional[Callable[[str], Awaitable[Optional["Snapshot"]]]] = None
+        self._loading: dict[str, asyncio.Future] = {}
 
     # ---- for the media plane and operators ---------------------------------------------------------------
 
@@ -57,6 +64,12 @@ class RoomHub:
         """`callback(room, change)` for every room, present and future; returns an unsubscribe."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def on_outcome(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """`callback(room)` after every delivered transition, including those that are not a `Change` (chat,
+        hands): whoever mirrors the lesson elsewhere (room_store.py) learns that it moved."""
+        self._outcome_listeners.append(callback)
+        return lambda: self._outcome_listeners.remove(callback) if callback in self._outcome_listeners else None
 
     def set_link(self, room: str, identity: str, **stats: Optional[float]) -> None:
         """SFU-measured link quality (loss 0..1, rtt ms, bitrate bit/s, jitter ms) for the roster."""
@@ -77,6 +90,31 @@ class RoomHub:
         self._deliver(r, (events, []))
 
     # ---- connection lifecycle ----------------------------------------------------------------------------
+
+    async def prepare(self, room: str) -> None:
+        """Before a join: a room this node holds no state for is restored from its snapshot, if `loader` has
+        one (cluster mode: this node is taking the room over). Concurrent first joins share one load."""
+        if self.loader is None or room in self.rooms:
+            return
+        pending = self._loading.get(room)
+        if pending is None:
+            pending = self._loading[room] = asyncio.ensure_future(self._restore(room, self.loader))
+            pending.add_done_callback(lambda _: self._loading.pop(room, None))
+        await asyncio.shield(pending)
+
+    async def _restore(self, room: str, loader: Callable[[str], Awaitable[Optional["Snapshot"]]]) -> None:
+        from .room_snapshot import restore  # only cluster mode needs it
+        try:
+            snap = await loader(room)
+        except Exception:  # the loader logs Redis trouble itself; anything else must not refuse the join
+            log.exception("room %s: loading its saved lesson failed", room)
+            return
+        if snap is None or room in self.rooms or len(self.rooms) >= self.max_rooms:
+            return
+        r = self.rooms[room] = self._new_room(room, restore(snap, self.limits, self.clock()))
+        self._schedule_expiry(room, r)
+        if r.state.live:  # the media plane, edges and automatic recording follow the lesson here now
+            self._notify(room, Change("live", None, True))
 
     def join(self, room: str, conn: Connection) -> bool:
         """Admit `conn` (its grant already verified for this room). False: refused, and `conn` is closed."""
@@ -143,8 +181,8 @@ class RoomHub:
 
     # ---- internals ----------------------------------------------------------------------------------------
 
-    def _new_room(self, room: str) -> Room:
-        r = Room(LessonState(room, self.limits))
+    def _new_room(self, room: str, state: Optional[LessonState] = None) -> Room:
+        r = Room(LessonState(room, self.limits) if state is None else state)
         r.state.on_change(lambda change: self._notify(room, change))
         return r
 
@@ -156,6 +194,12 @@ class RoomHub:
                 log.exception("room change listener failed on %s %s", room, change)
 
     def _deliver(self, r: Room, outcome: Outcome) -> None:
+        if outcome[0]:
+            for listener in list(self._outcome_listeners):
+                try:
+                    listener(r.state.room)
+                except Exception:
+                    log.exception("room outcome listener failed on %s", r.state.room)
         for ev in outcome[0]:
             if isinstance(ev, Disconnect):
                 c = r.conns.pop(ev.identity, None)

@@ -120,6 +120,7 @@ class LessonState:
         self.room = room
         self.limits = limits
         self.live = False
+        self.live_since: Optional[float] = None  # when the running lesson started (epoch s)
         self.on_stage: Optional[str] = None
         self.muted: set[str] = set()          # terminals whose microphone is closed (all, until called)
         self.hands: list[str] = []            # raised hands, first raised first
@@ -128,7 +129,7 @@ class LessonState:
         self.recording = False
         self.chat: deque[dict[str, Any]] = deque(maxlen=limits.chat_history)
         self.seq = 0                          # numbers every room event, for ordering across nodes
-        self._chat_seq = 0
+        self.chat_seq = 0                     # ids chat messages; kept across a takeover (room_snapshot)
         self._listeners: list[Callable[[Change], None]] = []
         self._events: list[Union[Event, Disconnect]] = []
         self._errors: list[ProtocolError] = []
@@ -316,15 +317,15 @@ class LessonState:
         self._set_muted(target.identity, False, sender.identity)
 
     def _on_chat(self, f: dict[str, Any], sender: Grant, now: float) -> None:
-        self._chat_seq += 1
-        entry = {"id": self._chat_seq, "from": sender.identity, "name": sender.name[:MAX_NAME_CHARS],
+        self.chat_seq += 1
+        entry = {"id": self.chat_seq, "from": sender.identity, "name": sender.name[:MAX_NAME_CHARS],
                  "role": sender.role, "text": f["text"], "ts": round(now * 1000)}
         self.chat.append(entry)
         self._emit({"type": "chat", **entry})
 
     def _on_lesson_start(self, f: dict[str, Any], sender: Grant, now: float) -> None:
         if not self.live:
-            self.live = True
+            self.live, self.live_since = True, now
             self._emit({"type": "lesson", "live": True, "by": sender.identity})
             self._changed("live", None, True)
 
@@ -419,7 +420,7 @@ class LessonState:
             if p.role == "terminal":
                 self._set_muted(p.identity, True, by)
             self._set_publishing(p.identity, set())
-        self.live = False
+        self.live, self.live_since = False, None
         self._emit({"type": "lesson", "live": False, "by": by})
         self._changed("live", None, False)
 
@@ -442,7 +443,9 @@ class LessonState:
             "you": {"identity": g.identity, "name": g.name[:MAX_NAME_CHARS], "role": g.role,
                     "can_publish": g.can_publish, "can_subscribe": g.can_subscribe,
                     "sources": list(g.sources), "expires": g.expires},
-            "state": {"live": self.live, "on_stage": self.on_stage, "hands": list(self.hands),
+            "state": {"live": self.live,
+                      "live_since": None if self.live_since is None else round(self.live_since * 1000),
+                      "on_stage": self.on_stage, "hands": list(self.hands),
                       "muted": sorted(self.muted), "recording": self.recording,
                       "participants": [p.public() for p in self.participants.values()],
                       "chat": list(self.chat)},

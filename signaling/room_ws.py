@@ -154,6 +154,7 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
         await _close_ws(ws, refusal.code, refusal.error)
         return ws
     assert grant is not None
+    await hub.prepare(room)  # cluster mode: a room taken over from a dead node comes back as it was
     transport = request.transport
     conn = WsConnection(ws, grant, hub.clock(), abort=lambda: transport.abort() if transport else None)
     if not hub.join(room, conn):

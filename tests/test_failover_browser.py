@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
 
 from testkit.chromium import CHROMIUM, BrowserPool, wait_for
-from testkit.redis_server import RedisServer
 from testkit.server import ServerProcess
+from tests.test_page_failover_browser import PLAYING_SCRIPT, cluster, playwright  # noqa: F401  (fixtures)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -32,45 +30,6 @@ pytestmark = [
 
 ROOM = "failover"
 RECOVERY_LIMIT_S = 5.0
-
-# the terminal's current session: how many sessions it has made and the frames decoded in this one
-PLAYING_SCRIPT = """
-async () => {
-  const lc = window.liveclass;
-  const pc = lc && lc.pc;
-  let frames = 0;
-  if (pc && pc.connectionState !== "closed") {
-    try {
-      (await pc.getStats()).forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0; });
-    } catch (e) { /* closed meanwhile */ }
-  }
-  return { sessions: lc ? lc.sessions : 0, frames, state: lc ? lc.state : null, resource: lc ? lc.resource : null };
-}
-"""
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    with sync_api.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, dict[str, ServerProcess]]]:
-    r = RedisServer(log_dir=tmp_path)
-    nodes: dict[str, ServerProcess] = {}
-    try:
-        for name in ("a", "b"):
-            nodes[name] = ServerProcess(extra=("--redis", r.url, "--node-id", name, "--cluster-forward", "proxy"),
-                                        log_path=tmp_path / f"node-{name}.log")
-        db = redis.Redis.from_url(r.url, decode_responses=True)
-        wait_for("both nodes registered", lambda: all(db.exists(f"liveclass:alive:{n}") for n in nodes), 10)
-        yield r, nodes
-    finally:
-        for n in nodes.values():
-            n.stop()
-        r.stop()
-
 
 def page_url(node: ServerProcess, page: str, role: str) -> str:
     return f"{node.base_url}/{page}.html?" + urllib.parse.urlencode({"room": ROOM, "token": node.token(ROOM, role)})

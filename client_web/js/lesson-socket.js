@@ -6,6 +6,8 @@
 //   lesson.addEventListener("stage", (e) => ...);                               // or one message type
 //   await lesson.request("hand_raise");                                         // rejects with {code, message}
 
+import { checkServer, currentServer, wsServerUrl } from "./server-list.js";
+
 const STOP_CODES = new Set([1000, 4000, 4003, 4005, 4006]);  // the protocol says: do not reconnect
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
 const BAD_TOKEN_RETRY_MS = 30000;
@@ -14,6 +16,8 @@ const BAD_TOKEN_RETRY_MS = 30000;
 const GOING_AWAY = 1001;
 const FAST_RETRY_MS = 500;
 const FAST_RETRIES = 10;
+// 1006: no close frame (the server process died, or the handshake failed): the server itself may be gone
+const ABNORMAL = 1006;
 const REQUEST_TIMEOUT_MS = 5000;
 const CHAT_KEEP = 200;
 
@@ -100,8 +104,9 @@ export class LessonSocket extends EventTarget {
   }
 
   _connect() {
-    const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const url = `${proto}//${window.location.host}/ws/${encodeURIComponent(this.room)}?token=${encodeURIComponent(this.token)}`;
+    // the page's current server (server-list.js): after it dies, another cluster node, cross-origin
+    this._server = currentServer();
+    const url = wsServerUrl(`/ws/${encodeURIComponent(this.room)}?token=${encodeURIComponent(this.token)}`);
     let ws;
     try {
       ws = new WebSocket(url);
@@ -135,6 +140,16 @@ export class LessonSocket extends EventTarget {
     const delay = badToken ? BAD_TOKEN_RETRY_MS : fast ? FAST_RETRY_MS
       : BACKOFF_MS[Math.min(this._failures, BACKOFF_MS.length - 1)];
     this._failures += 1;
+    if (e.code === ABNORMAL && !badToken) {
+      // is the server gone or only this socket? A probe that fails moves the page to another node: come
+      // back there at once rather than after the back-off
+      // (then quickly a few times, as after 1001: the new node answers 502 until the room is re-placed)
+      checkServer(this._server).then((moved) => {
+        if (!moved || this.stopped || this.ws) return;
+        this._fastRetries = FAST_RETRIES;
+        this._scheduleRetry(0);
+      });
+    }
     this._scheduleRetry(delay);
   }
 

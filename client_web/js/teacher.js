@@ -8,6 +8,7 @@ import {
 import { startConsole } from "./teacher-console.js";
 import { ScreenShare } from "./teacher-screen.js";
 import { waitConnected } from "./whip-publish.js";
+import { startServerList, onServerChange, serverLabel, currentServer } from "./server-list.js";
 
 // Three encodings (about 320x180, 640x360 and 1280x720 from a 720p camera), each with three VP8 temporal
 // layers: the server gives every classroom the one its link can carry. `?simulcast=0` sends one encoding.
@@ -234,9 +235,17 @@ window.addEventListener("pagehide", () => { if (session) teardown(session, { kee
 setInterval(showStats, 1000);
 
 $("room-name").textContent = room ? `· ${room}` : "";
+// the server in use (and liveclass.serverUrl for tests): it changes when a cluster node dies
+function showServer() {
+  liveclass.serverUrl = currentServer();
+  $("server-name").textContent = `Server ${serverLabel()}`;
+}
+onServerChange(showServer);
+showServer();
 if (!room || !token) {
   setState("error", "This page needs ?room=…&token=… in its address (ask for a teacher link).");
 } else {
+  startServerList({ room, token });  // the cluster's nodes: where to go if this page's server dies
   startCamera();
   let screen = null;
   lessonConsole = startConsole({

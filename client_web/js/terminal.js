@@ -6,6 +6,7 @@ import {
   sessionGone, transientError,
 } from "./whip-client.js";
 import { startLesson } from "./terminal-lesson.js";
+import { startServerList, onServerChange, serverLabel, currentServer } from "./server-list.js";
 
 const POLL_MS = 500;                 // how often the session is checked (getStats)
 const CONNECT_TIMEOUT_MS = 10000;    // offer posted → ICE/DTLS connected
@@ -337,7 +338,9 @@ async function refreshStats() {
     liveclass.server = c;
     lines.push(`layer ${c.layer ?? "–"}${c.target_layer !== c.layer ? `→${c.target_layer}` : ""} T${c.temporal_limit} · estimate ${fmtRate(c.remb_bps)} · RTT ${c.rtt_ms ?? "–"} ms · switches ↑${c.switches_up} ↓${c.switches_down}`);
   }
-  statsBox.textContent = lines.join("\n") || "no media yet";
+  if (!lines.length) lines.push("no media yet");
+  lines.push(`server ${serverLabel()}`);  // which cluster node this classroom uses now
+  statsBox.textContent = lines.join("\n");
 }
 
 function showStats(on) {
@@ -361,12 +364,20 @@ window.addEventListener("pagehide", () => { if (current) teardown(current, { kee
 document.addEventListener("visibilitychange", keepScreenOn);
 
 $("room-name").textContent = room;
+// the server in use, in the overlay (and liveclass.serverUrl for tests): it changes when a cluster node dies
+function showServer() {
+  liveclass.serverUrl = currentServer();
+  $("server-name").textContent = serverLabel();
+}
+onServerChange(showServer);
+showServer();
 if (query.get("stats") === "1") showStats(true);
 setState("waiting", "Connecting to the classroom server…");
 if (!room || !token) {
   setState("error", "This page needs ?room=…&token=… in its address (ask for a classroom link).");
 } else {
   keepScreenOn();
+  startServerList({ room, token });  // the cluster's nodes: where to go if this page's server dies
   run();
   // the room WebSocket: slides, stage, hand, chat, our camera; at the lesson's end the picture stops at once
   startLesson({

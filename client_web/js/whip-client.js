@@ -2,6 +2,9 @@
 //
 // The server does not do trickle ICE (PATCH answers 405), so every offer is sent only once ICE gathering
 // has completed, with all candidates in it. Sessions end with DELETE on the Location the server returned.
+// Every request goes to the page's current server (server-list.js), which moves to another cluster node when
+// this one stops answering: endpoint URLs are absolute, and network errors and 5xx are reported to it.
+import { serverUrl, serverFailed, serverAnswered } from "./server-list.js";
 
 export class HttpError extends Error {
   constructor(status, reason) {
@@ -34,7 +37,7 @@ export function fetchIceServers(room, token, { timeoutMs = 2000 } = {}) {
   if (!room) return Promise.resolve([]);
   if (!iceServersByRoom.has(room)) {
     const t = withTimeout(timeoutMs);
-    const p = fetch(`/api/ice-servers?room=${encodeURIComponent(room)}`, {
+    const p = fetch(serverUrl(`/api/ice-servers?room=${encodeURIComponent(room)}`), {
       headers: { "Authorization": `Bearer ${token}` }, signal: t.signal, cache: "no-store",
     })
       .then((r) => (r.ok ? r.json() : { iceServers: [] }))
@@ -135,9 +138,13 @@ export async function negotiate(pc, endpoint, token, { timeoutMs = 10000 } = {})
       signal: t.signal,
       cache: "no-store",
     });
+  } catch (e) {
+    serverFailed(endpoint);  // no answer at all: the next attempt goes to another node
+    throw e;
   } finally {
     t.clear();
   }
+  serverAnswered(endpoint, response.status);
   if (response.status !== 201) {
     throw new HttpError(response.status, await readReason(response));
   }
@@ -169,6 +176,7 @@ export async function deleteSession(resource, token, { keepalive = false, timeou
     await r.text().catch(() => "");  // read the (empty) body so the request completes cleanly
     return r.ok || r.status === 404;
   } catch {
+    if (!keepalive) serverFailed(resource);
     return false;
   } finally {
     if (t) t.clear();
@@ -189,6 +197,7 @@ export async function sessionGone(resource, token, { timeoutMs = 2000 } = {}) {
     await r.text().catch(() => "");
     return [404, 410, 502, 503, 504].includes(r.status);
   } catch {
+    serverFailed(resource);  // the session's server itself is gone: the new session goes to another node
     return true;
   } finally {
     t.clear();
@@ -202,7 +211,7 @@ export function transientError(e) {
 }
 
 export function endpointUrl(kind, room) {
-  return `/${kind}/${encodeURIComponent(room)}`;
+  return serverUrl(`/${kind}/${encodeURIComponent(room)}`);
 }
 
 /** A short human description of any error thrown while connecting. */
