@@ -126,14 +126,17 @@ class Allocator:
 
     def update(self, now: float, estimate_bps: Optional[float], loss: float, sending_bps: float,
                rates: Sequence[Sequence[float]], cap: Optional[int] = None, nacks: int = 0,
-               reflex: bool = False, forwarding_single: bool = False) -> Optional[Quality]:
+               reflex: bool = False, forwarding_single: bool = False, unrepaired: bool = False
+               ) -> Optional[Quality]:
         """The quality to forward now. `rates[s][t]` is layer s's bitrate with temporal layers 0..t;
         `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts;
         `nacks` how many packets the viewer has NACKed so far (the quickest sign that a probe overflowed);
         `reflex` whether a burst of NACKs just showed an overflow (before any estimate can);
         `forwarding_single` whether the viewer is still sent a layer without temporal layers (a switch away
         from it waits for the lower layer's keyframe): a reflex then re-aims the switch as if that layer
-        were current, since nothing can be thinned meanwhile."""
+        were current, since nothing can be thinned meanwhile; `unrepaired` whether a loss just proved beyond
+        repair (resent until the limit, lost again): the viewer needs a keyframe, and on a full link the next
+        lower resolution's is the one that gets through."""
         st = self.state
         options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
         if not options:
@@ -160,6 +163,11 @@ class Allocator:
             st.reason = "start" if st.reason == "start" else "layers changed"
             self._log(now)
             return st.current
+        if unrepaired and st.current[0] > 0:
+            lower_spatial = [(q, bps) for q, bps in options if q[0] < st.current[0]]
+            self._step_down(now, self._best_fitting(lower_spatial, usable * DOWN_FILL) or lower_spatial[0][0],
+                            "down: a loss beyond repair")
+            return st.current
         index = [q for q, _ in options].index(st.current)
         if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current], falling):
             budget = usable * DOWN_FILL
@@ -170,15 +178,7 @@ class Allocator:
                                                                 nacks, reflex):
                 lower = st.current  # hold: a dip of the delay-based estimate alone, no loss anywhere
             if lower != st.current:
-                if st.probe_judge_at:
-                    self._probe_failed(now)
-                self._stop_probe()
-                st.proven_bps = 0.0
-                if now - st.last_up < FAILED_UP_WINDOW:
-                    st.hold = min(HOLD_MAX, st.hold * 2)
-                st.last_down = now
-                st.switches_down += 1
-                self._move(now, lower, f"down: {cost[lower]:.0f} fits {usable:.0f}")
+                self._step_down(now, lower, f"down: {cost[lower]:.0f} fits {usable:.0f}")
                 return st.current
             # already at the bottom: fall through, a probe may still lift the estimate
         if now - st.last_down > 3 * HOLD_MAX:
@@ -207,6 +207,18 @@ class Allocator:
         fill = UP_FILL if nxt[0] == st.current[0] else SPATIAL_UP_FILL
         self._plan_probe(now, measured, usable, loss, nacks, nxt_bps / fill, cost[st.current], index == 0)
         return st.current
+
+    def _step_down(self, now: float, lower: Quality, reason: str) -> None:
+        st = self.state
+        if st.probe_judge_at:
+            self._probe_failed(now)
+        self._stop_probe()
+        st.proven_bps = 0.0
+        if now - st.last_up < FAILED_UP_WINDOW:
+            st.hold = min(HOLD_MAX, st.hold * 2)
+        st.last_down = now
+        st.switches_down += 1
+        self._move(now, lower, reason)
 
     def _big_step_unproven(self, now: float, lower_bps: float, current_bps: float, usable: float, loss: float,
                            nacks: int, reflex: bool) -> bool:

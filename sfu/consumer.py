@@ -29,6 +29,7 @@ FILL_PADDING = b"\x00\x00\x00\x04"
 NACK_BURST = 8            # packets NACKed within NACK_BURST_S: a queue overflowed somewhere on the way
 NACK_BURST_S = 0.25
 REFLEX_S = 1.0            # ... then only the base temporal layer for this long, before any estimate says so
+UNREPAIRABLE_KEYFRAME_S = 1.0  # at most one keyframe request per this for losses resends could not repair
 THIN_MIN_FPS = 4.5        # thinning keeps at least this frame rate: 5 fps still moves, 3.75 reads as frozen
 # Chromium sometimes decodes the first keyframe of a ladder rung it was switched to under congestion and then
 # stalls until the next one, without asking (seen in about 1 real-link run in 6; cause not found yet). A second
@@ -64,6 +65,10 @@ class Consumer:
         self.thinning = False
         self.reflex_until = 0.0
         self.rtx_skipped = 0       # NACKed packets not resent: no longer of use to the viewer
+        self.unrepairable_at = -1e9
+        self.keyframe_ts: Optional[int] = None  # source RTP timestamp of the last keyframe forwarded
+        self._unrepaired = False
+        self.keyframes_for_loss = 0  # keyframes asked for because a loss could not be repaired
         self.resync = False  # after a pause: start again on a keyframe even on the same layer
         self.followup_keyframe_at = 0.0
         self._nack_times: list[float] = []
@@ -112,6 +117,8 @@ class Consumer:
             # switching down from a layer with no temporal layer to shed: hold it back, so that the lower
             # layer's keyframe gets through the full link at once (the picture stalls either way)
             return
+        if pkt.keyframe:
+            self.keyframe_ts = view.timestamp  # its packets' repair goes first (on_nack)
         vp8 = pkt.vp8
         if vp8 is not None:
             if vp8.start_of_partition and vp8.partition_id == 0:
@@ -250,7 +257,8 @@ class Consumer:
         cur = self.munger.source
         forwarding_single = cur is not None and cur is not self.target and cur.temporal_layers == 1  # type: ignore[attr-defined]
         choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap,
-                                       self.nacks, now < self.reflex_until, forwarding_single) if measured else None
+                                       self.nacks, now < self.reflex_until, forwarding_single,
+                                       self._unrepaired) if measured else None
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return
@@ -311,10 +319,32 @@ class Consumer:
                 self.rtx_skipped += 1
                 continue
             pkt = found[0].cached(found[1])  # type: ignore[attr-defined]
-            if pkt is None or not self.limiter.allow(out_seq, pkt.view.payload_size, now, self.media_bps):
+            # the picture the viewer's decoder restarts from: its repair may overdraw the budget (one picture)
+            urgent = pkt is not None and pkt.view.timestamp == self.keyframe_ts and found[0] is m.source
+            if pkt is None or not self.limiter.allow(out_seq, pkt.view.payload_size, now, self.media_bps, urgent):
+                if self.kind == "video" and self.limiter.exhausted:
+                    self._unrepairable(now)
                 continue
             if self._resend(out_seq):
                 self.rtx_packets += 1
+
+    def _unrepairable(self, now: float) -> None:
+        """The viewer still misses a packet of the current picture after every resend we allow (each was lost
+        again on a full link): its decoder can only go on from a keyframe. Get it one now, instead of leaving
+        it to the viewer, which Chromium asks for only after its 3 s frame timeout: the next lower resolution's
+        (smaller: it gets through the full link) if there is one, else the current layer's."""
+        if now - self.unrepairable_at < UNREPAIRABLE_KEYFRAME_S:
+            return
+        self.unrepairable_at = now
+        self.keyframes_for_loss += 1
+        before = self.target
+        self._unrepaired = True   # the allocator moves to a lower resolution if there is one ...
+        try:
+            self.allocate(now)
+        finally:
+            self._unrepaired = False
+        if self.target is before:  # ... else the current layer's keyframe it is
+            self.track.request_keyframe(now, self.munger.source)  # type: ignore[arg-type]
 
     def _nack_burst(self, count: int, now: float) -> None:
         """A reflex ahead of the estimate: a burst of NACKs means a queue on the way overflowed, and the
@@ -421,5 +451,5 @@ class Consumer:
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
             "remb_bps": self.remb, "bitrate_bps": int(self.media_bps),
             "rtx_suppressed": self.limiter.suppressed, "rtx_skipped": self.rtx_skipped,
-            "rtx_over_budget": self.limiter.over_budget,
+            "rtx_over_budget": self.limiter.over_budget, "keyframes_for_loss": self.keyframes_for_loss,
         }

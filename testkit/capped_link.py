@@ -101,7 +101,8 @@ class ClipPublisher:
 # what the SFU reports per video consumer (see sfu/consumer.py dump())
 CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "remb_bps", "bitrate_bps", "fraction_lost",
                  "allocator", "nacks", "rtx_packets", "plis", "probing_bps", "probe_packets", "switches_up",
-                 "switches_down", "thinning", "rtx_skipped", "rtx_suppressed", "rtx_over_budget", "switches")
+                 "switches_down", "thinning", "rtx_skipped", "rtx_suppressed", "rtx_over_budget", "switches",
+                 "keyframes_for_loss")
 
 
 class ServerStatsPoller:

@@ -16,6 +16,7 @@ from sfu.consumer import Consumer
 from sfu.inbound import InboundStream
 from sfu.munger import DropCounter
 from sfu.rtp_header import RtpView, build_header
+from sfu.rtx_limiter import RtxLimiter
 from sfu.simulcast_sdp import complete_answer, parse_offer
 from sfu.track import Track
 from testkit.recording_tap import RecordingTap
@@ -238,6 +239,57 @@ def test_nacks_for_a_layer_being_left_or_an_earlier_epoch_are_not_resent():
     rig.consumer.on_nack(new[:1], rig.now + 0.2)                 # the new layer's packets are repaired
     assert len(rig.tap.sent) == 1
     assert rig.consumer.rtx_skipped == 6
+
+
+def test_a_packet_lost_again_after_every_resend_gets_the_viewer_a_smaller_keyframe():
+    rig = Rig(keyframe_every=1000)
+    rig.run(31)                                                  # the layers' rates are known
+    rig.consumer.allocate(rig.now)
+    assert rig.consumer.target is rig.streams[2]
+    rig.run(2)
+    seq = [v.seq for v, _ in rig.output()][-3]
+    asked = len(rig.keyframe_requests)
+    t = rig.now
+    for i in range(3):                                           # each resend is lost again on a full link
+        rig.consumer.on_nack([seq], t + 0.1 * i)
+    assert len(rig.keyframe_requests) == asked and rig.consumer.rtx_packets == 3
+    rig.consumer.on_nack([seq], t + 0.3)                         # still missing: resends cannot repair it
+    rig.consumer.on_nack([seq], t + 0.4)
+    assert rig.consumer.target is rig.streams[1]                 # the next lower resolution, whose keyframe
+    assert rig.keyframe_requests[asked:] == [(t + 0.3, rig.sources[1].ssrc)]   # is smaller; asked for once
+    assert rig.consumer.rtx_packets == 3 and rig.consumer.keyframes_for_loss == 1
+    assert rig.consumer.allocator.state.reason == "down: a loss beyond repair"
+
+
+def test_at_the_lowest_resolution_a_loss_beyond_repair_asks_for_its_keyframe():
+    rig = Rig(keyframe_every=1000)
+    rig.run(31)
+    rig.consumer.max_height = 180                                # a classroom that capped itself
+    rig.consumer.allocate(rig.now)
+    assert rig.consumer.target is rig.streams[0]
+    rig.run(2)
+    seq = [v.seq for v, _ in rig.output()][-1]
+    asked = len(rig.keyframe_requests)
+    for i in range(4):
+        rig.consumer.on_nack([seq], rig.now + 0.1 * i)
+    assert rig.consumer.target is rig.streams[0]
+    assert rig.keyframe_requests[asked:] == [(rig.now + 0.3, rig.sources[0].ssrc)]
+
+
+def test_a_keyframes_packets_are_repaired_first_when_the_budget_is_spent():
+    rig = Rig(keyframe_every=1000)
+    rig.consumer.limiter = RtxLimiter(min_budget_bps=40_000, burst_s=0.25)  # a 1250-byte bucket
+    set_target(rig, 2, 2)
+    rig.run(10)
+    out = rig.output()
+    key = [v.seq for v, d in out if v.timestamp == out[0][0].timestamp]      # the keyframe's 4 packets
+    later = [v.seq for v, _ in out if v.seq not in key]
+    rig.tap.sent.clear()
+    rig.consumer.on_nack(later[-6:], rig.now)                               # spends the bucket
+    spent = len(rig.tap.sent)
+    assert 0 < spent < 6
+    rig.consumer.on_nack(key, rig.now)                                      # the decoder's restart point
+    assert len(rig.tap.sent) - spent == 4                                   # goes out all the same
 
 
 def test_a_switch_to_a_ladder_rung_asks_for_a_second_keyframe():
