@@ -12,6 +12,7 @@ from sfu.node import SfuNode
 from sfu.track_ladder import DEFAULT_RUNGS
 
 from . import media_endpoints, room_media, room_ws
+from .app_keys import HUB, SECRET, SFU
 from .http_errors import error_middleware
 from .tokens import TokenError, verify
 
@@ -33,7 +34,7 @@ def _background_tasks() -> int:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    node: SfuNode = request.app["sfu"]
+    node: SfuNode = request.app[SFU]
     c = node.counts()
     forwarded = sum(t.forwarded for r in node.rooms.values() for t in r.tracks.values())
     try:
@@ -58,13 +59,13 @@ async def stats(request: web.Request) -> web.Response:
     """Per-room, per-viewer media state for operators (admin token, or any token of that room)."""
     token = request.query.get("token") or media_endpoints.bearer(request)
     try:
-        grant = verify(request.app["secret"], token)
+        grant = verify(request.app[SECRET], token)
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=str(exc))
     room = request.query.get("room")
     if grant.role != "admin" and (room is None or not grant.allows_room(room)):
         raise web.HTTPForbidden(text="stats need an admin token or a token of the room asked for")
-    return web.json_response(request.app["sfu"].dump(room))
+    return web.json_response(request.app[SFU].dump(room))
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -77,15 +78,15 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
                cluster: Optional["ClusterConfig"] = None, turn: Optional["TurnConfig"] = None,
                drain_grace_s: Optional[float] = None, cascade: Optional["CascadeConfig"] = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
-    app["secret"] = secret
-    app["sfu"] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
+    app[SECRET] = secret
+    app[SFU] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/stats", stats)
     media_endpoints.add_routes(app)
-    room_ws.setup(app)  # /ws/{room} and the lesson state at app["rooms_ws"] (issue 4)
+    room_ws.setup(app)  # /ws/{room} and the lesson state at app[HUB] (issue 4)
     room_media.setup(app)  # the lesson drives the SFU: stage, microphones, lesson end, removals
-    if library is not None:  # the recorder at app["recorder"], /api/library, /api/rooms/{room}/recording (issue 5)
+    if library is not None:  # the recorder at app[RECORDER], /api/library, /api/rooms/{room}/recording (issue 5)
         from . import library_api
         library_api.setup(app, library, auto_rooms=record_rooms, node_id=cluster.node_id if cluster else "")
     registry = None
@@ -97,7 +98,7 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
         cascade_routes.setup(app, registry, cascade or CascadeConfig())
         lesson_bus.setup(app, registry)
         from . import room_store  # the lesson's state in Redis: a node taking a room over restores it
-        room_store.setup(app, app[room_ws.HUB_KEY], registry)
+        room_store.setup(app, app[HUB], registry)
     from . import drain  # POST /api/admin/drain; in cluster mode SIGTERM drains (issue 6)
     drain.setup(app, registry, drain.DEFAULT_GRACE_S if drain_grace_s is None else drain_grace_s)
     from . import ice_servers  # /api/ice-servers: TURN REST credentials, an empty list without TURN (issue 6)
@@ -108,7 +109,7 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     app.router.add_static("/", CLIENT_WEB, show_index=False)
 
     async def shutdown(app: web.Application) -> None:
-        await app["sfu"].close()
+        await app[SFU].close()
 
     app.on_shutdown.append(shutdown)
     return app

@@ -25,6 +25,7 @@ from sfu.errors import SfuError
 from sfu.node import SfuNode
 from sfu.relay_in import RelayNotNeeded, RelayUnavailable, Signal
 
+from .app_keys import CASCADE, LESSON_BUS, SECRET, SFU
 from .cascade_policy import EDGE, FULL, LOCAL, CascadeConfig, EdgeInfo, route_viewer
 from .cluster import PREFIX, NodeInfo
 from .cluster_registry import ClusterUnavailable, Registry
@@ -34,7 +35,6 @@ from .tokens import TokenError, mint_relay, verify, verify_relay
 
 log = logging.getLogger(__name__)
 
-CASCADE_KEY = "cascade"
 FORWARDED_HEADER = "X-Liveclass-Forwarded-By"  # as cluster_routes: a node's own request is served where it lands
 SIGNAL_TIMEOUT_S = 10.0
 WHEP_POST = re.compile(r"^/whep/([^/]+)$")
@@ -50,7 +50,7 @@ class Cascade:
         self.app = app
         self.registry = registry
         self.config = config
-        self.node: SfuNode = app["sfu"]
+        self.node: SfuNode = app[SFU]
         self.http: Optional[aiohttp.ClientSession] = None
         self._task: Optional[asyncio.Task] = None
 
@@ -115,7 +115,7 @@ class Cascade:
 
     def _token_ok(self, request: web.Request, room: str) -> bool:
         try:
-            grant = verify(self.app["secret"], bearer(request))
+            grant = verify(self.app[SECRET], bearer(request))
         except TokenError:
             return False
         return grant.allows_room(room) and grant.can_subscribe
@@ -123,7 +123,7 @@ class Cascade:
     async def ensure_relay(self, room: str) -> None:
         try:
             await self.node.ensure_relay(room, self._signal(room))
-            bus = self.app.get("lesson_bus")
+            bus = self.app.get(LESSON_BUS)
             if bus is not None:
                 await bus.prime(room)
         except RelayNotNeeded:
@@ -143,7 +143,7 @@ class Cascade:
                 raise RelayNotNeeded(f"room {room} is placed on this node")
             assert self.http is not None
             headers = {"Content-Type": "application/sdp", FORWARDED_HEADER: self.registry.node_id,
-                       "Authorization": f"Bearer {mint_relay(self.app['secret'], room, self.registry.node_id)}"}
+                       "Authorization": f"Bearer {mint_relay(self.app[SECRET], room, self.registry.node_id)}"}
             try:
                 async with self.http.post(f"{owner.url}/relay/{room}", data=offer, headers=headers,
                                           timeout=aiohttp.ClientTimeout(total=SIGNAL_TIMEOUT_S)) as r:
@@ -188,7 +188,7 @@ class Cascade:
 
     def _authorize(self, request: web.Request, room: str) -> str:
         try:
-            edge, token_room = verify_relay(self.app["secret"], bearer(request))
+            edge, token_room = verify_relay(self.app[SECRET], bearer(request))
         except TokenError as exc:
             raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
         if token_room != room:
@@ -224,7 +224,7 @@ async def forwarded_viewer_middleware(request: web.Request, handler):
     node serves it as an edge, so the room's link must be open first."""
     if request.method == "POST" and FORWARDED_HEADER in request.headers:
         m = WHEP_POST.match(request.path)
-        cascade: Cascade = request.app[CASCADE_KEY]
+        cascade: Cascade = request.app[CASCADE]
         if m and ROOM_RE.match(m.group(1)) and cascade._token_ok(request, m.group(1)):
             try:
                 owner = await cascade.registry.owner(m.group(1))
@@ -238,7 +238,7 @@ async def forwarded_viewer_middleware(request: web.Request, handler):
 def setup(app: web.Application, registry: Registry, config: CascadeConfig) -> Cascade:
     """Serve /relay/{room}, route viewers to edges, publish this node's region and viewer count."""
     cascade = Cascade(app, registry, config)
-    app[CASCADE_KEY] = cascade
+    app[CASCADE] = cascade
     app.middlewares.append(forwarded_viewer_middleware)
     app.router.add_post("/relay/{room}", cascade.relay_create)
     app.router.add_delete("/relay/{room}/{session}", cascade.relay_delete)

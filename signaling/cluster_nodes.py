@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from aiohttp import web
 
+from .app_keys import NODES_CACHE, REGISTRY, SECRET
 from .cluster_registry import ClusterUnavailable, Registry
 from .http_errors import CORS_HEADERS
 from .media_endpoints import bearer
@@ -29,14 +30,12 @@ PATH = "/api/cluster/nodes"
 CACHE_S = 2.0          # how long this node reuses what Redis said (a burst of pages asks at once after a failure)
 CLIENT_TTL_S = 5       # Cache-Control max-age for the browser
 LOCAL_ID = "local"     # the node id shown in single-process mode
-CACHE_KEY = "cluster_nodes_cache"
-REGISTRY_KEY = "cluster"  # cluster_routes.REGISTRY_KEY: the Registry when the node runs with --redis
 
 
 def _authorize(request: web.Request) -> None:
     token = bearer(request) or request.query.get("token")
     try:
-        grant = verify(request.app["secret"], token)
+        grant = verify(request.app[SECRET], token)
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=str(exc), headers={**CORS_HEADERS, "WWW-Authenticate": "Bearer"})
     room = request.query.get("room")
@@ -76,12 +75,12 @@ class NodeCache:
 
 async def nodes_handler(request: web.Request) -> web.Response:
     _authorize(request)
-    registry: Optional[Registry] = request.app.get(REGISTRY_KEY)
+    registry: Optional[Registry] = request.app.get(REGISTRY)  # the node runs with --redis
     if registry is None:  # one process: this node, as the page reached it
         nodes = node_list(LOCAL_ID, f"{request.scheme}://{request.host}", None)
         self_id = LOCAL_ID
     else:
-        live = await request.app[CACHE_KEY].live(registry)
+        live = await request.app[NODES_CACHE].live(registry)
         self_id = registry.node_id
         nodes = node_list(self_id, registry.config.advertise_url, live)
     body = {"self": self_id, "nodes": nodes, "ttl": CLIENT_TTL_S}
@@ -95,7 +94,7 @@ async def preflight(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Routes: the node list, and the preflights pages need cross-origin (the node list, /api/ice-servers)."""
-    app[CACHE_KEY] = NodeCache()
+    app[NODES_CACHE] = NodeCache()
     app.router.add_get(PATH, nodes_handler)
     app.router.add_route("OPTIONS", PATH, preflight)
     app.router.add_route("OPTIONS", "/api/ice-servers", preflight)

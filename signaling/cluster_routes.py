@@ -21,6 +21,7 @@ from typing import Optional
 import aiohttp
 from aiohttp import web
 
+from .app_keys import CASCADE, CLUSTER_HTTP, CLUSTER_WS, HUB, REGISTRY, SECRET, SFU
 from .cluster import ClusterConfig, NodeInfo
 from .cluster_registry import ClusterUnavailable, Registry
 from .http_errors import CORS_HEADERS
@@ -29,7 +30,6 @@ from .tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
 
-REGISTRY_KEY = "cluster"
 FORWARDED_HEADER = "X-Liveclass-Forwarded-By"  # a forwarded request is served where it lands (no loops)
 # /api/rooms/{room}/recording too: the recorder taps the SFU of the room's node (issue 6)
 ROUTED = re.compile(r"^/(whip|whep|ws|api/rooms)/([^/]+)(/.*)?$")
@@ -40,27 +40,26 @@ RETRY_AFTER_S = "2"
 WS_CONNECT_TIMEOUT_S = 5.0
 WS_HEARTBEAT_S = 20.0
 WS_MAX_MSG_BYTES = 1 << 20   # what the room's node sends (rosters can be long); clients are limited upstream
-WS_SOCKETS_KEY = "cluster_ws"  # the proxied room sockets of this node, closed (1001) at shutdown
 ABNORMAL_CLOSE = (None, 1005, 1006, 1015)  # codes that cannot be sent in a close frame
 
 
 def local_rooms(app: web.Application) -> set[str]:
-    rooms = set(app["sfu"].rooms) - set(app["sfu"].relays_in)  # a room relayed here as an edge is not ours
-    hub = app.get("rooms_ws")
+    rooms = set(app[SFU].rooms) - set(app[SFU].relays_in)  # a room relayed here as an edge is not ours
+    hub = app.get(HUB)
     if hub is not None:
         rooms.update(hub.rooms)
     return rooms
 
 
 def _load(app: web.Application) -> tuple[int, int]:
-    return len(local_rooms(app)), app["sfu"].counts()["sessions"]
+    return len(local_rooms(app)), app[SFU].counts()["sessions"]
 
 
 def _may_place(request: web.Request, room: str) -> bool:
     """Only a valid token for the room may place it (a stranger must not fill Redis with rooms)."""
     token = bearer(request) or request.query.get("token")
     try:
-        return verify(request.app["secret"], token).allows_room(room)
+        return verify(request.app[SECRET], token).allows_room(room)
     except TokenError:
         return False
 
@@ -68,7 +67,7 @@ def _may_place(request: web.Request, room: str) -> bool:
 async def _proxy(request: web.Request, node: NodeInfo, config: ClusterConfig) -> web.Response:
     headers = {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers}
     headers[FORWARDED_HEADER] = config.node_id
-    session: aiohttp.ClientSession = request.app["cluster_http"]
+    session: aiohttp.ClientSession = request.app[CLUSTER_HTTP]
     try:
         async with session.request(request.method, node.url + request.path_qs, data=await request.read(),
                                    headers=headers, allow_redirects=False,
@@ -109,7 +108,7 @@ async def _proxy_ws(request: web.Request, node: NodeInfo, config: ClusterConfig)
     headers = {FORWARDED_HEADER: config.node_id}
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
-    session: aiohttp.ClientSession = request.app["cluster_http"]
+    session: aiohttp.ClientSession = request.app[CLUSTER_HTTP]
     url = node.url.replace("http", "ws", 1) + request.path_qs
     try:
         upstream = await asyncio.wait_for(session.ws_connect(
@@ -119,7 +118,7 @@ async def _proxy_ws(request: web.Request, node: NodeInfo, config: ClusterConfig)
         raise web.HTTPBadGateway(text=f"the room's node {node.node_id} did not answer: {exc or type(exc).__name__}",
                                  headers={"Retry-After": RETRY_AFTER_S})
     down = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, max_msg_size=WS_MAX_MSG_BYTES)
-    sockets: set = request.app[WS_SOCKETS_KEY]
+    sockets: set[web.WebSocketResponse] = request.app[CLUSTER_WS]
     try:
         await down.prepare(request)
     except Exception:
@@ -156,9 +155,9 @@ async def cluster_middleware(request: web.Request, handler):
     kind, room, rest = m.group(1), m.group(2), m.group(3)
     if not ROOM_RE.match(room):
         return await handler(request)  # its own 400
-    if rest is not None and rest.split("/")[1] in request.app["sfu"].sessions:
+    if rest is not None and rest.split("/")[1] in request.app[SFU].sessions:
         return await handler(request)  # a session of this node's (an edge's viewer of a room placed elsewhere)
-    registry: Registry = request.app[REGISTRY_KEY]
+    registry: Registry = request.app[REGISTRY]
     places = rest is None and request.method in ("POST", "GET")
     try:
         if places and _may_place(request, room):
@@ -170,8 +169,8 @@ async def cluster_middleware(request: web.Request, handler):
             return await handler(request)  # a lesson running here keeps going; sessions here stay reachable
         raise web.HTTPServiceUnavailable(text=f"cannot place room {room} now: {exc}",
                                          headers={"Retry-After": RETRY_AFTER_S})
-    if kind == "whep" and rest is None and request.method == "POST" and "cascade" in request.app:
-        node = await request.app["cascade"].viewer_node(request, room, node)  # here as an edge? (cascade.py)
+    if kind == "whep" and rest is None and request.method == "POST" and CASCADE in request.app:
+        node = await request.app[CASCADE].viewer_node(request, room, node)  # here as an edge? (cascade.py)
     if node is None or node.node_id == registry.node_id:
         return await handler(request)
     config = registry.config
@@ -185,19 +184,19 @@ async def cluster_middleware(request: web.Request, handler):
 def setup(app: web.Application, config: ClusterConfig) -> Registry:
     """Register this node in Redis (heartbeat from startup to shutdown) and route requests to rooms' nodes."""
     registry = Registry(config, lambda: _load(app), lambda: local_rooms(app))
-    app[REGISTRY_KEY] = registry
-    app[WS_SOCKETS_KEY] = set()
+    app[REGISTRY] = registry
+    app[CLUSTER_WS] = set()
     app.middlewares.append(cluster_middleware)
 
     async def start(app: web.Application) -> None:
-        app["cluster_http"] = aiohttp.ClientSession()
+        app[CLUSTER_HTTP] = aiohttp.ClientSession()
         registry.start()
 
     async def stop(app: web.Application) -> None:
-        for ws in list(app[WS_SOCKETS_KEY]):  # proxied room sockets: going away, reconnect elsewhere
+        for ws in list(app[CLUSTER_WS]):  # proxied room sockets: going away, reconnect elsewhere
             await ws.close(code=1001, message=b"server shutting down")
         await registry.close()
-        await app["cluster_http"].close()
+        await app[CLUSTER_HTTP].close()
 
     app.on_startup.append(start)
     app.on_shutdown.append(stop)

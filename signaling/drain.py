@@ -22,13 +22,13 @@ from typing import Optional
 
 from aiohttp import web
 
+from .app_keys import DRAINER, HUB, SECRET, SFU
 from .cluster_registry import ClusterUnavailable, Registry
 from .media_endpoints import bearer
 from .tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
 
-DRAIN_KEY = "drainer"
 DEFAULT_GRACE_S = 30.0
 MAX_GRACE_S = 3600.0
 POLL_S = 0.2
@@ -52,10 +52,10 @@ class Drainer:
     def busy_rooms(self) -> set[str]:
         """Rooms that still hold a lesson here: someone publishing (or being recorded) or a live lesson. Viewers
         alone do not hold a room: a classroom's terminal stays connected all day."""
-        busy = {room_id for room_id, room in self.app["sfu"].rooms.items()
+        busy = {room_id for room_id, room in self.app[SFU].rooms.items()
                 if any(True for _ in room.publishers())
                 or any(t.sinks for f in room.feeds() for t in f.tracks.values())}
-        hub = self.app.get("rooms_ws")
+        hub = self.app.get(HUB)
         if hub is not None:
             for room in list(hub.rooms):
                 state = hub.state(room)
@@ -125,19 +125,19 @@ class Drainer:
         the end of their viewers' sessions (the pages start new ones, on the room's new node)."""
         await self._release(rooms)
         log.info("draining: letting go of %s", ", ".join(sorted(rooms)))
-        hub = self.app.get("rooms_ws")
+        hub = self.app.get(HUB)
         if hub is not None:
             from .room_protocol import Close
             for room in rooms:
                 r = hub.rooms.get(room)
                 for conn in list(r.conns.values()) if r is not None else ():
                     conn.close(Close.GOING_AWAY, None)
-        sessions = [s for s in list(self.app["sfu"].sessions.values()) if s.room.id in rooms]
+        sessions = [s for s in list(self.app[SFU].sessions.values()) if s.room.id in rooms]
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
     def status(self) -> dict:
         elapsed = 0.0 if self.started_at is None else time.monotonic() - self.started_at
-        node = self.app["sfu"]
+        node = self.app[SFU]
         return {"node": self.registry.node_id if self.registry else None, "draining": self.draining,
                 "grace_s": self.grace_s, "elapsed_s": round(elapsed, 3), "busy_rooms": sorted(self.busy_rooms()),
                 "sessions": node.counts()["sessions"]}
@@ -158,12 +158,12 @@ def _grace(request: web.Request, default: float) -> float:
 
 async def drain(request: web.Request) -> web.Response:
     try:
-        grant = verify(request.app["secret"], bearer(request))
+        grant = verify(request.app[SECRET], bearer(request))
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
     if grant.role != "admin":
         raise web.HTTPForbidden(text="only an admin may drain a node")
-    drainer: Drainer = request.app[DRAIN_KEY]
+    drainer: Drainer = request.app[DRAINER]
     if drainer.registry is None:
         raise web.HTTPConflict(text="draining needs cluster mode (--redis): without it there is no other node "
                                     "to take the rooms; stop the server instead")
@@ -178,18 +178,18 @@ async def drain(request: web.Request) -> web.Response:
 
 async def drain_status(request: web.Request) -> web.Response:
     try:
-        grant = verify(request.app["secret"], bearer(request))
+        grant = verify(request.app[SECRET], bearer(request))
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
     if grant.role != "admin":
         raise web.HTTPForbidden(text="only an admin may see the drain state")
-    return web.json_response(request.app[DRAIN_KEY].status())
+    return web.json_response(request.app[DRAINER].status())
 
 
 def setup(app: web.Application, registry: Optional[Registry], grace_s: float = DEFAULT_GRACE_S) -> Drainer:
     """The drain endpoints; in cluster mode SIGTERM drains instead of stopping at once."""
     drainer = Drainer(app, registry, grace_s)
-    app[DRAIN_KEY] = drainer
+    app[DRAINER] = drainer
     app.router.add_post("/api/admin/drain", drain)
     app.router.add_get("/api/admin/drain", drain_status)
 

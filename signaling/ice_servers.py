@@ -21,11 +21,11 @@ from typing import Any, Callable, Iterable, Optional
 
 from aiohttp import web
 
+from .app_keys import SECRET, TURN
 from .http_errors import CORS_HEADERS
 from .media_endpoints import bearer
 from .tokens import TokenError, verify
 
-CONFIG_KEY = "turn"
 DEFAULT_TTL_S = 12 * 3600   # as long as a page token: a lesson never outlives its TURN credential
 MIN_SECRET_LEN = 16
 URL_SCHEMES = ("turn:", "turns:", "stun:", "stuns:")
@@ -87,7 +87,7 @@ def config_from_options(urls: Optional[list[str]], secret: Optional[str],
 async def ice_servers_handler(request: web.Request) -> web.Response:
     token = bearer(request) or request.query.get("token")
     try:
-        grant = verify(request.app["secret"], token)
+        grant = verify(request.app[SECRET], token)
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=str(exc), headers=CORS_HEADERS)
     room = request.query.get("room")
@@ -95,10 +95,10 @@ async def ice_servers_handler(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="name the room: /api/ice-servers?room=R", headers=CORS_HEADERS)
     if not grant.allows_room(room):
         raise web.HTTPForbidden(text="ice servers need a token of the room asked for (?room=)", headers=CORS_HEADERS)
-    body = ice_servers(request.app[CONFIG_KEY], grant.identity, time.time())
+    body = ice_servers(request.app[TURN], grant.identity, time.time())
     return web.json_response(body, headers={**CORS_HEADERS, "Cache-Control": "no-store"})
 
 
 def setup(app: web.Application, config: Optional[TurnConfig]) -> None:
-    app[CONFIG_KEY] = config
+    app[TURN] = config
     app.router.add_get("/api/ice-servers", ice_servers_handler)

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from sfu.feed import LessonFacts
 from sfu.node import SfuNode
 
+from .app_keys import HUB, LESSON_BUS, SFU
 from .cluster import PREFIX
 from .cluster_registry import Registry
 from .room_media import FOLLOWED, lesson_facts
@@ -79,8 +80,8 @@ def decode(text: str) -> LessonMessage:
 class LessonBus:
     def __init__(self, app: web.Application, registry: Registry) -> None:
         self.registry = registry
-        self.node: SfuNode = app["sfu"]
-        self.hub = app.get("rooms_ws")
+        self.node: SfuNode = app[SFU]
+        self.hub = app.get(HUB)
         self.facts: dict[str, Optional[LessonFacts]] = {}  # rooms relayed here: the origin's latest facts
         self.removed: dict[str, frozenset[str]] = {}        # ... and the identities removed from their lessons
         self._ending: set[asyncio.Task] = set()
@@ -207,7 +208,7 @@ class LessonBus:
 
 def setup(app: web.Application, registry: Registry) -> LessonBus:
     bus = LessonBus(app, registry)
-    app["lesson_bus"] = bus
+    app[LESSON_BUS] = bus
 
     async def start(app: web.Application) -> None:
         bus.start()

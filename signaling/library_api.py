@@ -33,12 +33,11 @@ from recorder.service import MEDIA_NAME, Recorder, RecorderError
 from recorder.session import SessionConfig
 
 from .media_endpoints import ROOM_RE, bearer
-from .room_ws import HUB_KEY
+from .app_keys import HUB, RECORDER, REGISTRY, SECRET, SFU
 from .tokens import Grant, TokenError, verify
 
 log = logging.getLogger(__name__)
 
-RECORDER_KEY = "recorder"
 RECOVERY_SWEEP_S = 5.0    # cluster mode: how often a node looks for lessons whose recording node died
 MAX_LIMIT = 100
 MAX_BODY = 16 * 1024
@@ -47,7 +46,7 @@ CONSOLE_ROLES = ("teacher", "admin")
 
 def _grant(request: web.Request) -> Grant:
     try:
-        return verify(request.app["secret"], bearer(request))
+        return verify(request.app[SECRET], bearer(request))
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
 
@@ -157,7 +156,7 @@ async def _json_body(request: web.Request) -> dict:
 
 
 def _recorder(request: web.Request) -> Recorder:
-    return request.app[RECORDER_KEY]
+    return request.app[RECORDER]
 
 
 def _lesson(request: web.Request) -> dict:
@@ -301,15 +300,15 @@ async def delete_lesson(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, library_dir: str | Path, config: SessionConfig = SessionConfig(),
           analyze: bool = True, auto_rooms: Iterable[str] = (), node_id: str = "") -> Recorder:
-    """The library at `library_dir`, the recorder at app["recorder"] (the room WebSocket's recording messages
+    """The library at `library_dir`, the recorder at app[RECORDER] (the room WebSocket's recording messages
     use it too) and the routes. Unfinished recordings are recovered when the app starts. Lessons of the rooms in
     `auto_rooms` ('*': every room) are recorded from `lesson_start` to `lesson_end` without anyone asking.
 
     `node_id` (cluster mode): the nodes share the folder and its catalogue, so any node answers the library API
     for every lesson; each recovers its own lessons at start, and, every few seconds, those of a dead node."""
     library = Library(library_dir, shared=bool(node_id))
-    recorder = Recorder(library, app["sfu"], config, analyze, node_id=node_id)
-    app[RECORDER_KEY] = recorder
+    recorder = Recorder(library, app[SFU], config, analyze, node_id=node_id)
+    app[RECORDER] = recorder
     r = app.router
     r.add_post("/api/rooms/{room}/recording", start_recording)
     r.add_delete("/api/rooms/{room}/recording", stop_recording)
@@ -325,7 +324,7 @@ def setup(app: web.Application, library_dir: str | Path, config: SessionConfig =
     sweeper: list[asyncio.Task] = []
 
     async def recover() -> None:
-        registry = app.get("cluster")   # cluster_routes.REGISTRY_KEY, set up after us
+        registry = app.get(REGISTRY)   # set up after us (cluster_routes.setup)
         is_alive = registry.is_alive if node_id and registry is not None else None
         confirm = 2 * registry.config.ttl_s if is_alive is not None else 0.0
         recovered = await recorder.recover(is_alive, confirm)
@@ -372,7 +371,7 @@ def _bridge_events(app: web.Application, recorder: Recorder) -> None:
     """The room follows the recorder whoever started or stopped it (HTTP API, automatic, a full disk). Deferred
     to the next loop turn: when the room WebSocket itself asked, the hub has recorded who did first."""
     def on_event(event: dict[str, Any]) -> None:
-        hub = app.get(HUB_KEY)
+        hub = app.get(HUB)
         change = _STATE.get(event["type"])
         notify = getattr(hub, "recorder_changed", None)
         if change is None or notify is None or "room" not in event:
@@ -407,7 +406,7 @@ def _record_lessons(app: web.Application, recorder: Recorder, rooms: frozenset[s
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    hub = app.get(HUB_KEY)
+    hub = app.get(HUB)
     if hub is None:
         log.warning("automatic recording needs the room WebSocket (lessons start and end there)")
         return

@@ -17,6 +17,7 @@ from sfu.errors import SfuError
 from sfu.node import SfuNode
 
 from . import media_rights
+from .app_keys import LESSON_BUS, SECRET, SFU
 from .http_errors import CORS_HEADERS, text_error
 from .room_media import lesson_of
 from .room_state import CONSOLE_ROLES
@@ -36,7 +37,7 @@ def bearer(request: web.Request) -> str | None:
 def authorize(request: web.Request, room: str, need: str) -> Grant:
     """Verify the bearer token for this room and right; raises an HTTP error (401/403) otherwise."""
     try:
-        grant = verify(request.app["secret"], bearer(request))
+        grant = verify(request.app[SECRET], bearer(request))
     except TokenError as exc:
         raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
     if not grant.allows_room(room):
@@ -95,9 +96,9 @@ def make_handlers(kind: str):
                                         else media_rights.WHEP_SOURCES)
         max_height = max_height_of(request) if kind == "whep" else None
         offer = await read_offer(request)
-        node: SfuNode = request.app["sfu"]
+        node: SfuNode = request.app[SFU]
         lesson = lesson_of(request.app, room)
-        bus = request.app.get("lesson_bus")
+        bus = request.app.get(LESSON_BUS)
         if lesson is None and bus is not None and bus.was_removed(room, grant.identity):
             return text_error(403, "you were removed from this lesson")  # on an edge: the origin's lesson says so
         try:
@@ -118,7 +119,7 @@ def make_handlers(kind: str):
     async def delete(request: web.Request) -> web.Response:
         room = room_of(request)
         grant = authorize(request, room, need)
-        node: SfuNode = request.app["sfu"]
+        node: SfuNode = request.app[SFU]
         try:
             session = node.session(room, request.match_info["session"], role)
             if session.owner not in ("", grant.identity) and grant.role not in CONSOLE_ROLES:
@@ -133,7 +134,7 @@ def make_handlers(kind: str):
         room = room_of(request)
         authorize(request, room, need)
         try:
-            session = request.app["sfu"].session(room, request.match_info["session"], role)
+            session = request.app[SFU].session(room, request.match_info["session"], role)
         except SfuError as exc:
             return text_error(exc.status, str(exc))
         return web.json_response(session.dump(), headers=CORS_HEADERS)
@@ -150,7 +151,7 @@ def make_handlers(kind: str):
         except ValueError:
             return text_error(400, 'body must be JSON {"max_height": <90..4320 or null>}')
         try:
-            session = request.app["sfu"].session(room, request.match_info["session"], role)
+            session = request.app[SFU].session(room, request.match_info["session"], role)
         except SfuError as exc:
             return text_error(exc.status, str(exc))
         session.set_max_height(value)

@@ -44,7 +44,7 @@ class RoomHub:
                  recorder: Callable[[], Any] = lambda: None, clock: Callable[[], float] = time.time) -> None:
         self.limits = limits
         self.max_rooms = max_rooms
-        self.recorder = recorder  # looked up at each use: whoever sets app["recorder"] may do so late
+        self.recorder = recorder  # looked up at each use: whoever sets app[RECORDER] (app_keys) may do so late
         self.clock = clock
         self.rooms: dict[str, Room] = {}
         self._listeners: list[Callable[[str, Change], None]] = []

@@ -16,12 +16,12 @@ from aiohttp import web
 from sfu.feed import LessonFacts
 from sfu.node import SfuNode
 
+from .app_keys import HUB, LESSON_MEDIA, SFU
 from .room_hub import RoomHub
 from .room_state import Change, LessonState
 
 log = logging.getLogger(__name__)
 
-HUB_KEY = "rooms_ws"  # as room_ws.HUB_KEY (not imported: room_ws imports the media endpoints)
 FOLLOWED = frozenset({"live", "stage", "muted", "joined", "left", "removed", "connected"})
 LINK_EVERY = 5.0  # s between SFU link reports into the roster (an SFU measurement holds for 10 s)
 
@@ -98,9 +98,9 @@ class LessonMediaBridge:
 
 
 def setup(app: web.Application) -> LessonMediaBridge:
-    """Connect the room WebSocket's hub (app["rooms_ws"]) to the SFU (app["sfu"])."""
-    bridge = LessonMediaBridge(app[HUB_KEY], app["sfu"])
-    app["lesson_media"] = bridge
+    """Connect the room WebSocket's hub (app[HUB]) to the SFU (app[SFU])."""
+    bridge = LessonMediaBridge(app[HUB], app[SFU])
+    app[LESSON_MEDIA] = bridge
 
     async def startup(app: web.Application) -> None:
         bridge.start()
@@ -115,5 +115,5 @@ def setup(app: web.Application) -> LessonMediaBridge:
 
 def lesson_of(app: web.Application, room: str) -> Optional[LessonState]:
     """The room's lesson state, or None (no room WebSocket in this app, or nobody connected to the room)."""
-    hub = app.get(HUB_KEY)
+    hub = app.get(HUB)
     return hub.state(room) if hub is not None else None

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from .app_keys import ROOM_STORE
 from .cluster import PREFIX, room_key
 from .cluster_registry import Registry
 from .room_hub import RoomHub
@@ -31,7 +32,6 @@ from .room_state import Change
 log = logging.getLogger(__name__)
 
 SNAPSHOT_PREFIX = PREFIX + "roomstate:"
-STORE_KEY = "room_store"
 
 # KEYS[1] snapshot, KEYS[2] the room's placement; ARGV[1] this node, ARGV[2] text ('' deletes), ARGV[3] TTL ms
 _WRITE = """
@@ -193,7 +193,7 @@ class RoomStore:
 def setup(app: web.Application, hub: RoomHub, registry: Registry) -> RoomStore:
     """Cluster mode only: snapshot the hub's rooms into Redis and restore them on takeover."""
     store = RoomStore(hub, registry)
-    app[STORE_KEY] = store
+    app[ROOM_STORE] = store
     hub.loader = store.load
     hub.on_change(store.on_change)
     hub.on_outcome(store.touch)

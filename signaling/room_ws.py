@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 
 from aiohttp import WSMsgType, web
 
+from .app_keys import HUB, RECORDER, SECRET
 from .media_endpoints import ROOM_RE, bearer
 from .rate_limit import FloodGuard, Verdict
 from .room_hub import RoomHub
@@ -21,7 +22,6 @@ from .tokens import Grant, TokenError, TokenExpired, verify
 
 log = logging.getLogger(__name__)
 
-HUB_KEY = "rooms_ws"
 HEARTBEAT = 20.0         # s between WebSocket pings; a peer that misses the pong is dropped (and may resume)
 OUTBOX_LIMIT = 512       # messages queued for one client before it counts as not reading
 RATE, BURST = 20.0, 40.0
@@ -130,7 +130,7 @@ def _admit(request: web.Request, room: str) -> tuple[Optional[Grant], Optional[_
         return None, _Closing(Close.BAD_REQUEST, error(
             Code.BAD_REQUEST, "room names are 1-64 letters, digits, '.', '_' or '-'"))
     try:
-        grant = verify(request.app["secret"], request.query.get("token") or bearer(request))
+        grant = verify(request.app[SECRET], request.query.get("token") or bearer(request))
     except TokenExpired as exc:
         return None, _Closing(Close.UNAUTHORIZED, error(Code.TOKEN_EXPIRED, str(exc)))
     except TokenError as exc:
@@ -141,7 +141,7 @@ def _admit(request: web.Request, room: str) -> tuple[Optional[Grant], Optional[_
 
 
 async def room_socket(request: web.Request) -> web.StreamResponse:
-    hub: RoomHub = request.app[HUB_KEY]
+    hub: RoomHub = request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=HARD_MESSAGE_BYTES)
     if not ws.can_prepare(request).ok:
         raise web.HTTPUpgradeRequired(text="this is a WebSocket endpoint (protocol: docs/room-protocol.md)",
@@ -163,7 +163,7 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
     conn.arm_expiry(hub.clock())
     try:
         async for frame in ws:
-            if not await _on_frame(hub, request.app["secret"], room, conn, frame) or conn.closing:
+            if not await _on_frame(hub, request.app[SECRET], room, conn, frame) or conn.closing:
                 break
     finally:
         hub.lost(room, conn)
@@ -236,9 +236,9 @@ def _refresh(hub: RoomHub, secret: str, room: str, conn: WsConnection, token: st
 
 
 def setup(app: web.Application, limits: Limits = Limits(), max_rooms: int = 1000) -> RoomHub:
-    """Register /ws/{room} and the hub at app["rooms_ws"]. Recording goes to app["recorder"] if set."""
-    hub = RoomHub(limits, max_rooms, recorder=lambda: app.get("recorder"))
-    app[HUB_KEY] = hub
+    """Register /ws/{room} and the hub at app[HUB]. Recording goes to app[RECORDER] if set."""
+    hub = RoomHub(limits, max_rooms, recorder=lambda: app.get(RECORDER))
+    app[HUB] = hub
     app.router.add_get("/ws/{room}", room_socket)
 
     async def shutdown(app: web.Application) -> None:

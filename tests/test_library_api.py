@@ -15,6 +15,7 @@ from aiohttp import web
 from recorder.library import Library
 from recorder.webm_writer import AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, opus_head
 from signaling.app import create_app
+from signaling.app_keys import RECORDER
 from signaling.tokens import mint
 
 SECRET = "library-api-secret-0123456789abcdef0"
@@ -89,7 +90,7 @@ class Api:
 @pytest.fixture
 async def api(library) -> AsyncIterator[Api]:
     app = create_app(SECRET, ["127.0.0.1"], library=str(library))
-    app["recorder"].analyze_enabled = False
+    app[RECORDER].analyze_enabled = False
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -188,7 +189,7 @@ async def test_unknown_ids_and_traversal_are_404(api, path):
 
 async def test_files_the_catalogue_names_never_leave_the_lesson_folder(api, library):
     lid = "c" * 16
-    cat = api.app["recorder"].library.catalogue
+    cat = api.app[RECORDER].library.catalogue
     cat.update(lid, thumbnail="../../catalogue.sqlite", chapters=[{"t": 0, "thumbnail": "/etc/passwd"}])
     assert (await api.call("GET", f"/api/library/{lid}/thumbnail"))[0] == 404
     assert (await api.call("GET", f"/api/library/{lid}/chapters/0/thumbnail"))[0] == 404
@@ -217,7 +218,7 @@ async def test_recording_start_and_stop_need_the_rooms_teacher_or_an_admin(api):
         status, text, _ = await api.call("POST", path, tok("teacher"), data=body,
                                          headers={"Content-Type": "application/json"})
         assert status == 400 and text.strip(), body
-    assert api.app["recorder"].recording("r1") is None
+    assert api.app[RECORDER].recording("r1") is None
     status, started, _ = await api.call("POST", path, tok("teacher", name="Li Wei"), json={"title": "Decimals"})
     assert status == 201 and started["state"] == "recording" and started["teacher"] == "Li Wei"
     status, again, _ = await api.call("POST", path, tok("admin", room="*"))
@@ -226,7 +227,7 @@ async def test_recording_start_and_stop_need_the_rooms_teacher_or_an_admin(api):
     assert status == 409 and b"still being recorded" in body
     status, stopped, _ = await api.call("DELETE", path, tok("admin", room="r1"))
     assert status == 200 and stopped["id"] == started["id"] and stopped["state"] == "failed"   # no media came
-    api.app["recorder"].max_recordings = 0
+    api.app[RECORDER].max_recordings = 0
     status, body, _ = await api.call("POST", path, tok("teacher"))
     assert status == 503 and b"try later" in body
 
@@ -274,11 +275,11 @@ async def test_unfinished_recordings_are_recovered_at_start(tmp_path, clip):
         lib.catalogue.add({"id": lid, "title": lid, "room": "r1", "started_at": T0, "state": "recording"})
     lib.close()
     app = create_app(SECRET, ["127.0.0.1"], library=str(root))
-    app["recorder"].analyze_enabled = False
+    app[RECORDER].analyze_enabled = False
     runner = web.AppRunner(app)
     await runner.setup()    # runs the startup: recovery
     try:
-        cat = app["recorder"].library.catalogue
+        cat = app[RECORDER].library.catalogue
         good = cat.get("e" * 16)
         assert good["state"] == "recovered" and 6.0 < good["duration_s"] < 10.0 and "recovered" in good["error"]
         assert good["tracks"] and good["size"] == cut.stat().st_size

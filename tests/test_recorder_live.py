@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from signaling.app import create_app
+from signaling.app_keys import RECORDER
 from signaling.tokens import mint
 from testkit.peers import WhipPublisher
 from testkit.room_client import RoomClient
@@ -31,7 +32,7 @@ class App:
     def __init__(self, app: web.Application, base: str, http: aiohttp.ClientSession, library: Path) -> None:
         self.app, self.base, self.http, self.library = app, base, http, library
         self.events: list[dict] = []
-        app["recorder"].on_event(self.events.append)
+        app[RECORDER].on_event(self.events.append)
 
     def token(self, role: str, room: str = ROOM, **kw) -> str:
         return mint(SECRET, room, role, **kw)
@@ -79,7 +80,7 @@ async def test_recording_started_and_stopped_over_the_room_websocket(live):
         assert (await teacher.request("recording_start"))["type"] == "ack"
         started = await terminal.next("recording")
         assert started["active"] is True and started["by"] == teacher.identity
-        assert live.app["recorder"].recording(ROOM) is not None
+        assert live.app[RECORDER].recording(ROOM) is not None
         await publish(live, clip, 4.0)
         t = time.monotonic()
         assert (await teacher.request("recording_stop"))["type"] == "ack"
@@ -106,7 +107,7 @@ async def test_a_room_configured_so_records_each_lesson_by_itself(tmp_path, clip
         teacher = await RoomClient(live.http, live.base, ROOM, live.token("teacher", name="Ms Auto")).connect()
         terminal = await RoomClient(live.http, live.base, ROOM, live.token("terminal")).connect()
         try:
-            assert live.app["recorder"].recording(ROOM) is None        # joining is not a lesson
+            assert live.app[RECORDER].recording(ROOM) is None        # joining is not a lesson
             await teacher.request("lesson_start")
             assert (await terminal.next("recording"))["active"] is True
             await publish(live, clip, 3.0)
@@ -116,7 +117,7 @@ async def test_a_room_configured_so_records_each_lesson_by_itself(tmp_path, clip
             await teacher.close()
             await terminal.close()
         for _ in range(50):
-            if live.app["recorder"].recording(ROOM) is None:
+            if live.app[RECORDER].recording(ROOM) is None:
                 break
             await asyncio.sleep(0.05)
         async with live.http.get(f"{live.base}/api/library") as r:
@@ -138,7 +139,7 @@ async def test_a_recording_started_over_http_is_seen_in_the_room(live):
             assert r.status == 200
         assert (await teacher.next("recording"))["active"] is False
         assert (await teacher.request("recording_start"))["type"] == "ack"   # and it can start again
-        assert (await teacher.next("recording"))["active"] is True and live.app["recorder"].recording(ROOM)
+        assert (await teacher.next("recording"))["active"] is True and live.app[RECORDER].recording(ROOM)
         await teacher.request("recording_stop")
     finally:
         await teacher.close()
@@ -230,7 +231,7 @@ async def test_a_full_disk_stops_the_recording_with_an_error_and_keeps_what_was_
                 assert abs(c.duration / 1e6 - lesson["duration_s"]) < 0.1
                 assert sum(1 for _ in c.decode(video=0)) >= 50
             assert media.read_bytes().find(bytes.fromhex("1C53BB6B")) > 0      # Cues
-            assert live.app["recorder"].recording(ROOM) is None
+            assert live.app[RECORDER].recording(ROOM) is None
         finally:
             await teacher.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional
 
@@ -12,7 +13,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from signaling import room_ws
+from signaling import app_keys, room_ws
 from signaling.room_hub import RoomHub
 from signaling.room_protocol import HARD_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Close, Code
 from signaling.room_state import Change, Limits
@@ -46,7 +47,7 @@ class RoomServer:
 
     @property
     def hub(self) -> RoomHub:
-        return self.app[room_ws.HUB_KEY]
+        return self.app[app_keys.HUB]
 
     def token(self, role: str, identity: str = "", room: str = ROOM, **kw: Any) -> str:
         return mint(SECRET, room, role, identity=identity, **kw)
@@ -64,11 +65,13 @@ class RoomServer:
         return await c.next("error"), await c.closed()
 
 
-@pytest.fixture
-async def rooms() -> AsyncIterator[RoomServer]:
+@asynccontextmanager
+async def serve_rooms(recorder: Optional[FakeRecorder] = None) -> AsyncIterator[RoomServer]:
     app = web.Application()
-    app["secret"] = SECRET
+    app[app_keys.SECRET] = SECRET
     room_ws.setup(app, Limits(resume_grace=0.6, max_participants=8, chat_history=5))
+    if recorder is not None:  # after room_ws.setup, as library_api.setup does: the hub looks it up at each use
+        app[app_keys.RECORDER] = recorder  # type: ignore[assignment]  # duck-typed: start(room, grant), stop(room)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -80,6 +83,24 @@ async def rooms() -> AsyncIterator[RoomServer]:
         for c in server.clients:
             await c.close()
     await runner.cleanup()
+
+
+@pytest.fixture
+async def rooms() -> AsyncIterator[RoomServer]:
+    async with serve_rooms() as server:
+        yield server
+
+
+@pytest.fixture
+def recorder() -> FakeRecorder:
+    return FakeRecorder()
+
+
+@pytest.fixture
+async def recorded_rooms(recorder: FakeRecorder) -> AsyncIterator[RoomServer]:
+    """As `rooms`, with `recorder` as the app's recorder from the start (the app is not changed once started)."""
+    async with serve_rooms(recorder) as server:
+        yield server
 
 
 async def classroom(rooms: RoomServer, terminals: int = 3) -> tuple[RoomClient, list[RoomClient]]:
@@ -363,8 +384,8 @@ async def test_recording_without_a_recorder_is_not_available(rooms):
     assert (await teacher.request("recording_start"))["code"] == Code.NOT_AVAILABLE
 
 
-async def test_recording_start_stop_and_lesson_end_reach_the_recorder(rooms):
-    rooms.app["recorder"] = rec = FakeRecorder()
+async def test_recording_start_stop_and_lesson_end_reach_the_recorder(recorded_rooms, recorder):
+    rooms, rec = recorded_rooms, recorder
     teacher, (t1,) = await classroom(rooms, 1)
     await teacher.request("lesson_start")
     assert (await teacher.request("recording_start"))["type"] == "ack"
@@ -373,7 +394,7 @@ async def test_recording_start_stop_and_lesson_end_reach_the_recorder(rooms):
     await teacher.request("lesson_end")
     assert (await t1.next("recording"))["active"] is False  # the end of the lesson stops it
     assert rec.calls == [("start", ROOM, "teacher"), ("stop", ROOM)]
-    rooms.app["recorder"] = FakeRecorder(fail=True)
+    rec.fail = True  # the disk fills up
     reply = await teacher.request("recording_start")
     assert reply["code"] == Code.RECORDING_FAILED and "disk full" in reply["message"]
     assert not rooms.hub.state(ROOM).recording and await teacher.alive()
@@ -418,8 +439,8 @@ async def test_the_last_leave_forgets_the_room(rooms):
     assert rooms.hub.rooms == {}
 
 
-async def test_a_room_left_empty_while_recording_stops_the_recorder(rooms):
-    rooms.app["recorder"] = rec = FakeRecorder()
+async def test_a_room_left_empty_while_recording_stops_the_recorder(recorded_rooms, recorder):
+    rooms, rec = recorded_rooms, recorder
     teacher, _ = await classroom(rooms, 0)
     await teacher.request("recording_start")
     await teacher.send("leave")
