@@ -28,6 +28,17 @@ def two_nodes(redis_url: str, tmp_path: Path, *extra: str) -> dict[str, ServerPr
     return ns
 
 
+async def stop_all(peers, nodes: dict[str, ServerProcess]) -> None:
+    """End the peers (their node may be gone: its refusal does not matter), then the nodes."""
+    for p in peers:
+        try:
+            await p.stop()
+        except aiohttp.ClientError:
+            pass
+    for n in nodes.values():
+        n.stop()
+
+
 async def drain(node: ServerProcess, token: str, query: str = "") -> tuple[int, str]:
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{node.base_url}/api/admin/drain{query}",
@@ -92,13 +103,7 @@ async def test_drain_takes_no_new_rooms_and_leaves_once_the_lesson_is_over(redis
             assert db.get(ROOM_KEY.format("physics")) == "b"
             await again.close()
     finally:
-        for p in (viewer, newpub, pub):
-            try:
-                await p.stop()
-            except aiohttp.ClientError:
-                pass
-        for n in nodes.values():
-            n.stop()
+        await stop_all((viewer, newpub, pub), nodes)
 
 
 async def test_sigterm_drains_until_the_grace_period_ends(redis_server, tmp_path, clip) -> None:
@@ -127,13 +132,7 @@ async def test_sigterm_drains_until_the_grace_period_ends(redis_server, tmp_path
             await viewer.start()
             await frames_grow(viewer)
     finally:
-        for p in (viewer, pub2, pub):
-            try:
-                await p.stop()
-            except aiohttp.ClientError:
-                pass
-        for n in nodes.values():
-            n.stop()
+        await stop_all((viewer, pub2, pub), nodes)
 
 
 async def test_drain_refuses_bad_requests(redis_server, tmp_path) -> None:
@@ -185,13 +184,7 @@ async def test_empty_room_is_placed_by_load_again(redis_server, tmp_path, clip) 
         await second.start()
         assert db.get(ROOM_KEY.format("chem")) == ({"a": "b", "b": "a"}[busy])
     finally:
-        for p in (second, other, first):
-            try:
-                await p.stop()
-            except aiohttp.ClientError:
-                pass
-        for n in nodes.values():
-            n.stop()
+        await stop_all((second, other, first), nodes)
 
 
 def test_placement_skips_draining_nodes_but_keeps_their_rooms() -> None:

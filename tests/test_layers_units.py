@@ -185,18 +185,22 @@ def test_switching_down_thins_the_current_layer_until_the_keyframe():
     assert_continuous(rig.output())
 
 
+def as_one_layer(stream: InboundStream) -> None:
+    """Make a layer look like a one-layer publisher's stream (no temporal layers to shed)."""
+    plain = stream.classify
+
+    def one_layer(view, arrival):
+        pkt = plain(view, arrival)
+        stream.temporal_layers = 1
+        return pkt
+    stream.classify = one_layer  # type: ignore[method-assign]
+
+
 def test_switching_down_from_a_single_temporal_layer_holds_it_back():
     rig = Rig(keyframe_every=1000)
     set_target(rig, 2, 2)
     rig.run(4)
-    top = rig.streams[2]
-    plain = top.classify
-
-    def one_layer(view, arrival):                                # as a one-layer publisher's stream
-        pkt = plain(view, arrival)
-        top.temporal_layers = 1
-        return pkt
-    top.classify = one_layer
+    as_one_layer(rig.streams[2])
     rig.track.on_keyframe_needed = lambda stream, now: None      # the lower layer's keyframe is late
     set_target(rig, 0, 2)
     rig.tap.sent.clear()
@@ -212,14 +216,7 @@ def test_nacks_for_a_layer_being_left_or_an_earlier_epoch_are_not_resent():
     rig = Rig(keyframe_every=1000)
     set_target(rig, 2, 2)
     rig.run(4)
-    top = rig.streams[2]
-    plain = top.classify
-
-    def one_layer(view, arrival):                                # as a one-layer publisher's stream
-        pkt = plain(view, arrival)
-        top.temporal_layers = 1
-        return pkt
-    top.classify = one_layer
+    as_one_layer(rig.streams[2])
     rig.run(2)
     old = [v.seq for v, _ in rig.output()][-4:]
     rig.tap.sent.clear()
