@@ -10,7 +10,6 @@ both pages show it as they did before.
 """
 from __future__ import annotations
 
-import time
 import urllib.parse
 
 import pytest
@@ -18,7 +17,8 @@ import redis
 
 from testkit.chromium import CHROMIUM, BrowserPool, wait_for
 from testkit.server import ServerProcess
-from tests.test_page_failover_browser import PLAYING_SCRIPT, cluster, playwright  # noqa: F401  (fixtures)
+from tests.test_page_failover_browser import (  # noqa: F401  (cluster, playwright: fixtures)
+    PLAYING_SCRIPT, cluster, kill_and_wait_for_replay, playwright)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -52,18 +52,8 @@ def test_pages_play_again_from_another_node_within_5_s_of_a_kill(cluster, playwr
             terminal.evaluate(PLAYING_SCRIPT)), 15)
         sync_api.expect(terminal.locator("#lesson-status")).not_to_contain_text("Connecting", timeout=10_000)
 
-        a.proc.kill()  # SIGKILL: no goodbye to Redis, the pages or node b
-        killed = time.monotonic()
-        a.proc.wait()
-
-        def playing_again():
-            p = terminal.evaluate(PLAYING_SCRIPT)
-            return p if p["sessions"] > before["sessions"] and p["frames"] > 0 else None
-
-        after = wait_for("the terminal decoding frames from a new session", playing_again, 20, 0.05,
-                         detail=lambda: f"{terminal.evaluate(PLAYING_SCRIPT)}; teacher "
-                                        f"{teacher.evaluate('window.liveclass.state')}")
-        recovered_s = time.monotonic() - killed
+        # SIGKILL: no goodbye to Redis, the pages or node b
+        after, recovered_s = kill_and_wait_for_replay(a, terminal, teacher, before)
         print(f"\nterminal decodes frames again {recovered_s:.2f} s after kill -9 of the room's node "
               f"({after['sessions'] - before['sessions']} new session(s))")
         assert db.get(f"liveclass:room:{ROOM}") == "b", "the room should now be placed on node b"

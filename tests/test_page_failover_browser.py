@@ -74,6 +74,22 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, dict[str, ServerProce
         r.stop()
 
 
+def kill_and_wait_for_replay(node: ServerProcess, terminal, teacher, before: dict,
+                             teacher_state_js: str = "window.liveclass.state") -> tuple[dict, float]:
+    """SIGKILL `node`, then wait until the terminal decodes frames in a new session: (its state, seconds)."""
+    node.proc.kill()
+    killed = time.monotonic()
+    node.proc.wait()
+
+    def playing_again():
+        p = terminal.evaluate(PLAYING_SCRIPT)
+        return p if p["sessions"] > before["sessions"] and p["frames"] > 0 else None
+
+    after = wait_for("the terminal decoding frames from a new session", playing_again, 20, 0.05,
+                     detail=lambda: f"{terminal.evaluate(PLAYING_SCRIPT)}; teacher {teacher.evaluate(teacher_state_js)}")
+    return after, time.monotonic() - killed
+
+
 def page_url(node: ServerProcess, page: str, role: str, servers: tuple[ServerProcess, ...] = ()) -> str:
     q = {"room": ROOM, "token": node.token(ROOM, role)}
     if servers:
@@ -113,18 +129,9 @@ def test_pages_loaded_from_the_killed_node_play_again_from_another_within_5_s(cl
         sync_api.expect(terminal.locator("#lesson-status")).not_to_contain_text("Connecting", timeout=10_000)
         sync_api.expect(terminal.locator("#server-name")).to_have_text(label(a, "a", explicit), timeout=10_000)
 
-        a.proc.kill()  # SIGKILL: the pages' own origin is gone, nobody tells anyone
-        killed = time.monotonic()
-        a.proc.wait()
-
-        def playing_again():
-            p = terminal.evaluate(PLAYING_SCRIPT)
-            return p if p["sessions"] > before["sessions"] and p["frames"] > 0 else None
-
-        after = wait_for("the terminal decoding frames from a new session", playing_again, 20, 0.05,
-                         detail=lambda: f"{terminal.evaluate(PLAYING_SCRIPT)}; teacher "
-                                        f"{teacher.evaluate('[window.liveclass.state, window.liveclass.serverUrl]')}")
-        recovered_s = time.monotonic() - killed
+        # SIGKILL: the pages' own origin is gone, nobody tells anyone
+        after, recovered_s = kill_and_wait_for_replay(a, terminal, teacher, before,
+                                                      "[window.liveclass.state, window.liveclass.serverUrl]")
         print(f"\n[{'?servers=' if explicit else 'node list'}] terminal loaded from the killed node decodes frames "
               f"again {recovered_s:.2f} s after kill -9, from {after['server']} "
               f"({after['sessions'] - before['sessions']} new session(s))")
