@@ -12,14 +12,17 @@ from sfu.node import SfuNode
 from sfu.track_ladder import DEFAULT_RUNGS
 
 from . import media_endpoints, room_media, room_ws
-from .app_keys import HUB, SECRET, SFU
+from .app_keys import CLIENT_SSL, HUB, SECRET, SFU, TLS
 from .http_errors import error_middleware
 from .tokens import TokenError, verify
 
 if TYPE_CHECKING:
+    import ssl
+
     from .cascade_policy import CascadeConfig
     from .cluster import ClusterConfig
     from .ice_servers import TurnConfig
+    from .tls import ServerCertificate
 
 CLIENT_WEB = Path(__file__).resolve().parent.parent / "client_web"
 
@@ -76,9 +79,19 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
                node: Optional[SfuNode] = None, library: Optional[str] = None,
                record_rooms: Iterable[str] = (), ladder: bool = True,
                cluster: Optional["ClusterConfig"] = None, turn: Optional["TurnConfig"] = None,
-               drain_grace_s: Optional[float] = None, cascade: Optional["CascadeConfig"] = None) -> web.Application:
+               drain_grace_s: Optional[float] = None, cascade: Optional["CascadeConfig"] = None,
+               tls: Optional["ServerCertificate"] = None, client_ssl: Optional["ssl.SSLContext"] = None,
+               behind_proxy: bool = False) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
     app[SECRET] = secret
+    app[TLS] = tls                # served by web.run_app(ssl_context=tls.context); SIGHUP reloads it
+    app[CLIENT_SSL] = client_ssl  # requests to other nodes (proxying, cascade links)
+    if tls is not None:
+        from . import tls as tls_reload
+        tls_reload.setup(app, tls, client_ssl)
+    if behind_proxy:  # X-Forwarded-Proto/-For of a TLS front
+        from . import forwarded
+        forwarded.setup(app)
     app[SFU] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -9,6 +9,7 @@ The recorder's type is named the same way, so that the recorder's modules stay u
 """
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING, Optional
 
 import aiohttp
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .cluster_registry import Registry
     from .drain import Drainer
     from .ice_servers import TurnConfig
+    from .tls import ServerCertificate
     from .lesson_bus import LessonBus
     from .room_media import LessonMediaBridge
     from .room_store import RoomStore
@@ -39,6 +41,9 @@ RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 TURN: web.AppKey[Optional[TurnConfig]] = web.AppKey("turn")  # ice_servers.setup: None without TURN
 DRAINER: web.AppKey[Drainer] = web.AppKey("drainer")          # drain.setup
 NODES_CACHE: web.AppKey[NodeCache] = web.AppKey("cluster_nodes_cache")  # cluster_nodes.setup
+# how this node verifies other nodes' https (tls.client_context); None: the system's CAs only
+CLIENT_SSL: web.AppKey[Optional[ssl.SSLContext]] = web.AppKey("client_ssl")
+TLS: web.AppKey[Optional[ServerCertificate]] = web.AppKey("tls")  # the served certificate; None: plain HTTP
 
 # cluster mode only (--redis)
 REGISTRY: web.AppKey[Registry] = web.AppKey("cluster")       # cluster_routes.setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Optional
 from urllib.parse import quote
 
 from aiohttp import web
@@ -22,12 +23,19 @@ def _serve(args: argparse.Namespace) -> int:
     if not secret:
         secret = new_secret()
         print(f"No --secret or LIVECLASS_SECRET given: generated one for this run: {secret}", flush=True)
+    from .tls import TlsConfigError
+    try:
+        tls = tls_options(args)
+        client_ssl = node_client_ssl(args, tls)
+    except TlsConfigError as exc:
+        print(f"liveclass serve: {exc}", file=sys.stderr)
+        return 2
     if args.workers is not None and args.worker_port is None:  # the supervisor of N worker processes (issue 6)
         from .workers import supervise
-        return supervise(args, secret)
+        return supervise(args, secret, tls is not None)
     from .app import create_app  # imports aiortc: keep `liveclass token` (and the supervisor) light
     try:  # cluster mode (issue 6): Redis node registry and room placement; TURN REST credentials
-        cluster = cluster_config(args)
+        cluster = cluster_config(args, tls is not None)
         cascade = cascade_config(args) if cluster is not None else None
         from .ice_servers import config_from_options as turn_config
         turn = turn_config(args.turn_url, args.turn_secret)
@@ -36,30 +44,122 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
                      record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster, turn=turn,
-                     drain_grace_s=args.drain_grace, cascade=cascade)
+                     drain_grace_s=args.drain_grace, cascade=cascade, tls=tls, client_ssl=client_ssl,
+                     behind_proxy=behind_proxy(args))
+    ssl_context = tls.context if tls is not None else None
     if args.worker_port is not None:  # one of `--workers N`: the shared public port and its own port
         from .workers import run_worker
-        return run_worker(app, args.host, args.port, args.worker_port)
-    base = print_pages(args, secret)
+        return run_worker(app, args.host, args.port, args.worker_port, ssl_context)
+    base = print_pages(args, secret, tls is not None)
     web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
-                access_log=None)
+                access_log=None, ssl_context=ssl_context)
     return 0
 
 
-def print_pages(args: argparse.Namespace, secret: str) -> str:
+def _env_flag(name: str) -> bool:
+    import os
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def behind_proxy(args: argparse.Namespace) -> bool:
+    return bool(args.behind_proxy or _env_flag("LIVECLASS_BEHIND_PROXY"))
+
+
+def public_url(args: argparse.Namespace) -> Optional[str]:
+    import os
+    return args.public_url or os.environ.get("LIVECLASS_PUBLIC_URL") or None
+
+
+def tls_options(args: argparse.Namespace):
+    """--tls-cert/--tls-key (or LIVECLASS_TLS_CERT/_KEY), or --tls-self-signed: the served certificate, checked
+    now (a bad file stops the start with a reason); None for plain HTTP. Prints what a school's IT checks."""
+    import os
+    from pathlib import Path
+
+    from . import self_signed
+    from .tls import ServerCertificate, TlsConfigError, utc_now
+    cert = args.tls_cert or os.environ.get("LIVECLASS_TLS_CERT")
+    key = args.tls_key or os.environ.get("LIVECLASS_TLS_KEY")
+    self_sign = args.tls_self_signed or _env_flag("LIVECLASS_TLS_SELF_SIGNED")
+    if key and not cert:
+        raise TlsConfigError("--tls-key needs --tls-cert (or LIVECLASS_TLS_CERT)")
+    if self_sign and cert:
+        raise TlsConfigError("--tls-self-signed makes its own certificate: leave out --tls-cert/--tls-key")
+    if not cert and not self_sign:
+        return None
+    if self_sign:
+        from urllib.parse import urlsplit
+        extra = [args.public_ip, *(args.media_host or ())]
+        for url in (args.advertise_url or os.environ.get("LIVECLASS_ADVERTISE_URL"), public_url(args)):
+            if url:
+                extra.append(urlsplit(url).hostname)
+        names = self_signed.node_names(args.host, extra)
+        paths, why = self_signed.ensure(Path(args.library), names, utc_now())
+        cert, key = str(paths.cert), str(paths.key)
+        if args.worker_port is None:
+            print(f"TLS: self-signed certificate {paths.cert} "
+                  f"({'made now: ' + why if why else 'kept from an earlier start'})", flush=True)
+    served = ServerCertificate(Path(cert), Path(key) if key else None)
+    if served.expires_in_days(utc_now()) < 0:
+        raise TlsConfigError(f"the certificate {cert} expired on {served.info.not_after:%Y-%m-%d}")
+    if args.worker_port is None:  # the supervisor (or a single process) says it once
+        print(f"TLS: {served.info.summary()}", flush=True)
+        print(f"TLS: public key SHA-256 (base64, for an SPKI pin): {served.info.spki_sha256_b64}", flush=True)
+    return served
+
+
+def node_client_ssl(args: argparse.Namespace, tls):
+    """How this node verifies other nodes' https: the system's CAs, --tls-ca files, its own certificate."""
+    import os
+    from pathlib import Path
+
+    from .tls import client_context
+    env_ca = os.environ.get("LIVECLASS_TLS_CA")
+    cas = args.tls_ca or ([x for x in env_ca.split(",") if x.strip()] if env_ca else [])
+    if not cas and tls is None:
+        return None
+    return client_context([Path(c.strip()) for c in cas], tls.cert_path if tls is not None else None)
+
+
+def page_bases(args: argparse.Namespace, tls: bool) -> list[str]:
+    """The base URLs pages are reached at: the public URL, or the listen address (for a wildcard, loopback
+    first, then every interface address a school's machines may use)."""
+    scheme = "https" if tls else "http"
+    if public := public_url(args):
+        return [public.rstrip("/")]
+    def base(host: str) -> str:
+        return f"{scheme}://[{host}]:{args.port}" if ":" in host else f"{scheme}://{host}:{args.port}"
+    if args.host not in ("0.0.0.0", "::", ""):
+        return [base(args.host)]
+    from aioice.ice import get_host_addresses
+    others = [a for a in get_host_addresses(use_ipv4=True, use_ipv6=args.host == "::") if not a.startswith("fe80")]
+    return [base("127.0.0.1"), *(base(a) for a in others)]
+
+
+def print_pages(args: argparse.Namespace, secret: str, tls: bool = False) -> str:
     """Print the page links of `--room` (tokens minted now); the base URL they use."""
-    host_for_url = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    base = f"http://{host_for_url}:{args.port}"
+    bases = page_bases(args, tls)
+    base = bases[0]
     room = args.room
     teacher = mint(secret, room, "teacher", PAGE_TOKEN_TTL, name="Teacher")
     terminal = mint(secret, room, "terminal", PAGE_TOKEN_TTL, name="Classroom")
     print(f"Teacher page:  {base}/teacher.html?room={quote(room)}&token={teacher}", flush=True)
     print(f"Terminal page: {base}/terminal.html?room={quote(room)}&token={terminal}", flush=True)
     print(f"Lesson library: {base}/replay.html", flush=True)
+    if len(bases) > 1:
+        print("Also reachable at: " + ", ".join(bases[1:]), flush=True)
+    if not tls and base.startswith("http://") and not _loopback(args.host):
+        print("Note: over plain http, browsers give the camera and microphone only to pages on localhost; "
+              "other machines need https (--tls-self-signed, --tls-cert, or a TLS front with --behind-proxy)",
+              flush=True)
     return base
 
 
-def cluster_config(args: argparse.Namespace):
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
+def cluster_config(args: argparse.Namespace, tls: bool = False):
     import os
     import socket
 
@@ -69,7 +169,8 @@ def cluster_config(args: argparse.Namespace):
                                       args.node_id or env("LIVECLASS_NODE_ID"),
                                       args.advertise_url or env("LIVECLASS_ADVERTISE_URL"),
                                       args.cluster_forward or env("LIVECLASS_CLUSTER_FORWARD"),
-                                      args.host, args.port, socket.gethostname(), args.room_release):
+                                      args.host, args.port, socket.gethostname(), args.room_release,
+                                      "https" if tls else "http", public_url(args)):
         print(f"Cluster node {cluster.node_id} at {cluster.advertise_url}, Redis {cluster.redis_url}", flush=True)
     return cluster
 
@@ -132,10 +233,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--node-id", help="cluster node id (default: LIVECLASS_NODE_ID, else <hostname>-<port>)")
     s.add_argument("--advertise-url", metavar="URL",
                    help="base URL other nodes and clients reach this node at (default: LIVECLASS_ADVERTISE_URL, "
-                        "else http://<host>:<port>)")
-    s.add_argument("--cluster-forward", choices=("redirect", "proxy"),
-                   help="a WHIP/WHEP request for a room on another node: 307 redirect (default) or proxy "
-                        "(the room WebSocket is proxied either way)")
+                        "else http(s)://<host>:<port>)")
+    s.add_argument("--public-url", metavar="URL",
+                   help="base URL clients reach this node at when it differs from --advertise-url, e.g. the "
+                        "https front every node sits behind (default: LIVECLASS_PUBLIC_URL, else the advertise URL)")
+    s.add_argument("--cluster-forward", choices=("proxy", "redirect"),
+                   help="a WHIP/WHEP request for a room on another node: proxied (default; works with every "
+                        "client) or a 307 redirect (only for clients that send their token again after a redirect "
+                        "to another origin; browsers, aiohttp and curl do not). The room WebSocket is proxied "
+                        "either way")
+    s.add_argument("--tls-cert", metavar="FILE",
+                   help="serve https and wss with this PEM certificate (a chain allowed; the key may follow in the "
+                        "same file); SIGHUP reloads it (default: LIVECLASS_TLS_CERT)")
+    s.add_argument("--tls-key", metavar="FILE", help="its PEM private key (default: LIVECLASS_TLS_KEY)")
+    s.add_argument("--tls-self-signed", action="store_true",
+                   help="serve https with a self-signed certificate for this machine's names and addresses, made "
+                        "once and kept in <library>/tls (quick LAN start; its fingerprint is printed)")
+    s.add_argument("--tls-ca", action="append", metavar="FILE",
+                   help="cluster mode: also trust this CA bundle for other nodes' https (repeatable; default: "
+                        "LIVECLASS_TLS_CA, comma-separated). The system's CAs and this node's own certificate are "
+                        "trusted anyway")
+    s.add_argument("--behind-proxy", action="store_true",
+                   help="a TLS front (Caddy, nginx) forwards to this node: take the scheme and client address from "
+                        "X-Forwarded-Proto/-For (default: LIVECLASS_BEHIND_PROXY=1)")
     s.add_argument("--turn-url", action="append", metavar="URL",
                    help="TURN server handed to pages by /api/ice-servers, e.g. turn:host:3478 (repeatable; "
                         "default: LIVECLASS_TURN_URL, comma-separated)")

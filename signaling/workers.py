@@ -134,19 +134,20 @@ class Worker:
     exits: list[int] = field(default_factory=list)
 
 
-def _advertise(args: argparse.Namespace, port: int) -> str:
-    """The worker's own base URL: the configured advertise URL's scheme and host with the worker's port."""
+def _advertise(args: argparse.Namespace, port: int, scheme: str = "http") -> str:
+    """The worker's own base URL: the configured advertise URL's scheme and host with the worker's port
+    (https when the workers serve TLS)."""
     configured = args.advertise_url or os.environ.get("LIVECLASS_ADVERTISE_URL")
     if configured:
         parts = urlsplit(configured)
         host = parts.hostname or "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
-        return f"{parts.scheme or 'http'}://{host}:{port}"
+        return f"{parts.scheme or scheme}://{host}:{port}"
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    return f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
 
 
-def plan_workers(args: argparse.Namespace, n: int, redis_url: str) -> list[Worker]:
+def plan_workers(args: argparse.Namespace, n: int, redis_url: str, tls: bool = False) -> list[Worker]:
     """Each worker's command line: the supervisor's own options, then the worker's node id, ports and Redis
     (later options win in argparse)."""
     base = args.node_id or os.environ.get("LIVECLASS_NODE_ID") or f"{socket.gethostname()}-{args.port}"
@@ -157,7 +158,8 @@ def plan_workers(args: argparse.Namespace, n: int, redis_url: str) -> list[Worke
         port = args.port + 1 + i
         node_id = f"{base}-w{i}"
         argv = [sys.executable, "-m", "signaling.cli", *args.argv, "--redis", redis_url, "--node-id", node_id,
-                "--advertise-url", _advertise(args, port), "--cluster-forward", forward, "--worker-port", str(port)]
+                "--advertise-url", _advertise(args, port, "https" if tls else "http"), "--cluster-forward", forward,
+                "--worker-port", str(port)]
         workers.append(Worker(i, node_id, port, argv))
     return workers
 
@@ -186,8 +188,9 @@ def check_ports(host: str, public: int, workers: list[Worker]) -> Optional[str]:
 
 class Supervisor:
     def __init__(self, workers: list[Worker], env: dict[str, str], redis: Optional[PrivateRedis],
-                 drain_grace_s: float) -> None:
+                 drain_grace_s: float, tls: bool = False) -> None:
         self.workers = workers
+        self.tls = tls
         self.env = env
         self.redis = redis
         self.drain_grace_s = drain_grace_s
@@ -245,6 +248,8 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.tls:  # the workers reload their TLS certificate (without TLS, SIGHUP ends the server as usual)
+            signal.signal(signal.SIGHUP, lambda *_: self._signal_all(signal.SIGHUP))
         for w in self.workers:
             self._start(w)
         code = 0
@@ -283,7 +288,7 @@ class Supervisor:
         return code
 
 
-def supervise(args: argparse.Namespace, secret: str) -> int:
+def supervise(args: argparse.Namespace, secret: str, tls: bool = False) -> int:
     """`liveclass serve --workers N`: returns the exit code."""
     from .cli import print_pages
 
@@ -298,7 +303,7 @@ def supervise(args: argparse.Namespace, secret: str) -> int:
                   "is started for the workers", file=sys.stderr)
             return USAGE_ERROR
         private = PrivateRedis(binary)
-    workers = plan_workers(args, n, redis_url or "")
+    workers = plan_workers(args, n, redis_url or "", tls)
     problem = check_ports(args.host, args.port, workers)
     if problem:
         print(f"liveclass serve: {problem}", file=sys.stderr)
@@ -311,24 +316,24 @@ def supervise(args: argparse.Namespace, secret: str) -> int:
             print(f"liveclass serve: could not start a private redis-server for the workers: {exc}", file=sys.stderr)
             return 1
         redis_url = private.url
-        workers = plan_workers(args, n, redis_url)
+        workers = plan_workers(args, n, redis_url, tls)
     print(f"Supervisor: {n} worker process(es) on port {args.port} (their own ports {workers[0].port}-"
           f"{workers[-1].port}), Redis {redis_url}{' (private)' if private else ''}", flush=True)
-    print_pages(args, secret)
+    print_pages(args, secret, tls)
     env = {**os.environ, "LIVECLASS_SECRET": secret, "PYTHONUNBUFFERED": "1"}
     from .drain import DEFAULT_GRACE_S
     grace = args.drain_grace if args.drain_grace is not None else DEFAULT_GRACE_S
     try:
-        return Supervisor(workers, env, private, grace).run()
+        return Supervisor(workers, env, private, grace, tls).run()
     finally:
         if private is not None:
             private.stop()
 
 
-def run_worker(app: web.Application, host: str, port: int, own_port: int) -> int:
+def run_worker(app: web.Application, host: str, port: int, own_port: int, ssl_context=None) -> int:
     """Serve `app` on the public port, shared with the other workers, and on this worker's own port."""
     own = socket.create_server((host, own_port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
                                backlog=128)
-    web.run_app(app, host=host, port=port, reuse_port=True, sock=own, access_log=None,
+    web.run_app(app, host=host, port=port, reuse_port=True, sock=own, access_log=None, ssl_context=ssl_context,
                 print=lambda *a: print(f"Worker serving on port {port} and {own_port}", flush=True))
     return 0

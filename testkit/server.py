@@ -5,10 +5,12 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Optional
@@ -28,11 +30,17 @@ class ServerProcess:
     def __init__(self, secret: str = "test-secret-0123456789abcdef0123456789", host: str = "127.0.0.1",
                  media_hosts: tuple[str, ...] = ("127.0.0.1",), extra: tuple[str, ...] = (),
                  log_path: Optional[Path] = None, netns: Optional[str] = None,
-                 library: Optional[Path] = None, port: Optional[int] = None) -> None:
+                 library: Optional[Path] = None, port: Optional[int] = None, tls_ca: Optional[Path] = None,
+                 url_host: Optional[str] = None) -> None:
+        """`tls_ca`: the server serves https (its --tls-* options are in `extra`), verified with this CA file.
+        `netns`: it runs inside that network namespace, and so do the readiness check and `http()`."""
         self.secret = secret
         self.host = host
         self.port = port or free_port()
-        self.base_url = f"http://{host}:{self.port}"
+        self.netns = netns
+        self.tls_ca = tls_ca
+        scheme = "https" if tls_ca is not None else "http"
+        self.base_url = f"{scheme}://{url_host or host}:{self.port}"
         # each server its own lesson library unless told (never the shared ./library of the working tree)
         self._own_library = library is None
         self.library = Path(library) if library else Path(tempfile.mkdtemp(prefix="liveclass-library-"))
@@ -48,15 +56,31 @@ class ServerProcess:
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._wait_ready()
 
+    def ssl_context(self) -> Optional[ssl.SSLContext]:
+        return ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca is not None else None
+
+    def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout, context=self.ssl_context()) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def http(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
+        """GET base_url + path as a client next to the server would (inside its namespace, trusting its CA)."""
+        if self.netns:
+            from .netns import call_in
+            return call_in(self.netns, self._get, self.base_url + path, timeout, timeout=timeout + 5)
+        return self._get(self.base_url + path, timeout)
+
     def _wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"liveclass serve exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
+                if self.http("/healthz", timeout=1)[0] == 200:
+                    return
             except OSError:
                 time.sleep(0.1)
         raise TimeoutError("liveclass serve did not become healthy: " + self.log_tail())

@@ -150,3 +150,85 @@ def test_workers_refuse_a_taken_worker_port(redis_server) -> None:
 def test_bad_worker_counts_are_refused(value: str) -> None:
     out = serve("--workers", value)
     assert out.returncode == 2 and "--workers" in out.stderr, out.stderr
+
+
+def test_tls_workers_share_the_self_signed_certificate_and_reload_it_on_sighup(tmp_path, clip) -> None:
+    """`--workers 2 --tls-self-signed`: the supervisor makes the certificate once, every worker serves it on the
+    public and its own port, workers proxy to each other over https; SIGHUP to the supervisor reaches the workers,
+    which serve a renewed certificate and trust it between them."""
+    import asyncio
+    import datetime
+    import ssl
+
+    from signaling import self_signed
+    from signaling.tls import certificate_info
+    from testkit.certs import leaf_der
+
+    port = free_run(2)
+    library = tmp_path / "library"
+    cert = library / "tls" / "self-signed-cert.pem"
+    sup = ServerProcess(port=port, library=library, tls_ca=cert, log_path=tmp_path / "supervisor.log",
+                        extra=("--workers", "2", "--tls-self-signed", "--no-ladder"))
+
+    def presented(p: int) -> bytes:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        with socket.create_connection(("127.0.0.1", p), timeout=3) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return tls.getpeercert(binary_form=True)
+
+    async def plays_through(p: int, room: str) -> None:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        viewer = WhepViewer(f"https://127.0.0.1:{p}", room, sup.token(room, "terminal"), ssl_context=ctx)
+        try:
+            await viewer.start()
+            await frames_grow(viewer)
+        finally:
+            await viewer.stop()
+
+    async def lesson() -> None:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        pub = WhipPublisher(sup.base_url, "tls-room", sup.token("tls-room", "teacher"), clip, ssl_context=ctx)
+        try:
+            await pub.start()
+            private = "unix://" + sup.log_tail(20000).split("unix://", 1)[1].split(" ", 1)[0]
+            owner = redis.Redis.from_url(private, decode_responses=True).get(ROOM_KEY.format("tls-room"))
+            other = port + 1 + (1 if owner.endswith("-w0") else 0)   # the worker the room is not on
+            await plays_through(other, "tls-room")          # proxied worker to worker, over https
+            first = leaf_der(cert)
+            key = self_signed._load_key(cert.with_name(self_signed.KEY_FILE))
+            names = list(certificate_info(cert.read_bytes()).names)
+            renewed, _ = self_signed.make(names, datetime.datetime.now(datetime.timezone.utc), key)
+            cert.write_bytes(renewed)
+            sup.proc.send_signal(signal.SIGHUP)
+            def renewed_everywhere() -> bool:
+                try:   # a port still on the old certificate fails verification against the renewed one
+                    return all(presented(p) == leaf_der(cert) for p in (port, port + 1, port + 2))
+                except ssl.SSLError:
+                    return False
+            wait_for(renewed_everywhere, 10, "the renewed certificate on every port")
+            assert leaf_der(cert) != first
+            await plays_through(other, "tls-room")          # the workers trust the renewed one between them
+        finally:
+            await pub.stop()
+
+    try:
+        wait_for(lambda: cert.exists() and _https_healthy(port + 1, cert) and _https_healthy(port + 2, cert), 20,
+                 "both workers serving https")
+        assert presented(port) == presented(port + 1) == presented(port + 2) == leaf_der(cert)
+        log = sup.log_tail(20000)
+        assert log.count("TLS: self-signed certificate") == 1 and "made now" in log   # made once, by the supervisor
+        assert f"Teacher page:  https://127.0.0.1:{port}/teacher.html" in log
+        asyncio.run(lesson())
+    finally:
+        sup.stop()
+
+
+def _https_healthy(port: int, cafile: Path) -> bool:
+    import ssl
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=1,
+                                    context=ssl.create_default_context(cafile=str(cafile))) as r:
+            return r.status == 200
+    except OSError:
+        return False
