@@ -28,7 +28,8 @@ from sfu.relay_in import RelayNotNeeded, RelayUnavailable, Signal
 from .app_keys import CASCADE, LESSON_BUS, SECRET, SFU
 from .cascade_policy import EDGE, FULL, LOCAL, CascadeConfig, EdgeInfo, route_viewer
 from .cluster import PREFIX, NodeInfo
-from .cluster_registry import ClusterUnavailable, Registry
+from .cluster_registry import LOOKUP_CACHE_S, ClusterUnavailable, Registry
+from .cluster_routes import node_http_session
 from .http_errors import CORS_HEADERS, text_error
 from .media_endpoints import ROOM_RE, bearer, read_offer, room_of
 from .tokens import TokenError, mint_relay, verify, verify_relay
@@ -74,7 +75,7 @@ class Cascade:
             await asyncio.sleep(self.registry.config.heartbeat_s)
 
     async def live_edges(self) -> dict[str, EdgeInfo]:
-        live = await self.registry.live_nodes()
+        live = await self.registry.live_nodes(LOOKUP_CACHE_S)
         ids = sorted(live)
         try:
             pipe = self.registry.redis.pipeline(transaction=False)
@@ -198,7 +199,7 @@ class Cascade:
     # --- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.http = aiohttp.ClientSession()
+        self.http = node_http_session(self.app)
         self._task = asyncio.ensure_future(self._publish_loop())
 
     async def stop(self) -> None:
@@ -225,7 +226,8 @@ async def forwarded_viewer_middleware(request: web.Request, handler):
     if request.method == "POST" and FORWARDED_HEADER in request.headers:
         m = WHEP_POST.match(request.path)
         cascade: Cascade = request.app[CASCADE]
-        if m and ROOM_RE.match(m.group(1)) and cascade._token_ok(request, m.group(1)):
+        local = m is not None and m.group(1) in cascade.node.rooms and m.group(1) not in cascade.node.relays_in
+        if m and not local and ROOM_RE.match(m.group(1)) and cascade._token_ok(request, m.group(1)):
             try:
                 owner = await cascade.registry.owner(m.group(1))
             except ClusterUnavailable:

@@ -46,15 +46,17 @@ class ClusterConfig:
     redis_url: str
     node_id: str
     advertise_url: str           # base URL other nodes and clients reach this node at, no trailing slash
-    forward: str = "redirect"    # how a request for a room placed elsewhere is answered: 307 or proxied
+    forward: str = "proxy"       # how a request for a room placed elsewhere is answered: proxied or 307
     heartbeat_s: float = 1.0
     ttl_s: float = 3.0
     redis_timeout_s: float = 0.5
     room_release_s: float = 30.0  # an empty room's placement is kept this long (its teacher may come back)
+    public_url: str = ""         # where clients reach this node when not at advertise_url (a TLS front); "": same
 
     @classmethod
-    def build(cls, redis_url: str, node_id: str, advertise_url: str, forward: str = "redirect",
-              heartbeat_s: float = 1.0, ttl_s: float = 3.0, room_release_s: float = 30.0) -> "ClusterConfig":
+    def build(cls, redis_url: str, node_id: str, advertise_url: str, forward: str = "proxy",
+              heartbeat_s: float = 1.0, ttl_s: float = 3.0, room_release_s: float = 30.0,
+              public_url: str = "") -> "ClusterConfig":
         """Validate and normalise; raises ClusterConfigError with a reason a user can act on."""
         scheme = urlsplit(redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
@@ -68,15 +70,22 @@ class ClusterConfig:
             raise ClusterConfigError("the heartbeat interval must be positive and shorter than the TTL")
         if not ttl_s <= room_release_s <= 86400:
             raise ClusterConfigError("--room-release must be between the node TTL and 86400 seconds")
-        return cls(redis_url, node_id, advertise_url, forward, heartbeat_s, ttl_s, room_release_s=room_release_s)
+        public_url = normalise_base_url(public_url, "--public-url") if public_url else ""
+        return cls(redis_url, node_id, advertise_url, forward, heartbeat_s, ttl_s, room_release_s=room_release_s,
+                   public_url="" if public_url == advertise_url else public_url)
+
+    @property
+    def client_url(self) -> str:
+        """The base URL pages and redirected clients use for this node."""
+        return self.public_url or self.advertise_url
 
 
-def normalise_base_url(url: str) -> str:
+def normalise_base_url(url: str, option: str = "--advertise-url") -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ClusterConfigError(f"--advertise-url must be an http:// or https:// base URL, not {url!r}")
+        raise ClusterConfigError(f"{option} must be an http:// or https:// base URL, not {url!r}")
     if parts.query or parts.fragment or parts.path not in ("", "/"):
-        raise ClusterConfigError(f"--advertise-url must be a base URL without path or query, not {url!r}")
+        raise ClusterConfigError(f"{option} must be a base URL without path or query, not {url!r}")
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -88,14 +97,20 @@ class NodeInfo:
     sessions: int = 0
     heartbeat_at: float = 0.0
     draining: bool = False
+    public_url: str = ""         # what clients use, when not `url` (the address other nodes use)
 
     @property
     def load(self) -> int:
         return self.sessions + ROOM_WEIGHT * self.rooms
 
+    @property
+    def client_url(self) -> str:
+        return self.public_url or self.url
+
     def to_hash(self) -> dict[str, str]:
         return {"url": self.url, "rooms": str(self.rooms), "sessions": str(self.sessions),
-                "heartbeat_at": f"{self.heartbeat_at:.3f}", "draining": "1" if self.draining else "0"}
+                "heartbeat_at": f"{self.heartbeat_at:.3f}", "draining": "1" if self.draining else "0",
+                "public_url": self.public_url}
 
     @classmethod
     def from_hash(cls, node_id: str, h: Mapping[str, str]) -> Optional["NodeInfo"]:
@@ -104,9 +119,10 @@ class NodeInfo:
         if not url:
             return None
         try:
+            public = h.get("public_url") or ""
             return cls(node_id, normalise_base_url(url), max(0, int(h.get("rooms", 0))),
                        max(0, int(h.get("sessions", 0))), float(h.get("heartbeat_at", 0)),
-                       h.get("draining") == "1")
+                       h.get("draining") == "1", normalise_base_url(public) if public else "")
         except (ValueError, ClusterConfigError):
             return None
 
@@ -134,9 +150,11 @@ def placement_for(current: Optional[str], live: Mapping[str, NodeInfo]) -> tuple
 
 def config_from_options(redis_url: Optional[str], node_id: Optional[str], advertise_url: Optional[str],
                         forward: Optional[str], host: str, port: int, hostname: str,
-                        room_release_s: float = 30.0) -> Optional[ClusterConfig]:
+                        room_release_s: float = 30.0, scheme: str = "http",
+                        public_url: Optional[str] = None) -> Optional[ClusterConfig]:
     """`liveclass serve` options (or their LIVECLASS_* environment values) → a config; None without Redis.
-    Defaults: node id `<hostname>-<port>`, advertise URL `http://<host>:<port>` (127.0.0.1 for a wildcard host)."""
+    Defaults: node id `<hostname>-<port>`, advertise URL `<scheme>://<host>:<port>` (127.0.0.1 for a wildcard
+    host; https when the node serves TLS)."""
     if not redis_url:
         if node_id or advertise_url:
             raise ClusterConfigError("--node-id and --advertise-url need --redis (or LIVECLASS_REDIS_URL)")
@@ -145,5 +163,6 @@ def config_from_options(redis_url: Optional[str], node_id: Optional[str], advert
         node_id = re.sub(r"[^A-Za-z0-9_.-]", "-", hostname)[:56] + f"-{port}"
     if not advertise_url:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        advertise_url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-    return ClusterConfig.build(redis_url, node_id, advertise_url, forward or "redirect", room_release_s=room_release_s)
+        advertise_url = f"{scheme}://[{shown}]:{port}" if ":" in shown else f"{scheme}://{shown}:{port}"
+    return ClusterConfig.build(redis_url, node_id, advertise_url, forward or "proxy", room_release_s=room_release_s,
+                               public_url=public_url or "")

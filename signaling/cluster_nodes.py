@@ -1,4 +1,4 @@
-"""GET /api/cluster/nodes — the live nodes' public base URLs, for pages that must survive the death of their own
+"""GET /api/cluster/nodes — the live nodes' public base URLs (`--public-url`, else the advertise URL), for pages that must survive the death of their own
 node (issue 6 §4): a page loaded from node A asks once at start and every 30 s or so; when A stops answering it
 moves its WHIP/WHEP, session, ICE-server and room WebSocket requests to the next node of the list.
 
@@ -50,7 +50,7 @@ def node_list(self_id: str, self_url: str, live: Optional[dict[str, Any]]) -> li
     for node_id in sorted(live or {}):
         info = live[node_id]  # type: ignore[index]
         if node_id != self_id and not info.draining:
-            out.append({"id": node_id, "url": info.url})
+            out.append({"id": node_id, "url": info.client_url})
     return out
 
 
@@ -82,7 +82,7 @@ async def nodes_handler(request: web.Request) -> web.Response:
     else:
         live = await request.app[NODES_CACHE].live(registry)
         self_id = registry.node_id
-        nodes = node_list(self_id, registry.config.advertise_url, live)
+        nodes = node_list(self_id, registry.config.client_url, live)
     body = {"self": self_id, "nodes": nodes, "ttl": CLIENT_TTL_S}
     return web.json_response(body, headers={**CORS_HEADERS, "Cache-Control": f"private, max-age={CLIENT_TTL_S}"})
 

@@ -40,6 +40,10 @@ end
 return n
 """
 MAX_NODES_SCANNED = 1000
+# how long a request-path lookup reuses the live-node list: every WHIP/WHEP/WS request asks, and a list a few
+# hundred ms old is as good as a fresh one (nodes heartbeat every second and die after a 3 s TTL); placing a room
+# on a node always reads it fresh
+LOOKUP_CACHE_S = 0.3
 
 
 class ClusterUnavailable(Exception):
@@ -66,6 +70,7 @@ class Registry:
         self.heartbeats = 0
         self.last_error = ""
         self._registered: list[Callable[[], None]] = []
+        self._live_cache: Optional[tuple[float, dict[str, NodeInfo]]] = None   # (monotonic time, live nodes)
 
     def on_registered(self, callback: Callable[[], None]) -> None:
         """`callback()` whenever this node (re-)enters the node set: at start, and after Redis lost its data
@@ -75,7 +80,8 @@ class Registry:
     # -- heartbeat ------------------------------------------------------------------------------------------
     def me(self) -> NodeInfo:
         rooms, sessions = self._load()
-        return NodeInfo(self.node_id, self.config.advertise_url, rooms, sessions, self._clock(), self.draining)
+        return NodeInfo(self.node_id, self.config.advertise_url, rooms, sessions, self._clock(), self.draining,
+                        self.config.public_url)
 
     async def heartbeat_once(self) -> None:
         me = self.me()
@@ -151,7 +157,16 @@ class Registry:
         await self.redis.aclose()
 
     # -- placement ------------------------------------------------------------------------------------------
-    async def live_nodes(self) -> dict[str, NodeInfo]:
+    async def live_nodes(self, max_age_s: float = 0.0) -> dict[str, NodeInfo]:
+        """The live nodes; with `max_age_s`, a list read at most that long ago may be reused."""
+        now = time.monotonic()
+        if max_age_s > 0 and self._live_cache is not None and now - self._live_cache[0] <= max_age_s:
+            return self._live_cache[1]
+        live = await self._read_live_nodes()
+        self._live_cache = (now, live)
+        return live
+
+    async def _read_live_nodes(self) -> dict[str, NodeInfo]:
         try:
             ids = sorted(await self.redis.smembers(NODES_KEY))[:MAX_NODES_SCANNED]
             pipe = self.redis.pipeline(transaction=False)
@@ -177,7 +192,7 @@ class Registry:
             raise ClusterUnavailable(f"Redis unreachable: {exc or type(exc).__name__}") from exc
         if current is None:
             return None
-        return (await self.live_nodes()).get(current)
+        return (await self.live_nodes(LOOKUP_CACHE_S)).get(current)
 
     async def place(self, room: str) -> NodeInfo:
         """The room's node: where it is if that node is live, else the least-loaded live node (written)."""
@@ -187,7 +202,9 @@ class Registry:
                 current = await self.redis.get(key)
             except (RedisError, OSError) as exc:
                 raise ClusterUnavailable(f"Redis unreachable: {exc or type(exc).__name__}") from exc
-            live = await self.live_nodes()
+            live = await self.live_nodes(LOOKUP_CACHE_S)
+            if current not in live:  # a placement to (re)write: decide on what Redis says now
+                live = await self.live_nodes()
             try:
                 node, write = placement_for(current, live)
             except NoLiveNode as exc:

@@ -1,9 +1,11 @@
 """Cluster mode on the HTTP side: any node answers WHIP, WHEP and the room WebSocket for any room.
 
-A request for a room placed on another live node is answered with `307 Temporary Redirect` to that node's
-advertise URL (`--cluster-forward redirect`, the default, as RFC 9725 allows), or forwarded to it and its answer
-relayed (`--cluster-forward proxy`: for clients that drop `Authorization` on a cross-origin redirect, as browsers,
-aiohttp and curl do). The room WebSocket is proxied in both modes, since browsers cannot follow a redirect of a
+A request for a room placed on another live node is forwarded to that node and its answer relayed
+(`--cluster-forward proxy`, the default: it works with every client, since browsers, aiohttp and curl drop
+`Authorization` when they follow a redirect to another origin), or answered with `307 Temporary Redirect` to the
+node's public URL (`--cluster-forward redirect`, as RFC 9725 allows: only for clients that send their credentials
+again after a redirect; nodes that share one public URL behind a front proxy instead, since a redirect to the
+same URL would loop). The room WebSocket is proxied in both modes, since browsers cannot follow a redirect of a
 WebSocket handshake: this node opens a WebSocket to the room's node with the same path, query (token) and
 `Authorization`, and relays frames both ways; when either side closes, the other is closed with the same code
 (an abnormal end upstream, 1006 or none, becomes 1001 "going away": the page reconnects). A plain GET of
@@ -21,7 +23,7 @@ from typing import Optional
 import aiohttp
 from aiohttp import web
 
-from .app_keys import CASCADE, CLUSTER_HTTP, CLUSTER_WS, HUB, REGISTRY, SECRET, SFU
+from .app_keys import CASCADE, CLIENT_SSL, CLUSTER_HTTP, CLUSTER_WS, HUB, REGISTRY, SECRET, SFU
 from .cluster import ClusterConfig, NodeInfo
 from .cluster_registry import ClusterUnavailable, Registry
 from .http_errors import CORS_HEADERS
@@ -67,6 +69,10 @@ def _may_place(request: web.Request, room: str) -> bool:
 async def _proxy(request: web.Request, node: NodeInfo, config: ClusterConfig) -> web.Response:
     headers = {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers}
     headers[FORWARDED_HEADER] = config.node_id
+    # the client as this node saw it (after --behind-proxy): the room's node reads them with --behind-proxy
+    headers["X-Forwarded-Proto"] = request.scheme
+    if request.remote:
+        headers["X-Forwarded-For"] = request.remote
     session: aiohttp.ClientSession = request.app[CLUSTER_HTTP]
     try:
         async with session.request(request.method, node.url + request.path_qs, data=await request.read(),
@@ -176,9 +182,16 @@ async def cluster_middleware(request: web.Request, handler):
     config = registry.config
     if kind == "ws" and rest is None and web.WebSocketResponse().can_prepare(request).ok:
         return await _proxy_ws(request, node, config)  # both modes: browsers cannot follow a WebSocket 307
-    if config.forward == "proxy" and kind != "ws":
+    same_front = node.client_url == config.client_url   # both behind one public URL: a redirect would loop
+    if (config.forward == "proxy" or same_front) and kind != "ws":
         return await _proxy(request, node, config)
-    raise web.HTTPTemporaryRedirect(location=node.url + request.path_qs, headers=CORS_HEADERS)
+    raise web.HTTPTemporaryRedirect(location=node.client_url + request.path_qs, headers=CORS_HEADERS)
+
+
+def node_http_session(app: web.Application) -> aiohttp.ClientSession:
+    """An HTTP client for requests to other nodes: their https is verified with the node's client context
+    (the system's CAs, --tls-ca, this node's own certificate)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=app.get(CLIENT_SSL) or True))
 
 
 def setup(app: web.Application, config: ClusterConfig) -> Registry:
@@ -189,7 +202,7 @@ def setup(app: web.Application, config: ClusterConfig) -> Registry:
     app.middlewares.append(cluster_middleware)
 
     async def start(app: web.Application) -> None:
-        app[CLUSTER_HTTP] = aiohttp.ClientSession()
+        app[CLUSTER_HTTP] = node_http_session(app)
         registry.start()
 
     async def stop(app: web.Application) -> None:

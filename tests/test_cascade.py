@@ -33,7 +33,8 @@ DROP_EVERY = 25
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict]:
-    """Redis and nodes a (origin, region central, at most 1 viewer), b (east) and c (west)."""
+    """Redis and nodes a (origin, region central, at most 1 viewer), b (east) and c (west), in redirect mode (a
+    full origin's 307 names the edge the viewer is sent to; the proxy mode has its own test below)."""
     tmp = tmp_path_factory.mktemp("cascade")
     r = RedisServer(log_dir=tmp)
     old = os.environ.get("LIVECLASS_RELAY_TEST_DROP_EVERY")
@@ -43,7 +44,8 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         for node_id, region, extra in (("a", "central", ("--max-viewers", "1")), ("b", "east", ()),
                                        ("c", "west", ())):
             nodes[node_id] = ServerProcess(
-                extra=("--redis", r.url, "--node-id", node_id, "--region", region, "--no-ladder", *extra),
+                extra=("--redis", r.url, "--node-id", node_id, "--region", region, "--no-ladder",
+                       "--cluster-forward", "redirect", *extra),
                 log_path=tmp / f"node-{node_id}.log")
         db = redis.Redis.from_url(r.url, decode_responses=True)
         deadline = time.monotonic() + 10

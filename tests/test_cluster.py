@@ -26,9 +26,9 @@ def start_node(redis_url: str, node_id: str, tmp_path: Path, *extra: str) -> Ser
 
 @pytest.fixture
 def nodes(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict[str, ServerProcess]]:
-    """Node a proxies WHIP/WHEP for rooms placed elsewhere, node b redirects them (the default)."""
-    ns = {"a": start_node(redis_server.url, "a", tmp_path, "--cluster-forward", "proxy"),
-          "b": start_node(redis_server.url, "b", tmp_path)}
+    """Node a proxies WHIP/WHEP for rooms placed elsewhere (the default), node b redirects them (the option)."""
+    ns = {"a": start_node(redis_server.url, "a", tmp_path),
+          "b": start_node(redis_server.url, "b", tmp_path, "--cluster-forward", "redirect")}
     db = redis.Redis.from_url(redis_server.url, decode_responses=True)
     wait_for(lambda: all(db.exists(f"liveclass:alive:{n}") for n in ns), 10, "both nodes registered")
     yield ns

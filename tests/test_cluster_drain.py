@@ -57,7 +57,7 @@ async def exited(node: ServerProcess, timeout: float) -> float:
 
 
 async def test_drain_takes_no_new_rooms_and_leaves_once_the_lesson_is_over(redis_server, tmp_path, clip) -> None:
-    nodes = two_nodes(redis_server.url, tmp_path)
+    nodes = two_nodes(redis_server.url, tmp_path, "--cluster-forward", "redirect")
     a, b = nodes["a"], nodes["b"]
     db = redis.Redis.from_url(redis_server.url, decode_responses=True)
     pub = WhipPublisher(a.base_url, "physics", a.token("physics", "teacher"), clip)

@@ -38,6 +38,10 @@ def test_node_list_puts_this_node_first_and_leaves_draining_nodes_out() -> None:
     # Redis unreachable (None) or this node not (yet) registered: still this node
     assert node_list("b", "http://h:1", None) == [{"id": "b", "url": "http://h:1"}]
     assert node_list("x", "http://h:1", {}) == [{"id": "x", "url": "http://h:1"}]
+    # behind one TLS front, pages are given the front's URL, never the nodes' internal ones
+    front = {n: NodeInfo(n, f"http://127.0.0.1:808{i}", public_url="https://class.example.cn")
+             for i, n in enumerate(("a", "b"))}
+    assert {x["url"] for x in node_list("a", "https://class.example.cn", front)} == {"https://class.example.cn"}
 
 
 async def test_single_process_lists_itself_with_room_or_admin_token_only(server: ServerProcess) -> None:

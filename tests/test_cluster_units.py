@@ -10,7 +10,8 @@ from signaling.cluster import (ClusterConfig, ClusterConfigError, NodeInfo, NoLi
 def test_config_defaults_and_normalisation() -> None:
     c = config_from_options("redis://127.0.0.1:6379/0", None, None, None, "0.0.0.0", 8081, "host.example")
     assert c is not None
-    assert (c.node_id, c.advertise_url, c.forward) == ("host.example-8081", "http://127.0.0.1:8081", "redirect")
+    assert (c.node_id, c.advertise_url, c.forward) == ("host.example-8081", "http://127.0.0.1:8081", "proxy")
+    assert c.client_url == c.advertise_url and c.public_url == ""
     c = config_from_options("redis://r", "n1", "https://edge.example:8443/", "proxy", "0.0.0.0", 1, "h")
     assert (c.advertise_url, c.forward) == ("https://edge.example:8443", "proxy")
     assert config_from_options(None, None, None, None, "127.0.0.1", 8080, "h") is None
@@ -25,6 +26,21 @@ def test_config_defaults_and_normalisation() -> None:
 def test_config_rejects_bad_values(args: tuple[str, str, str], reason: str) -> None:
     with pytest.raises(ClusterConfigError, match=reason):
         ClusterConfig.build(*args)
+
+
+def test_https_nodes_and_a_public_url_behind_a_front() -> None:
+    c = config_from_options("redis://r", "n1", None, None, "10.0.0.5", 8443, "h", scheme="https",
+                            public_url="https://class.example.cn/")
+    assert c.advertise_url == "https://10.0.0.5:8443"          # what the other nodes use
+    assert c.client_url == "https://class.example.cn"          # what pages and redirected clients use
+    same = config_from_options("redis://r", "n1", "http://a:1", None, "0.0.0.0", 1, "h", public_url="http://a:1")
+    assert same.public_url == "" and same.client_url == "http://a:1"
+    with pytest.raises(ClusterConfigError, match="--public-url must be a base URL"):
+        config_from_options("redis://r", "n1", None, None, "0.0.0.0", 1, "h", public_url="https://x/lessons")
+    n = NodeInfo("a", "http://127.0.0.1:8081", public_url="https://class.example.cn")
+    assert NodeInfo.from_hash("a", n.to_hash()) == n and n.client_url == "https://class.example.cn"
+    older = {k: v for k, v in n.to_hash().items() if k != "public_url"}   # a node of the previous release
+    assert NodeInfo.from_hash("a", older).client_url == "http://127.0.0.1:8081"
 
 
 def test_node_options_without_redis_are_an_error() -> None:

@@ -1,7 +1,7 @@
 """The room WebSocket across nodes (issue 6): a /ws/{room} handshake landing on a node other than the room's is
 proxied to the room's node (browsers cannot follow a 307 of a WebSocket handshake). Real redis-server, real
-`liveclass serve --redis` processes, real aiohttp WebSocket clients. Node b redirects WHIP/WHEP (the default),
-node a proxies them: the WebSocket is proxied by both."""
+`liveclass serve --redis` processes, real aiohttp WebSocket clients. Node b redirects WHIP/WHEP (the option),
+node a proxies them (the default): the WebSocket is proxied by both."""
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +27,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[RedisServer, dict[str, ServerProce
     r = RedisServer(log_dir=tmp_path)
     ns: dict[str, ServerProcess] = {}
     try:
-        ns["a"] = start_node(r.url, "a", tmp_path, "--cluster-forward", "proxy")
-        ns["b"] = start_node(r.url, "b", tmp_path)
+        ns["a"] = start_node(r.url, "a", tmp_path)
+        ns["b"] = start_node(r.url, "b", tmp_path, "--cluster-forward", "redirect")
         db = redis.Redis.from_url(r.url, decode_responses=True)
         wait_for(lambda: all(db.exists(f"liveclass:alive:{n}") for n in ns), 10, "both nodes registered")
         yield r, ns
