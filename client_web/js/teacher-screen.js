@@ -36,6 +36,10 @@ export class ScreenShare {
 
   async start() {
     if (this.busy || this.session) return;
+    if (!window.isSecureContext) {
+      this._render("Screen sharing needs this page over https (see above).");
+      return;
+    }
     if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
       this._render("This browser cannot share a screen.");
       return;

@@ -9,6 +9,7 @@ import { startConsole } from "./teacher-console.js";
 import { ScreenShare } from "./teacher-screen.js";
 import { waitConnected } from "./whip-publish.js";
 import { startServerList, onServerChange, serverLabel, currentServer } from "./server-list.js";
+import { captureBlockedReason, showCaptureBlocked } from "./secure-context.js";
 
 // Three encodings (about 320x180, 640x360 and 1280x720 from a 720p camera), each with three VP8 temporal
 // layers: the server gives every classroom the one its link can carry. `?simulcast=0` sends one encoding.
@@ -66,6 +67,15 @@ function setState(state, message = "") {
 }
 
 async function startCamera() {
+  const blocked = captureBlockedReason();
+  if (blocked) {  // plain http on another machine's address: say so, with the https address to open
+    previewNote.textContent = "No camera over plain http";
+    setState("error", "");
+    liveclass.error = blocked.text;
+    liveclass.captureBlocked = true;
+    showCaptureBlocked(messageEl, blocked);
+    return;
+  }
   try {
     stream = await navigator.mediaDevices.getUserMedia({
       video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },

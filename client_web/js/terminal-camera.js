@@ -4,6 +4,7 @@
 // server drops a closed microphone's packets anyway).
 import { describeError, HttpError } from "./whip-client.js";
 import { publishStream } from "./whip-publish.js";
+import { captureBlockedReason, CaptureBlocked } from "./secure-context.js";
 
 const CAMERA = { width: { ideal: 320 }, height: { ideal: 180 }, frameRate: { ideal: 15, max: 15 } };
 // L1T3: three VP8 temporal layers, so the SFU can halve a viewer's frame rate instead of freezing it
@@ -72,6 +73,8 @@ export class ClassroomCamera {
   }
 
   async _openDevices() {
+    const blocked = captureBlockedReason();
+    if (blocked) throw new CaptureBlocked(blocked);  // plain http: no devices at all, retrying cannot help
     const wantVideo = this.sources.includes("camera");
     const wantAudio = this.sources.includes("microphone");
     try {
@@ -110,6 +113,11 @@ export class ClassroomCamera {
     } catch (e) {
       if (!this.wanted || gen !== this._generation) return;
       const permanent = e instanceof HttpError && e.permanent;
+      if (e instanceof CaptureBlocked) {  // the lesson still plays; only our camera stays off
+        this.blocked = e.reason;
+        this._set("error", `off: ${e.reason.text} ${e.reason.url || ""}`.trim());
+        return;
+      }
       if (e instanceof DOMException && !this.stream) {
         this._set("error", `No camera or microphone: ${e.message || e.name}`);
         return;

@@ -6,6 +6,7 @@ import { LessonSocket } from "./lesson-socket.js";
 import { attachChat } from "./lesson-chat.js";
 import { WhepPlayer } from "./whep-player.js";
 import { ClassroomCamera } from "./terminal-camera.js";
+import { showCaptureBlocked } from "./secure-context.js";
 
 const CONSOLE_ROLES = new Set(["teacher", "admin"]);
 const ORDINALS = ["1st", "2nd", "3rd"];
@@ -111,7 +112,12 @@ export function startLesson({ room, token, liveclass, onLive = () => {} }) {
     els.mic.textContent = !isTerminal() ? "" : micOpen ? "Microphone on" : "Microphone off";
     els.mic.hidden = !isTerminal();
     const camText = { off: "", starting: "Camera starting…", live: "Camera: sending", retrying: `Camera: ${camera.detail}`, error: `Camera: ${camera.detail}` };
-    els.cameraState.textContent = camText[camera.state] || "";
+    if (camera.blocked && camera.state === "error") {  // plain http: say why, with the https address
+      showCaptureBlocked(els.cameraState, { ...camera.blocked, text: `Camera off. ${camera.blocked.text}` });
+    } else {
+      els.cameraState.textContent = camText[camera.state] || "";
+      delete els.cameraState.dataset.blocked;
+    }
     els.selfView.hidden = camera.state !== "live";
 
     // stage
