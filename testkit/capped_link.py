@@ -22,7 +22,7 @@ from typing import Any, Optional
 from testkit.chromium import (
     SELECTED_PAIR_SCRIPT, BrowserPool, drain_samples, insecure_origin_args, sampler_script, wait_for,
 )
-from testkit.netns import LinkNamespace
+from testkit.netns import LinkNamespace, join
 from testkit.playback import summarize
 from testkit.server import ServerProcess
 
@@ -63,18 +63,32 @@ class ClipPublisher:
     """testkit.peers.WhipPublisher on its own thread and event loop (Playwright's sync API owns the main
     thread and refuses to run inside an asyncio loop)."""
 
-    def __init__(self, base_url: str, room: str, token: str, clip: Path) -> None:
+    def __init__(self, base_url: str, room: str, token: str, clip: Path, netns: Optional[str] = None,
+                 ssl_context: Any = None) -> None:
+        """`netns`: publish from inside that network namespace; `ssl_context`: verifies an https server."""
         self.args: tuple[str, str, str, Path] = (base_url, room, token, clip)
+        self.netns = netns
+        self.ssl_context = ssl_context
         self._ready = threading.Event()
         self._error: Optional[BaseException] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stop: Optional[asyncio.Event] = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            if self.netns:
+                join(self.netns)
+        except OSError as e:
+            self._error = e
+            self._ready.set()
+            return
+        asyncio.run(self._main())
 
     async def _main(self) -> None:
         from testkit.peers import WhipPublisher  # aiortc: imported only where needed
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        pub = WhipPublisher(*self.args)
+        pub = WhipPublisher(*self.args, ssl_context=self.ssl_context)
         try:
             await pub.start()
             await pub.connected(10)

@@ -50,28 +50,23 @@ def watch_page(page: Any, name: str, log: PageLog) -> None:
     page.on("response", lambda r: log.responses.append((name, r.request.method, r.status, r.url)))
 
 
-class BrowserPool:
-    """Pages, each in its own headless Chromium with a fresh profile (the teacher's laptop and the classroom PCs
-    are separate machines); remembers page errors, console lines and HTTP responses."""
+class PageSet:
+    """Browser contexts opened for a test and what their pages reported: errors, console lines, HTTP responses
+    and the WebSockets each page opened. `close()` closes every context and writes the console to the workdir."""
 
-    def __init__(self, playwright: Any, workdir: Path) -> None:
-        self.playwright = playwright
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.contexts: list = []
         self.errors: list[str] = []
         self.console: list[str] = []
         self.responses: list[tuple[str, str, int, str]] = []  # (page, method, status, url)
+        self.websockets: dict[str, list[str]] = {}             # page name -> WebSocket URLs opened
 
-    def open(self, url: str, name: str, init_script: Optional[str] = None, netns: Optional[str] = None,
-             extra_args: Sequence[str] = (), timeout_ms: int = 15_000):
-        executable = netns_wrapper(netns, self.workdir) if netns else CHROMIUM
-        ctx = self.playwright.chromium.launch_persistent_context(
-            str(self.workdir / f"profile-{name}"), executable_path=str(executable), headless=True,
-            args=[*CHROMIUM_ARGS, *extra_args], viewport=VIEWPORT)
+    def _go(self, ctx: Any, page: Any, name: str, url: str, init_script: Optional[str], timeout_ms: int) -> Any:
         self.contexts.append(ctx)
         ctx.set_default_timeout(timeout_ms)
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
         watch_page(page, name, self)
+        page.on("websocket", lambda ws: self.websockets.setdefault(name, []).append(ws.url))
         if init_script:
             page.add_init_script(init_script)
         page.goto(url)
@@ -87,11 +82,47 @@ class BrowserPool:
         if self.console:
             (self.workdir / "console.log").write_text("\n".join(self.console) + "\n")
 
-    def __enter__(self) -> "BrowserPool":
+    def __enter__(self) -> "PageSet":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BrowserPool(PageSet):
+    """Pages, each in its own headless Chromium with a fresh profile (the teacher's laptop and the classroom PCs
+    are separate machines)."""
+
+    def __init__(self, playwright: Any, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.playwright = playwright
+
+    def open(self, url: str, name: str, init_script: Optional[str] = None, netns: Optional[str] = None,
+             extra_args: Sequence[str] = (), timeout_ms: int = 15_000):
+        executable = netns_wrapper(netns, self.workdir) if netns else CHROMIUM
+        ctx = self.playwright.chromium.launch_persistent_context(
+            str(self.workdir / f"profile-{name}"), executable_path=str(executable), headless=True,
+            args=[*CHROMIUM_ARGS, *extra_args], viewport=VIEWPORT)
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        return self._go(ctx, page, name, url, init_script, timeout_ms)
+
+
+class BrowserContexts(PageSet):
+    """Pages of one launched Chromium, each in a context of its own (a machine of its own: no shared cookies,
+    storage or connections). `camera`: the context is granted camera and microphone as a user's click would (for
+    a browser launched without --use-fake-ui-for-media-stream; False: the user said no); None: as launched."""
+
+    def __init__(self, browser: Any, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.browser = browser
+
+    def open(self, url: str, name: str, camera: Optional[bool] = None, init_script: Optional[str] = None,
+             timeout_ms: int = 15_000) -> Any:
+        options: dict[str, Any] = {"viewport": VIEWPORT}
+        if camera is not None:
+            options["permissions"] = ["camera", "microphone"] if camera else []
+        ctx = self.browser.new_context(**options)
+        return self._go(ctx, ctx.new_page(), name, url, init_script, timeout_ms)
 
 
 def insecure_origin_args(origin: str) -> list[str]:
@@ -143,7 +174,9 @@ async () => {
   if (!pair) return null;
   const local = r.get(pair.localCandidateId), remote = r.get(pair.remoteCandidateId);
   return { local: local && (local.address || local.ip), local_port: local && local.port,
-           remote: remote && (remote.address || remote.ip), remote_port: remote && remote.port };
+           remote: remote && (remote.address || remote.ip), remote_port: remote && remote.port,
+           local_type: local && local.candidateType, relay_protocol: local && local.relayProtocol,
+           protocol: local && local.protocol };
 }
 """
 
@@ -164,3 +197,46 @@ def wait_for(what: str, cond: Callable[[], Any], timeout: float, interval: float
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; {detail()}")
         time.sleep(interval)
+
+
+class SchoolBrowser(BrowserContexts):
+    """One headless Chromium inside a network namespace (a school's PCs), trusting the given certificate keys
+    (SPKI pins: a test CA or a self-signed server), one context per machine. Camera and microphone are the
+    fake devices, granted per context (`open(..., camera=False)`: the user said no), since
+    `--use-fake-ui-for-media-stream` would grant every page."""
+
+    def __init__(self, playwright: Any, netns: str, workdir: Path, spki_pins: Sequence[str] = (),
+                 extra_args: Sequence[str] = ()) -> None:
+        args = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"]
+        if spki_pins:
+            args.append("--ignore-certificate-errors-spki-list=" + ",".join(spki_pins))
+        super().__init__(playwright.chromium.launch(executable_path=str(netns_wrapper(netns, workdir)),
+                                                    headless=True, args=[*args, *extra_args]), workdir)
+
+    def open(self, url: str, name: str, camera: Optional[bool] = True, init_script: Optional[str] = None,
+             timeout_ms: int = 15_000) -> Any:
+        return super().open(url, name, camera, init_script, timeout_ms)
+
+    def close(self) -> None:
+        super().close()
+        try:
+            self.browser.close()
+        except Exception:  # the browser is gone already
+            pass
+
+
+# Frames decoded so far by the page's main player (window.liveclass.pc) and its picture size.
+INBOUND_VIDEO_SCRIPT = """
+async () => {
+  const pc = window.liveclass && window.liveclass.pc;
+  const out = { frames: 0, width: 0, height: 0, state: pc ? pc.connectionState : null,
+                sessions: (window.liveclass && window.liveclass.sessions) || 0 };
+  if (!pc || pc.connectionState === "closed") return out;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      out.frames = s.framesDecoded || 0; out.width = s.frameWidth || 0; out.height = s.frameHeight || 0;
+    }
+  });
+  return out;
+}
+"""

@@ -14,14 +14,16 @@ Names carry the creating process's pid, so a later run can remove what a crashed
 """
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
 import random
 import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 PREFIX = "lc"
 # lc-<pid>-<hex>; veths lc<pid>h<hex> / lc<pid>n<hex> (IFNAMSIZ: at most 15 characters)
@@ -29,6 +31,7 @@ _NS_RE = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]+$")
 _LINK_RE = re.compile(rf"^{PREFIX}(\d+)[hn][0-9a-f]+$")
 _CMD_TIMEOUT = 10.0
 MTU = 1500
+T = TypeVar("T")
 
 
 class NetnsUnavailable(RuntimeError):
@@ -107,7 +110,32 @@ def tbf_args(kbit: int, burst_bytes: Optional[int], latency_ms: float) -> list[s
     return ["tbf", "rate", f"{kbit}kbit", "burst", str(burst), "latency", f"{latency_ms:g}ms"]
 
 
-class LinkNamespace:
+class _Namespaces:
+    """Made on entering (after removing what crashed runs left), removed on leaving, whatever happened."""
+
+    def _create(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        reason = unavailable_reason()
+        if reason:
+            raise NetnsUnavailable(reason)
+        clean_stale()
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LinkNamespace(_Namespaces):
     """A network namespace with one veth link to the host. Use as a context manager; cleanup always runs."""
 
     def __init__(self, seed: Optional[int] = None) -> None:
@@ -126,21 +154,6 @@ class LinkNamespace:
         self._created = False
 
     # --- lifecycle ------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> "LinkNamespace":
-        reason = unavailable_reason()
-        if reason:
-            raise NetnsUnavailable(reason)
-        clean_stale()
-        try:
-            self._create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _create(self) -> None:
         net = _pick_subnet(self._rng)
@@ -208,3 +221,128 @@ class LinkNamespace:
 
     def popen(self, args: Sequence[str], **kw) -> subprocess.Popen:
         return subprocess.Popen(self.command(args), **kw)
+
+
+# --- two namespaces: a server room and a school network ------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+
+
+def call_in(ns_name: str, fn: Callable[..., T], *args: Any, timeout: float = 60) -> T:
+    """Run fn(*args) on a thread that has joined network namespace `ns_name`: every socket it opens (urllib,
+    ssl, an asyncio loop it runs) lives in that namespace. Returns fn's result or raises its exception."""
+    result: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            join(ns_name)
+            result["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    t = threading.Thread(target=body, name=f"in-{ns_name}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"{getattr(fn, '__name__', fn)} in {ns_name} still running after {timeout:.0f} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def join(ns_name: str) -> None:
+    """Move the calling thread (only it: setns is per thread) into network namespace `ns_name`."""
+    fd = os.open(f"/run/netns/{ns_name}", os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {ns_name} failed")
+    finally:
+        os.close(fd)
+
+
+class SchoolNetwork(_Namespaces):
+    """Two network namespaces joined by one veth pair: `server` (the district's server room: liveclass, Redis,
+    coturn) and `school` (a classroom's network: the browsers and other clients). Their addresses exist only
+    inside the two namespaces, so nothing is localhost to a browser and nothing leaves the machine. The school
+    side has a firewall (nftables) that can block outbound UDP or a TCP port, as school networks do.
+
+        with SchoolNetwork() as net:
+            net.server_ip, net.school_ip
+            net.command("server", [...])       # argv that runs inside a namespace
+            net.call("school", fn, *args)       # a Python call whose sockets are in the school's namespace
+            net.block_outbound_udp()            # the school lets no UDP out
+    """
+
+    SIDES = ("server", "school")
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        rng = random.Random(seed)
+        tag = f"{rng.getrandbits(16):04x}"
+        pid = os.getpid()
+        self.names = {"server": f"{PREFIX}-{pid}-{tag}0", "school": f"{PREFIX}-{pid}-{tag}1"}
+        self.devs = {"server": f"{PREFIX}{pid}h{tag}"[:15], "school": f"{PREFIX}{pid}n{tag}"[:15]}
+        self._rng = rng
+        self.server_ip = self.school_ip = ""
+        self._made: list[str] = []
+        self._firewall: list[str] = []
+
+    def _create(self) -> None:
+        net = _pick_subnet(self._rng)
+        ips = dict(zip(self.SIDES, (str(h) for h in net.hosts())))
+        for side in self.SIDES:
+            _run(["ip", "netns", "add", self.names[side]])
+            self._made.append(self.names[side])
+        _ip("link", "add", self.devs["server"], "type", "veth", "peer", "name", self.devs["school"])
+        for side in self.SIDES:
+            ns, dev = self.names[side], self.devs[side]
+            _ip("link", "set", dev, "netns", ns)
+            # IPv4 only (see LinkNamespace: a late link-local address is a network change to Chromium)
+            _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], check=False)
+            _ip("addr", "add", f"{ips[side]}/30", "dev", dev, ns=ns)
+            _ip("link", "set", dev, "up", ns=ns)
+            _ip("link", "set", "lo", "up", ns=ns)
+        self.server_ip, self.school_ip = ips["server"], ips["school"]
+
+    def close(self) -> None:
+        for name in self._made:   # deleting a namespace deletes the veth end inside it, and so the pair
+            _run(["ip", "netns", "del", name], check=False)
+        self._made.clear()
+
+    # --- running things inside --------------------------------------------------------------------------------
+
+    def command(self, side: str, args: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.names[side], *args]
+
+    def run(self, side: str, args: Sequence[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(self.command(side, args), timeout=timeout, **kw)
+
+    def call(self, side: str, fn: Callable[..., T], *args: Any, timeout: float = 60) -> T:
+        return call_in(self.names[side], fn, *args, timeout=timeout)
+
+    # --- the school's firewall (nftables; this kernel has no netem, but nftables works) -----------------------
+
+    def _nft(self, script: str) -> None:
+        r = subprocess.run(self.command("school", ["nft", "-f", "-"]), input=script, capture_output=True,
+                           text=True, timeout=_CMD_TIMEOUT)
+        if r.returncode != 0:
+            raise NetnsUnavailable(f"nft: {r.stderr.strip()}")
+
+    def firewall(self, rules: Sequence[str]) -> None:
+        """Replace the school's outbound rules with `rules` (nft rule statements, e.g. "meta l4proto udp drop")."""
+        self._firewall = list(rules)
+        body = "".join(f"    {r}\n" for r in rules)
+        self._nft("table inet lcschool\ndelete table inet lcschool\n"
+                  "table inet lcschool {\n  chain out {\n    type filter hook output priority 0; policy accept;\n"
+                  f"{body}  }}\n}}\n")
+
+    def block_outbound_udp(self, also_tcp_ports: Sequence[int] = ()) -> None:
+        """The school lets no UDP out (and, optionally, none of these TCP ports): only TCP is left for media."""
+        self.firewall(["meta l4proto udp counter drop", *(f"tcp dport {p} counter drop" for p in also_tcp_ports)])
+
+    def open_firewall(self) -> None:
+        self.firewall([])
+
+    def firewall_counters(self) -> str:
+        return self.run("school", ["nft", "list", "table", "inet", "lcschool"]).stdout

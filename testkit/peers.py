@@ -5,7 +5,7 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import aiohttp
 import av
@@ -76,6 +76,13 @@ class PreEncodedTrack(MediaStreamTrack):
 MAX_REDIRECTS = 3
 
 
+def client_session(ssl_context: Any = None) -> aiohttp.ClientSession:
+    """An HTTP client; `ssl_context` verifies an https server with a test CA."""
+    if ssl_context is None:
+        return aiohttp.ClientSession()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context))
+
+
 async def post_offer(session: aiohttp.ClientSession, url: str, token: str, sdp: str) -> tuple[str, str, str]:
     """POST an SDP offer, following 307/308 redirects (RFC 9725) and sending the token again each hop (aiohttp,
     like browsers and curl, drops `Authorization` on a cross-origin redirect). Returns (answer SDP, Location,
@@ -102,7 +109,7 @@ async def _exchange(session: aiohttp.ClientSession, url: str, token: str, pc: RT
 
 class WhipPublisher:
     def __init__(self, base_url: str, room: str, token: str, clip: Path, video: bool = True, audio: bool = True,
-                 video_codec: Optional[str] = None, query: str = ""):
+                 video_codec: Optional[str] = None, query: str = "", ssl_context: Any = None):
         self.base_url, self.room, self.token, self.clip = base_url, room, token, clip
         self.query = query  # e.g. "?source=screen"
         self.video_codec = video_codec  # e.g. "video/H264": offer only that codec
@@ -114,7 +121,7 @@ class WhipPublisher:
             self.tracks.append(PreEncodedTrack(clip, "audio"))
         self.location: Optional[str] = None
         self.resource_base = base_url  # the node that answered (another one after a 307)
-        self.http = aiohttp.ClientSession()
+        self.http = client_session(ssl_context)
 
     async def start(self) -> None:
         for t in self.tracks:
@@ -142,7 +149,8 @@ class WhepViewer:
     """A viewer. With count_only, packets are counted off the transport and never decoded (cheap, for load);
     otherwise aiortc decodes and `frames` counts decoded video frames."""
 
-    def __init__(self, base_url: str, room: str, token: str, count_only: bool = False, query: str = "") -> None:
+    def __init__(self, base_url: str, room: str, token: str, count_only: bool = False, query: str = "",
+                 ssl_context: Any = None) -> None:
         self.base_url, self.room, self.token = base_url, room, token
         self.query = query  # e.g. "?source=stage"
         self.pc = adapter.new_peer_connection()
@@ -160,7 +168,7 @@ class WhepViewer:
         self.location: Optional[str] = None
         self.resource_base = base_url  # the node that answered (another one after a 307)
         self.started_at = 0.0
-        self.http = aiohttp.ClientSession()
+        self.http = client_session(ssl_context)
         self._tasks: list[asyncio.Task] = []
 
     def _on_rtp(self, data: bytes, arrival: float) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, wait_for, watch_page
+from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, BrowserContexts, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -59,37 +59,11 @@ def browser():
         b.close()
 
 
-class Pages:
-    def __init__(self, browser: Any) -> None:
-        self.browser = browser
-        self.contexts: list = []
-        self.errors: list[str] = []
-        self.console: list[str] = []
-        self.responses: list[tuple[str, str, int, str]] = []
-
-    def open(self, url: str, name: str):
-        ctx = self.browser.new_context(viewport=VIEWPORT)
-        ctx.set_default_timeout(15_000)
-        self.contexts.append(ctx)
-        page = ctx.new_page()
-        watch_page(page, name, self)
-        page.goto(url)
-        return page
-
-    def close(self) -> None:
-        for ctx in self.contexts:
-            try:
-                ctx.close()
-            except Exception:  # the browser went away already
-                pass
-
-
 @pytest.fixture
 def pages(browser, tmp_path):
-    p = Pages(browser)
+    p = BrowserContexts(browser, tmp_path)
     yield p
     p.close()
-    (tmp_path / "console.log").write_text("\n".join(p.console) + "\n")
     assert not p.errors, f"uncaught errors in the pages: {p.errors}"
     server_errors = [r for r in p.responses if r[2] >= 500]
     assert not server_errors, server_errors
