@@ -289,15 +289,16 @@ def test_udp_blocked_school_gets_the_lesson_over_turn_tcp_then_turn_tls(net, ca,
 
 # --- two nodes, the default forwarding mode ------------------------------------------------------------------
 
-async def independent_whep(url: str, token: str, cafile: str, seconds: float) -> dict:
+async def independent_whep(url: str, token: str, cafile: str, seconds: float, connect_timeout: float = 20) -> dict:
     """A WHEP client written as anyone would with aiortc and aiohttp: POST the offer (redirects followed as aiohttp
-    does), apply the answer, count decoded frames."""
+    does), apply the answer, count the video frames decoded in `seconds` once connected."""
     import aiohttp
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-    pc = RTCPeerConnection()
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))   # no STUN: nothing may leave the machine
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
     frames, sizes = 0, set()
+    readers = []
 
     @pc.on("track")
     def on_track(track) -> None:
@@ -305,25 +306,33 @@ async def independent_whep(url: str, token: str, cafile: str, seconds: float) ->
             nonlocal frames
             while True:
                 frame = await track.recv()
-                if track.kind == "video":
-                    frames += 1
-                    sizes.add((frame.width, frame.height))
+                frames += 1
+                sizes.add((frame.width, frame.height))
         if track.kind == "video":
-            asyncio.ensure_future(read())
+            readers.append(asyncio.ensure_future(read()))
 
     await pc.setLocalDescription(await pc.createOffer())
     ctx = ssl.create_default_context(cafile=cafile)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
-        async with http.post(url, data=pc.localDescription.sdp,
-                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"}) as r:
-            status, answer, history = r.status, await r.text(), [h.status for h in r.history]
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as http:
+            async with http.post(url, data=pc.localDescription.sdp,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"}) as r:
+                status, answer, history = r.status, await r.text(), [h.status for h in r.history]
         if status != 201:
-            await pc.close()
             return {"status": status, "reason": answer, "history": history, "frames": 0}
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        t0 = time.monotonic()
+        while pc.connectionState != "connected" and time.monotonic() - t0 < connect_timeout:
+            await asyncio.sleep(0.05)
+        connected_s = time.monotonic() - t0
+        start = frames
         await asyncio.sleep(seconds)
-    await pc.close()
-    return {"status": status, "history": history, "frames": frames, "sizes": sorted(sizes)}
+        return {"status": status, "history": history, "frames": frames - start, "sizes": sorted(sizes),
+                "state": pc.connectionState, "connected_s": round(connected_s, 2)}
+    finally:
+        for t in readers:
+            t.cancel()
+        await pc.close()
 
 
 def test_cross_node_whep_works_for_any_client_in_the_default_mode(net, ca, playwright, clip, tmp_path):
