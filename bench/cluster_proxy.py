@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import aiohttp  # noqa: E402
 
 from testkit.media import make_clip  # noqa: E402
 from testkit.peers import WhepViewer, WhipPublisher, client_session, offer  # noqa: E402

@@ -117,6 +117,41 @@ def new_peer_connection() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
+async def close_peer_connection(pc: RTCPeerConnection) -> Optional[str]:
+    """Close `pc`, even a half-built one. aiortc's own close() stops every transceiver and then every transport in
+    one pass and gives up at the first error: after a negotiation that failed midway (a transceiver without a
+    transport) it raises and leaves the ICE sockets open, and a later close() waits forever for the first. Then
+    every part is stopped on its own. Returns why the plain close failed (None: it did not)."""
+    try:
+        await pc.close()
+        return None
+    except Exception as exc:  # aiortc raises what its half-built parts raise
+        why = f"{type(exc).__name__}: {exc}"
+    for t in pc.getTransceivers():
+        try:
+            await t.stop()
+        except Exception:
+            pass
+    parts: list = []
+    for t in pc.getTransceivers():
+        for end in (t.sender, t.receiver):
+            d = getattr(end, "transport", None)
+            if d is not None and d not in parts:
+                parts.append(d)
+    parts += [d for d in getattr(pc, "_RTCPeerConnection__dtlsTransports", ()) if d not in parts]
+    parts += [i for i in getattr(pc, "_RTCPeerConnection__iceTransports", ()) if i not in parts]
+    for part in parts:   # DTLS before ICE: the ICE transports own the sockets
+        try:
+            await part.stop()
+        except Exception:
+            pass
+    closed = getattr(pc, "_RTCPeerConnection__isClosed", None)
+    if isinstance(closed, asyncio.Future) and not closed.done():
+        closed.set_result(True)
+    pc.remove_all_listeners()
+    return why
+
+
 def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
     seen: list[RTCDtlsTransport] = []
     for t in pc.getTransceivers():
@@ -344,6 +379,7 @@ def self_test() -> list[str]:
     for owner, names in ((RTCDtlsTransport, ("self._tx_srtp",)),
                          (RTCRtpSender, ("self.__rtcp_started", "self.__rtcp_exited", "self._ssrc", "self._rtx_ssrc")),
                          (RTCRtpTransceiver, ("self._codecs", "self._headerExtensions", "self._offerDirection")),
+                         (RTCPeerConnection, ("self.__dtlsTransports", "self.__iceTransports", "self.__isClosed")),
                          (aioice.ice.Connection, ("self._nominated", "self._closing", "self._query_consent_task",
                                                   "self.remote_password"))):
         source = inspect.getsource(owner.__init__)

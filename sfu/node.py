@@ -8,7 +8,7 @@ import time
 from typing import Callable, Iterable, Optional, Sequence
 
 from . import aiortc_adapter as adapter
-from .errors import RoomBusy, SessionNotFound, SfuError
+from .errors import BadOffer, RoomBusy, SessionNotFound, SfuError
 from .feed import MAIN, LessonFacts, Slot
 from .ladder_rung import Rung
 from .relay_in import RelayIn, Signal
@@ -174,9 +174,14 @@ class SfuNode:
         except BaseException as exc:
             ended_meanwhile = session.closed  # replaced, removed or the lesson ended while negotiating
             await session.close()
-            if ended_meanwhile and not isinstance(exc, (SfuError, asyncio.CancelledError)):
+            if isinstance(exc, (SfuError, asyncio.CancelledError)) or not isinstance(exc, Exception):
+                raise
+            if ended_meanwhile:
                 raise RoomBusy("the session was ended while it was being set up") from exc
-            raise
+            # aiortc accepted the offer but could not build on it (mismatched sections, codecs, transports):
+            # the offer's fault, said in a line
+            log.info("%s offer could not be negotiated: %s: %s", session.role, type(exc).__name__, exc)
+            raise BadOffer(f"offer could not be negotiated: {exc or type(exc).__name__}") from exc
         if session.closed:
             raise RoomBusy("the session was ended while it was being set up")
         return answer

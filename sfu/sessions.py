@@ -92,10 +92,9 @@ class Session:
         self._detach()
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
-        try:
-            await self.pc.close()
-        except Exception:
-            log.exception("closing peer connection failed")
+        why = await adapter.close_peer_connection(self.pc)
+        if why:  # a negotiation that failed midway leaves aiortc half-built: its parts were stopped one by one
+            log.info("%s %s: peer connection closed part by part (%s)", self.role, self.id, why)
         self._on_closed(self)
 
     def _detach(self) -> None:
