@@ -98,12 +98,13 @@ async def run(args: argparse.Namespace, logdir: Path) -> dict:
     nodes: dict[str, ServerProcess] = {}
     peers: list = []
     try:
+        one_address = ("--rate-per-address", "100000")   # every viewer comes from this machine
         nodes["origin"] = ServerProcess(extra=("--redis", redis.url, "--node-id", "a-origin", "--region", "central",
-                                               "--no-ladder"), log_path=logdir / "origin.log")
+                                               "--no-ladder", *one_address), log_path=logdir / "origin.log")
         for i in range(args.edges):
             nodes[f"edge{i + 1}"] = ServerProcess(
-                extra=("--redis", redis.url, "--node-id", f"e{i + 1}", "--region", f"region{i + 1}", "--no-ladder"),
-                log_path=logdir / f"edge{i + 1}.log")
+                extra=("--redis", redis.url, "--node-id", f"e{i + 1}", "--region", f"region{i + 1}", "--no-ladder",
+                       *one_address), log_path=logdir / f"edge{i + 1}.log")
         origin = nodes["origin"]
         edges = {k: n for k, n in nodes.items() if k != "origin"}
         await asyncio.sleep(1.5)  # every node's first heartbeat

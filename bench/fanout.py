@@ -295,8 +295,9 @@ class Run:
         self.calibration = calibrate()
         # --no-ladder unless asked: the forwarding path alone, as with the teacher page's simulcast (no ladder
         # exists then); --ladder measures a one-layer (OBS-like) teacher, whose ladder decodes while watched
+        # every viewer comes from this machine's one address: lift the per-address join rate
         self.server = ServerProcess(log_path=self.logdir / f"server-n{n}.log",
-                                    extra=() if a.ladder else ("--no-ladder",))
+                                    extra=(*(() if a.ladder else ("--no-ladder",)), "--rate-per-address", "100000"))
         server_pid = self.server.proc.pid
         if a.pin_sfu is not None:
             self._pin(server_pid, {a.pin_sfu})

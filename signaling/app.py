@@ -13,7 +13,7 @@ from sfu.track_ladder import DEFAULT_RUNGS
 
 from . import media_endpoints, room_media, room_ws
 from .app_keys import CLIENT_SSL, HUB, SECRET, SFU, TLS
-from .http_errors import error_middleware
+from .http_errors import error_middleware, quiet_bad_requests
 from .tokens import TokenError, verify
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .cascade_policy import CascadeConfig
     from .cluster import ClusterConfig
     from .ice_servers import TurnConfig
+    from .request_limits import Limits
     from .tls import ServerCertificate
 
 CLIENT_WEB = Path(__file__).resolve().parent.parent / "client_web"
@@ -81,8 +82,9 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
                cluster: Optional["ClusterConfig"] = None, turn: Optional["TurnConfig"] = None,
                drain_grace_s: Optional[float] = None, cascade: Optional["CascadeConfig"] = None,
                tls: Optional["ServerCertificate"] = None, client_ssl: Optional["ssl.SSLContext"] = None,
-               behind_proxy: bool = False) -> web.Application:
+               behind_proxy: bool = False, limits: Optional["Limits"] = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
+    quiet_bad_requests()   # unparsable requests get their 400 from aiohttp: one log line each, not a traceback
     app[SECRET] = secret
     app[TLS] = tls                # served by web.run_app(ssl_context=tls.context); SIGHUP reloads it
     app[CLIENT_SSL] = client_ssl  # requests to other nodes (proxying, cascade links)
@@ -92,6 +94,9 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     if behind_proxy:  # X-Forwarded-Proto/-For of a TLS front
         from . import forwarded
         forwarded.setup(app)
+    from . import admission  # 429 for clients asking too fast, 503 when full, a cap on one identity's sessions
+    from .request_limits import Limits
+    admission.setup(app, limits or Limits())
     app[SFU] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -22,6 +22,7 @@ from .room_hub import RoomHub
 if TYPE_CHECKING:
     from recorder.service import Recorder
 
+    from .admission import Admission
     from .cascade import Cascade
     from .cluster_nodes import NodeCache
     from .cluster_registry import Registry
@@ -41,6 +42,7 @@ RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 TURN: web.AppKey[Optional[TurnConfig]] = web.AppKey("turn")  # ice_servers.setup: None without TURN
 DRAINER: web.AppKey[Drainer] = web.AppKey("drainer")          # drain.setup
 NODES_CACHE: web.AppKey[NodeCache] = web.AppKey("cluster_nodes_cache")  # cluster_nodes.setup
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission")    # admission.setup: rates, capacity, session caps
 # how this node verifies other nodes' https (tls.client_context); None: the system's CAs only
 CLIENT_SSL: web.AppKey[Optional[ssl.SSLContext]] = web.AppKey("client_ssl")
 TLS: web.AppKey[Optional[ServerCertificate]] = web.AppKey("tls")  # the served certificate; None: plain HTTP

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Optional
 
 import aiohttp
@@ -25,6 +26,7 @@ from sfu.errors import SfuError
 from sfu.node import SfuNode
 from sfu.relay_in import RelayNotNeeded, RelayUnavailable, Signal
 
+from . import peer_requests
 from .app_keys import CASCADE, LESSON_BUS, SECRET, SFU
 from .cascade_policy import EDGE, FULL, LOCAL, CascadeConfig, EdgeInfo, route_viewer
 from .cluster import PREFIX, NodeInfo
@@ -36,7 +38,6 @@ from .tokens import TokenError, mint_relay, verify, verify_relay
 
 log = logging.getLogger(__name__)
 
-FORWARDED_HEADER = "X-Liveclass-Forwarded-By"  # as cluster_routes: a node's own request is served where it lands
 SIGNAL_TIMEOUT_S = 10.0
 WHEP_POST = re.compile(r"^/whep/([^/]+)$")
 RETRY_AFTER_S = "2"
@@ -143,10 +144,13 @@ class Cascade:
             if owner.node_id == self.registry.node_id:
                 raise RelayNotNeeded(f"room {room} is placed on this node")
             assert self.http is not None
-            headers = {"Content-Type": "application/sdp", FORWARDED_HEADER: self.registry.node_id,
+            path = f"/relay/{room}"
+            headers = {"Content-Type": "application/sdp",
+                       peer_requests.HEADER: peer_requests.mark(self.app[SECRET], self.registry.node_id, "POST", path,
+                                                                time.time()),
                        "Authorization": f"Bearer {mint_relay(self.app[SECRET], room, self.registry.node_id)}"}
             try:
-                async with self.http.post(f"{owner.url}/relay/{room}", data=offer, headers=headers,
+                async with self.http.post(owner.url + path, data=offer, headers=headers,
                                           timeout=aiohttp.ClientTimeout(total=SIGNAL_TIMEOUT_S)) as r:
                     text = await r.text()
                     if r.status != 201:
@@ -223,7 +227,7 @@ def _http_error(status: int, reason: str) -> web.HTTPException:
 async def forwarded_viewer_middleware(request: web.Request, handler):
     """A WHEP POST proxied here by a full origin (`--cluster-forward proxy`) skips the cluster middleware: this
     node serves it as an edge, so the room's link must be open first."""
-    if request.method == "POST" and FORWARDED_HEADER in request.headers:
+    if request.method == "POST" and peer_requests.from_peer(request):
         m = WHEP_POST.match(request.path)
         cascade: Cascade = request.app[CASCADE]
         local = m is not None and m.group(1) in cascade.node.rooms and m.group(1) not in cascade.node.relays_in

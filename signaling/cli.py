@@ -35,6 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
         return supervise(args, secret, tls is not None)
     from .app import create_app  # imports aiortc: keep `liveclass token` (and the supervisor) light
     try:  # cluster mode (issue 6): Redis node registry and room placement; TURN REST credentials
+        from .request_limits import Limits
+        limits = Limits.build(args.rate_per_address, args.rate_per_identity, args.max_sessions_per_source,
+                              args.max_room_sessions, args.max_node_sessions)
         cluster = cluster_config(args, tls is not None)
         cascade = cascade_config(args) if cluster is not None else None
         from .ice_servers import config_from_options as turn_config
@@ -45,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
                      record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster, turn=turn,
                      drain_grace_s=args.drain_grace, cascade=cascade, tls=tls, client_ssl=client_ssl,
-                     behind_proxy=behind_proxy(args))
+                     behind_proxy=behind_proxy(args), limits=limits)
     ssl_context = tls.context if tls is not None else None
     if args.worker_port is not None:  # one of `--workers N`: the shared public port and its own port
         from .workers import run_worker
@@ -276,6 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-viewers", type=int, metavar="N",
                    help="cluster mode: viewer sessions this node takes at most, then viewers go to an edge node "
                         "that relays the room (default: LIVECLASS_MAX_VIEWERS, else 0: no limit)")
+    s.add_argument("--rate-per-address", type=float, metavar="N",
+                   help="new WHIP/WHEP sessions and room sockets a second from one client address (default 20, "
+                        "bursts of 200: a school's classrooms share one address); beyond: 429 with Retry-After")
+    s.add_argument("--rate-per-identity", type=float, metavar="N",
+                   help="the same for one identity (a token's sub; default 2 a second, bursts of 12)")
+    s.add_argument("--max-sessions-per-source", type=int, metavar="N",
+                   help="playback sessions one identity holds of one source (default 2: a reloaded page's new "
+                        "session overlaps the old one); a newer one closes the oldest")
+    s.add_argument("--max-room-sessions", type=int, metavar="N",
+                   help="sessions one room holds (default 0: as many as the node); beyond: 503")
+    s.add_argument("--max-node-sessions", type=int, metavar="N",
+                   help="sessions this node holds (default 0: what its open-file limit allows, (nofile - 128) / 2); "
+                        "beyond: 503")
     s.add_argument("--worker-port", type=int, help=argparse.SUPPRESS)  # set by the --workers supervisor
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Optional
 
 import aiohttp
 from aiohttp import web
 
+from . import peer_requests
 from .app_keys import CASCADE, CLIENT_SSL, CLUSTER_HTTP, CLUSTER_WS, HUB, REGISTRY, SECRET, SFU
 from .cluster import ClusterConfig, NodeInfo
 from .cluster_registry import ClusterUnavailable, Registry
@@ -32,7 +34,6 @@ from .tokens import TokenError, verify
 
 log = logging.getLogger(__name__)
 
-FORWARDED_HEADER = "X-Liveclass-Forwarded-By"  # a forwarded request is served where it lands (no loops)
 # /api/rooms/{room}/recording too: the recorder taps the SFU of the room's node (issue 6)
 ROUTED = re.compile(r"^/(whip|whep|ws|api/rooms)/([^/]+)(/.*)?$")
 REQUEST_HEADERS = ("Authorization", "Content-Type", "Accept", "If-Match")
@@ -68,7 +69,8 @@ def _may_place(request: web.Request, room: str) -> bool:
 
 async def _proxy(request: web.Request, node: NodeInfo, config: ClusterConfig) -> web.Response:
     headers = {h: request.headers[h] for h in REQUEST_HEADERS if h in request.headers}
-    headers[FORWARDED_HEADER] = config.node_id
+    headers[peer_requests.HEADER] = peer_requests.mark(request.app[SECRET], config.node_id, request.method,
+                                                       request.path_qs, time.time())
     # the client as this node saw it (after --behind-proxy): the room's node reads them with --behind-proxy
     headers["X-Forwarded-Proto"] = request.scheme
     if request.remote:
@@ -111,7 +113,8 @@ async def _pump(src, dst) -> Optional[int]:
 
 async def _proxy_ws(request: web.Request, node: NodeInfo, config: ClusterConfig) -> web.StreamResponse:
     """Relay a room WebSocket to the room's node; each side is closed when the other closes, same code."""
-    headers = {FORWARDED_HEADER: config.node_id}
+    headers = {peer_requests.HEADER: peer_requests.mark(request.app[SECRET], config.node_id, "GET", request.path_qs,
+                                                        time.time())}
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
     session: aiohttp.ClientSession = request.app[CLUSTER_HTTP]
@@ -156,7 +159,7 @@ async def _proxy_ws(request: web.Request, node: NodeInfo, config: ClusterConfig)
 @web.middleware
 async def cluster_middleware(request: web.Request, handler):
     m = ROUTED.match(request.path)
-    if not m or request.method == "OPTIONS" or FORWARDED_HEADER in request.headers:
+    if not m or request.method == "OPTIONS" or peer_requests.from_peer(request):
         return await handler(request)
     kind, room, rest = m.group(1), m.group(2), m.group(3)
     if not ROOM_RE.match(room):

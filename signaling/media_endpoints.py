@@ -17,7 +17,7 @@ from sfu.errors import SfuError
 from sfu.node import SfuNode
 
 from . import media_rights
-from .app_keys import LESSON_BUS, SECRET, SFU
+from .app_keys import ADMISSION, LESSON_BUS, SECRET, SFU
 from .http_errors import CORS_HEADERS, text_error
 from .room_media import lesson_of
 from .room_state import CONSOLE_ROLES
@@ -101,14 +101,18 @@ def make_handlers(kind: str):
         bus = request.app.get(LESSON_BUS)
         if lesson is None and bus is not None and bus.was_removed(room, grant.identity):
             return text_error(403, "you were removed from this lesson")  # on an edge: the origin's lesson says so
+        admission = request.app[ADMISSION]
         try:
             if kind == "whip":
                 slot = media_rights.publish_slot(grant, source, offer, lesson)
+                admission.check_capacity(node, room)
                 session_id, answer = await node.publish(room, offer, slot, owner=grant.identity)
             else:
                 slot = media_rights.play_slot(grant, source, request.query.get("identity"), lesson)
+                admission.check_capacity(node, room)
                 session_id, answer = await node.play(room, offer, max_height=max_height, slot=slot,
                                                      owner=grant.identity)
+                await admission.cap_playback(node, room, grant.identity, slot)
         except SfuError as exc:
             return text_error(exc.status, str(exc))
         headers = dict(CORS_HEADERS)

@@ -20,7 +20,8 @@ ROOM_KEY = "liveclass:room:{}"
 
 
 def start_node(redis_url: str, node_id: str, tmp_path: Path, *extra: str) -> ServerProcess:
-    return ServerProcess(extra=("--redis", redis_url, "--node-id", node_id, *extra),
+    # these tests poll a node every 100 ms with one token to time failovers: more than a page ever asks
+    return ServerProcess(extra=("--redis", redis_url, "--node-id", node_id, "--rate-per-identity", "20", *extra),
                          log_path=tmp_path / f"node-{node_id}.log")
 
 
