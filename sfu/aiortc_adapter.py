@@ -12,16 +12,18 @@ import inspect
 import logging
 import random
 import time
+import weakref
 from typing import Callable, Iterable, Optional
 
 import aioice.ice
 import aioice.stun
 import aiortc
 import aiortc.codecs as aiortc_codecs
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
@@ -111,10 +113,55 @@ def _register_simulcast_extensions() -> None:
 _register_simulcast_extensions()
 aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
 
+_original_dtls_start = RTCDtlsTransport.start
+
+
+async def _dtls_start_over_live_ice(self: RTCDtlsTransport, remoteParameters) -> None:
+    """aiortc starts DTLS once ICE's start returns, even when ICE failed or was closed meanwhile (every session
+    closed before it connected): that built an OpenSSL context and connection (~100 KB of C heap) for a handshake
+    that cannot happen, after the session had ended, kept until the cyclic GC. It fails at once instead, as the
+    handshake would have."""
+    if self.transport.state in ("failed", "closed"):
+        self._set_state(DtlsState.FAILED)
+        return
+    await _original_dtls_start(self, remoteParameters)
+
+
+RTCDtlsTransport.start = _dtls_start_over_live_ice  # type: ignore[method-assign]
+
+# aioice reads every datagram on an ICE socket as STUN first and takes a ValueError to mean "not STUN, media".
+# Its attribute decoders raise struct.error (and others) on a malformed attribute, which escape into asyncio's
+# datagram callback: one logged traceback per garbage datagram anyone sends at the media port. Any failure to
+# parse is a ValueError here, so such datagrams go the way of all non-STUN input (DTLS/SRTP reject them).
+_original_parse_message = aioice.stun.parse_message
+
+
+def _parse_message_or_value_error(data: bytes, *args, **kwargs):
+    try:
+        return _original_parse_message(data, *args, **kwargs)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"malformed STUN message: {type(exc).__name__}: {exc}") from None
+
+
+aioice.stun.parse_message = _parse_message_or_value_error
+
+
+_alive: "weakref.WeakSet[RTCPeerConnection]" = weakref.WeakSet()
+
 
 def new_peer_connection() -> RTCPeerConnection:
     """A peer connection that gathers no STUN/TURN candidates (the server has no network but its own)."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    _alive.add(pc)
+    return pc
+
+
+def peer_connections_alive() -> int:
+    """Peer connections made here and still in memory, open or closed: one that outlives its session is held by
+    a reference somewhere (or waits for the cyclic collector)."""
+    return len(_alive)
 
 
 async def close_peer_connection(pc: RTCPeerConnection) -> Optional[str]:
@@ -150,6 +197,15 @@ async def close_peer_connection(pc: RTCPeerConnection) -> Optional[str]:
         closed.set_result(True)
     pc.remove_all_listeners()
     return why
+
+
+def drop_receive_estimators(pc: RTCPeerConnection) -> None:
+    """Drop aiortc's receive-side bandwidth estimator of each transceiver (call once the offer made them). The
+    tap takes every RTP packet before aiortc's receivers, so it never sees one, yet each video receiver's holds
+    1000 preallocated rate buckets: 76 KB and a thousand objects for the cyclic collector, the largest part of
+    a session. aiortc skips it when None (audio receivers have none)."""
+    for t in pc.getTransceivers():
+        t.receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
 
 
 def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
@@ -368,16 +424,25 @@ def self_test() -> list[str]:
         problems.append("pylibsrtp.Session buffers missing")
     if not isinstance(getattr(aiortc_codecs, "HEADER_EXTENSIONS", None), dict):
         problems.append("aiortc.codecs.HEADER_EXTENSIONS missing")
+    if [s.name for s in DtlsState] != ["NEW", "CONNECTING", "CONNECTED", "CLOSED", "FAILED"]:
+        problems.append("aiortc DTLS states changed")
+    if "await dtlsTransport.start(" not in inspect.getsource(RTCPeerConnection):
+        problems.append("RTCPeerConnection no longer starts DTLS itself")
+    if "if self.__remote_bitrate_estimator is not None" not in inspect.getsource(RTCRtpReceiver):
+        problems.append("RTCRtpReceiver needs its remote bitrate estimator")
     for owner, name in ((RTCDtlsTransport, "_handle_rtp_data"), (RTCDtlsTransport, "_handle_rtcp_data"),
+                        (RTCDtlsTransport, "_set_state"),
                         (RTCRtpSender, "_run_rtcp"), (aioice.ice, "get_host_addresses"),
                         (aioice.ice.Connection, "sendto"), (aioice.ice.Connection, "check_incoming"),
                         (aioice.ice.Connection, "build_request"), (aioice.ice, "CONSENT_INTERVAL"),
+                        (aioice.stun, "parse_message"),
                         (aioice.ice, "CONSENT_FAILURES")):
         if not hasattr(owner, name):
             problems.append(f"{getattr(owner, '__name__', owner)}.{name} missing")
     # attributes assigned in constructors: look for them in the source
     for owner, names in ((RTCDtlsTransport, ("self._tx_srtp",)),
                          (RTCRtpSender, ("self.__rtcp_started", "self.__rtcp_exited", "self._ssrc", "self._rtx_ssrc")),
+                         (RTCRtpReceiver, ("self.__remote_bitrate_estimator",)),
                          (RTCRtpTransceiver, ("self._codecs", "self._headerExtensions", "self._offerDirection")),
                          (RTCPeerConnection, ("self.__dtlsTransports", "self.__iceTransports", "self.__isClosed")),
                          (aioice.ice.Connection, ("self._nominated", "self._closing", "self._query_consent_task",

@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Optional, Sequence
 from . import aiortc_adapter as adapter
 from .errors import BadOffer, RoomBusy, SessionNotFound, SfuError
 from .feed import MAIN, LessonFacts, Slot
+from .heap_relief import HeapRelief
 from .ladder_rung import Rung
 from .relay_in import RelayIn, Signal
 from .relay_out import RelayOutSession
@@ -43,6 +44,7 @@ class SfuNode:
         self._relays_starting: dict[str, asyncio.Future] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         self.relay_linger_s = RELAY_LINGER_S
+        self.heap_relief = HeapRelief()  # a burst of closed sessions is collected and trimmed once it is over
 
     def _room(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
@@ -53,6 +55,7 @@ class SfuNode:
 
     def _closed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        self.heap_relief.closed()
         session.room.prune()
         if session.role == "viewer":
             self._viewers_changed(session.room.id)
@@ -83,6 +86,7 @@ class SfuNode:
             what = "a publisher" if slot.source == "camera" else f"a {slot} publisher"
             raise RoomBusy(f"room {room_id} already has {what}")
         session = PublisherSession(room, feed, self._closed, owner)
+        self.heap_relief.opened()
         feed.set_publisher(session)  # reserve the slot during negotiation
         room.ensure_timer()
         self.sessions[session.id] = session
@@ -94,6 +98,7 @@ class SfuNode:
         given); returns (session id, SDP answer)."""
         room = self._room(room_id)
         session = ViewerSession(room, self._closed, max_height, slot, owner)
+        self.heap_relief.opened()
         room.viewers.add(session)
         room.ensure_timer()
         self.sessions[session.id] = session
@@ -106,6 +111,7 @@ class SfuNode:
         """As the room's origin: open a link to edge node `edge` (its offer), carrying each layer once."""
         room = self._room(room_id)
         session = RelayOutSession(room, self._closed, edge)
+        self.heap_relief.opened()
         room.relays.add(session)
         self.sessions[session.id] = session
         return session.id, await self._negotiate(session, offer)
@@ -264,6 +270,7 @@ class SfuNode:
         self.rooms.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        self.heap_relief.cancel()
 
     def counts(self) -> dict:
         return {"room_count": len(self.rooms), "sessions": len(self.sessions),

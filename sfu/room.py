@@ -153,32 +153,40 @@ class Room:
             n += 1
             now = time.monotonic()
             try:
-                publishers = [p for p in self.publishers() if hasattr(p, "ingest")]
-                for p in publishers:
-                    p.ingest.fast_tick(now)
-                for v in self.viewers:
-                    for kind, c in v.consumers:
-                        if kind == "video":
-                            c.fast_tick(now, FAST_TICK)
-                if n % PATH_CHECK_EVERY == 0:
-                    for s in [*self.viewers, *publishers]:
-                        if s.tap is not None:
-                            s.tap.check_path()
-                if n % REPORT_EVERY == 0:
-                    interval = max(0.001, now - last_report)
+                if self._step(n, now, last_report):
                     last_report = now
-                    for p in publishers:
-                        p.ingest.report_tick(now, interval)
-                        p.feed.tracks["video"].order_layers()
-                    for f in self.feeds():
-                        f.tracks["video"].tick(now)
-                    priority.apply(self.viewers, now)
-                    wall = time.time()
-                    for v in self.viewers:
-                        for _, c in v.consumers:
-                            c.tick(now, wall, interval)
             except Exception:
                 log.exception("room %s timer step failed", self.id)
+
+    def _step(self, n: int, now: float, last_report: float) -> bool:
+        """One tick of the timer; True when it was a report tick. A function of its own so that its loop
+        variables end with it: left in the timer's frame, the last viewer iterated (its peer connection, sockets
+        and buffers) stayed alive for as long as the room did after that viewer left."""
+        publishers = [p for p in self.publishers() if hasattr(p, "ingest")]
+        for p in publishers:
+            p.ingest.fast_tick(now)
+        for v in self.viewers:
+            for kind, c in v.consumers:
+                if kind == "video":
+                    c.fast_tick(now, FAST_TICK)
+        if n % PATH_CHECK_EVERY == 0:
+            for s in [*self.viewers, *publishers]:
+                if s.tap is not None:
+                    s.tap.check_path()
+        if n % REPORT_EVERY != 0:
+            return False
+        interval = max(0.001, now - last_report)
+        for p in publishers:
+            p.ingest.report_tick(now, interval)
+            p.feed.tracks["video"].order_layers()
+        for f in self.feeds():
+            f.tracks["video"].tick(now)
+        priority.apply(self.viewers, now)
+        wall = time.time()
+        for v in self.viewers:
+            for _, c in v.consumers:
+                c.tick(now, wall, interval)
+        return True
 
     def dump(self) -> dict:
         main = self.main.dump()

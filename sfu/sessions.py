@@ -71,6 +71,7 @@ class Session:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises many types on bad SDP
             raise BadOffer(f"offer rejected: {exc or type(exc).__name__}") from exc
+        adapter.drop_receive_estimators(self.pc)
 
     async def _answer(self, public_ip: Optional[str]) -> str:
         answer = await self.pc.createAnswer()

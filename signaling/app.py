@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from aiohttp import web
 
+from sfu import aiortc_adapter
 from sfu.node import SfuNode
 from sfu.track_ladder import DEFAULT_RUNGS
 
-from . import media_endpoints, room_media, room_ws
+from . import loop_lag, media_endpoints, room_media, room_ws
 from .app_keys import CLIENT_SSL, HUB, SECRET, SFU, TLS
 from .http_errors import error_middleware, quiet_bad_requests
 from .tokens import TokenError, verify
@@ -37,6 +38,14 @@ def _background_tasks() -> int:
                if not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler."))
 
 
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 async def metrics(request: web.Request) -> web.Response:
     node: SfuNode = request.app[SFU]
     c = node.counts()
@@ -54,6 +63,17 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP liveclass_asyncio_tasks background tasks, not counting HTTP connection handlers",
         "# TYPE liveclass_asyncio_tasks gauge", f"liveclass_asyncio_tasks {_background_tasks()}",
         "# TYPE liveclass_open_fds gauge", f"liveclass_open_fds {fds}",
+        "# HELP liveclass_resident_memory_bytes the process's resident set size",
+        "# TYPE liveclass_resident_memory_bytes gauge", f"liveclass_resident_memory_bytes {_resident_bytes()}",
+        "# HELP liveclass_peer_connections aiortc peer connections still in memory (closed ones until collected)",
+        "# TYPE liveclass_peer_connections gauge",
+        f"liveclass_peer_connections {aiortc_adapter.peer_connections_alive()}",
+        "# HELP liveclass_heap_reliefs_total collections and heap trims after a burst of closed sessions",
+        "# TYPE liveclass_heap_reliefs_total counter", f"liveclass_heap_reliefs_total {node.heap_relief.runs}",
+        f"# HELP liveclass_event_loop_lag_seconds the worst lateness of a {loop_lag.INTERVAL_S:g} s sleep over the "
+        f"last {loop_lag.WINDOW_S:g} s",
+        "# TYPE liveclass_event_loop_lag_seconds gauge",
+        f"liveclass_event_loop_lag_seconds {request.app[loop_lag.LOOP_LAG].worst():.4f}",
     ]
     lines.append("# tasks: " + ", ".join(sorted(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())))
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
@@ -100,6 +120,7 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     app[SFU] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    loop_lag.setup(app)  # the event loop's lag, for /metrics
     app.router.add_get("/api/stats", stats)
     media_endpoints.add_routes(app)
     room_ws.setup(app)  # /ws/{room} and the lesson state at app[HUB] (issue 4)
