@@ -11,6 +11,8 @@ import random
 import re
 from typing import Callable, Iterator
 
+from .peers import offer
+
 Mutation = Callable[[random.Random, list[str]], list[str]]
 
 
@@ -177,3 +179,27 @@ def mutated_offers(offers: list[str], count: int, seed: int = 0) -> Iterator[tup
     for i in range(count):
         text, what = mutate(offers[i % len(offers)], seed * 1_000_003 + i)
         yield i, text, what
+
+
+RID_EXT = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+
+
+def simulcast(sdp: str) -> str:
+    """An aiortc sendonly offer made to look like Chromium's simulcast one (RIDs, simulcast, the RID extension)."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    out = []
+    in_video = False
+    for line in lines:
+        out.append(line)
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        if in_video and line.startswith("a=mid:"):
+            out += [f"a=extmap:10 {RID_EXT}", "a=rid:l send", "a=rid:m send", "a=rid:h send",
+                    "a=simulcast:send l;m;h"]
+    return "\r\n".join(x for x in out if x) + "\r\n"
+
+
+async def base_offers() -> dict[str, list[str]]:
+    """Real aiortc offers to mutate: a publisher's (plain and simulcast) and a viewer's (recvonly, sendrecv)."""
+    publish = await offer("sendonly")
+    return {"whip": [publish, simulcast(publish)], "whep": [await offer("recvonly"), await offer("sendrecv")]}
