@@ -58,7 +58,8 @@ class Session:
         self.created = time.monotonic()
         self.closed = False
         self._on_closed = on_closed
-        self._watchdog: Optional[asyncio.Task] = None
+        self._watchdog: Optional[asyncio.TimerHandle] = None
+        self._timeout_close: Optional[asyncio.Task] = None   # referenced: the loop keeps tasks only weakly
 
         @self.pc.on("connectionstatechange")
         async def _state() -> None:
@@ -76,23 +77,25 @@ class Session:
     async def _answer(self, public_ip: Optional[str]) -> str:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
-        self._watchdog = asyncio.get_running_loop().create_task(self._connect_watchdog())
+        # a timer, not a sleeping task: a connected session then holds no task for the timeout's 20 s
+        self._watchdog = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._connect_timeout)
         return _announce(self.pc.localDescription.sdp, public_ip)
 
-    async def _connect_watchdog(self) -> None:
+    def _connect_timeout(self) -> None:
         """A client that never completes ICE/DTLS must not hold a peer connection forever."""
-        await asyncio.sleep(CONNECT_TIMEOUT)
-        if self.pc.connectionState != "connected":
+        self._watchdog = None
+        if not self.closed and self.pc.connectionState != "connected":
             log.info("%s %s never connected; closing", self.role, self.id)
-            await self.close()
+            self._timeout_close = asyncio.get_running_loop().create_task(self.close())
 
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._detach()
-        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+        if self._watchdog is not None:
             self._watchdog.cancel()
+            self._watchdog = None
         why = await adapter.close_peer_connection(self.pc)
         if why:  # a negotiation that failed midway leaves aiortc half-built: its parts were stopped one by one
             log.info("%s %s: peer connection closed part by part (%s)", self.role, self.id, why)
