@@ -353,10 +353,13 @@ def scan(path: str | os.PathLike, limit: Optional[int] = None) -> Scan:
         pos, end, clusters, finalized = seg.data_start, seg.data_start, 0, False
         last_cluster: Optional[tuple[int, int]] = None
         started_at: Optional[float] = None
+        reserved = seg.data_start   # end of the SeekHead/Void run the Segment starts with
         while pos < seg_end:
             el = ebml.read_header(f, pos)
             if el is None or el.size is None or el.end > seg_end:
                 break   # cut short by the crash: everything from here is discarded
+            if el.id in (ebml.SEEK_HEAD, ebml.VOID) and el.start == reserved:
+                reserved = el.end
             if el.id == ebml.INFO:
                 layout.info_pos = el.start
                 f.seek(el.data_start)
@@ -367,7 +370,7 @@ def scan(path: str | os.PathLike, limit: Optional[int] = None) -> Scan:
                     assert child.end is not None
                     if cid in (ebml.VOID, ebml.DURATION) and child.end - child.start == DURATION_RESERVE:
                         layout.duration_pos = el.data_start + p
-                    elif cid == ebml.DATE_UTC and val:
+                    elif cid == ebml.DATE_UTC and 0 < len(val) <= 8:  # longer: beyond a float (OverflowError)
                         started_at = MATROSKA_EPOCH + int.from_bytes(val, "big", signed=True) / 1e9
                     p = child.end
             elif el.id == ebml.TRACKS:
@@ -402,7 +405,10 @@ def scan(path: str | os.PathLike, limit: Optional[int] = None) -> Scan:
                 duration = max((t + _frame_ms(n in video_tracks) for n, t, _ in blocks), default=0)
             except ebml.EbmlError:
                 pass
-        if layout.duration_pos < 0 or layout.tracks_pos < 0:
+        # _finish rewrites SEEKHEAD_RESERVE bytes at the Segment's start and its size as 8 bytes: in a file not
+        # laid out so (a damaged header) that would overwrite Info or Tracks, so it is not repaired
+        patchable = reserved - seg.data_start == SEEKHEAD_RESERVE and seg.data_start - layout.segment_size_pos == 8
+        if layout.duration_pos < 0 or layout.tracks_pos < 0 or not patchable:
             return Scan(None, cues, end, duration, clusters, finalized, started_at)
         return Scan(layout, cues, end, duration, clusters, finalized, started_at)
 

@@ -54,7 +54,10 @@ def _vp8_frame(payloads: list[bytes]) -> Optional[tuple[bytes, bool]]:
         if i == 0:
             keyframe = d.keyframe
         parts.append(p[d.size:])
-    return b"".join(parts), keyframe
+    frame = b"".join(parts)
+    if len(frame) < 3:  # not even a frame tag; an empty one would be a flush for the decoder (EOF ever after)
+        return None
+    return frame, keyframe
 
 
 # codec -> (does this payload start a picture, payloads of one frame -> (frame, keyframe) or None)

@@ -120,7 +120,9 @@ def streams_of(msg: dict) -> list[RelayedStream]:
             raise RelayMessageError(f"stream {s.ssrc}: unknown kind, codec or payload type")
         if not 1000 <= s.clock_rate <= 200_000 or not (0 <= s.width <= 16384 and 0 <= s.height <= 16384):
             raise RelayMessageError(f"stream {s.ssrc}: clock rate or size out of range")
-        if (s.kind == "video") != isinstance(s.layer, str) or (s.layer is not None and not 0 < len(s.layer) <= 32):
+        # an audio stream's layer must be None: len() of another JSON value (a number) raised TypeError
+        layer_ok = isinstance(s.layer, str) and 0 < len(s.layer) <= 32 if s.kind == "video" else s.layer is None
+        if not layer_ok:
             raise RelayMessageError(f"stream {s.ssrc}: video streams name a layer, audio streams none")
         parse_slot(s.slot)
         seen.add(s.ssrc)

@@ -1,6 +1,7 @@
 """Building and reading the RTCP the SFU exchanges (via aiortc's public RTCP packet classes)."""
 from __future__ import annotations
 
+import struct
 import time
 
 from aiortc.rtp import (
@@ -23,7 +24,13 @@ def ntp_now(wall: float | None = None) -> int:
 
 def parse(data: bytes) -> list:
     """Parse a compound RTCP packet; raises ValueError when malformed."""
-    return RtcpPacket.parse(data)
+    packets = RtcpPacket.parse(data)
+    for p in packets:
+        if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK:
+            # aiortc reads the bitmask as PID + n without wrapping: a NACK across the wrap (PID 65534 naming
+            # 0 and 1, as libwebrtc sends it) asked for 65536 and 65537, which no packet has
+            p.lost = [seq & 0xFFFF for seq in p.lost]
+    return packets
 
 
 def nack(sender_ssrc: int, media_ssrc: int, lost: list[int]) -> bytes:
@@ -66,6 +73,6 @@ def remb_bitrate(p: object) -> int | None:
     if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP:
         try:
             return unpack_remb_fci(p.fci)[0]
-        except ValueError:
+        except (ValueError, struct.error):  # aiortc reads the SSRC list without checking the count against it
             return None
     return None
