@@ -1,4 +1,4 @@
-"""Cascade benchmark (issue 6): what an added edge process brings, and what a hop costs in latency.
+"""Cascade benchmark: what an added edge process brings, and what a hop costs in latency.
 
     .venv/bin/python bench/cascade.py                 # 2 edges, 12 viewers per edge, 6 s windows (~1 min)
     .venv/bin/python bench/cascade.py --quick         # 1 edge, 4 viewers, 3 s windows: a smoke test (~25 s)

@@ -117,7 +117,7 @@ async def drain(viewers, quiet: float = 0.25, limit: float = 15.0) -> float:
 
 async def viewers_worker(args: argparse.Namespace) -> None:
     import aiohttp
-    from sfu import aiortc_adapter as adapter
+    from sfu.webrtc import aiortc_adapter as adapter
     from bench.loadpeers import CountingViewer, SocketPoller
 
     adapter.configure_host_addresses(["127.0.0.1"])
@@ -193,7 +193,7 @@ async def viewers_worker(args: argparse.Namespace) -> None:
 
 
 async def publisher_worker(args: argparse.Namespace) -> None:
-    from sfu import aiortc_adapter as adapter
+    from sfu.webrtc import aiortc_adapter as adapter
     from bench.loadpeers import CountingPublisher
 
     adapter.configure_host_addresses(["127.0.0.1"])

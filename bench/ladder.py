@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 
 from bench.fanout import CLIP, clip_path  # noqa: E402
 from bench.procs import calibrate, host_cpu_times  # noqa: E402
-from sfu.ladder import RoomLadder, Rung  # noqa: E402
+from sfu.ladder.room_ladder import RoomLadder, Rung  # noqa: E402
 from testkit.media import make_clip  # noqa: E402
 from testkit.rtp_clip import vp8_clip_rtp  # noqa: E402
 

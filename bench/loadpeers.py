@@ -8,7 +8,7 @@ sockets in batches instead of one asyncio callback per datagram. That makes a vi
 per packet, so one load process can hold hundreds of viewers while the SFU process being measured gets the CPU.
 
 Like the SFU's own adapter, this reaches into aiortc/aioice private attributes (pinned versions, see
-sfu/aiortc_adapter.py): `RTCDtlsTransport.transport._connection._protocols`, `_rx_srtp`, `_tx_srtp`,
+sfu/webrtc/aiortc_adapter.py): `RTCDtlsTransport.transport._connection._protocols`, `_rx_srtp`, `_tx_srtp`,
 `_send_rtp`, `RTCRtpSender._ssrc`. It is test-side code: a broken seam fails the benchmark, not the product.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ import aiohttp
 import numpy as np
 from aiortc import RTCSessionDescription
 
-from sfu import aiortc_adapter as adapter
-from sfu import rtcp_builder
-from sfu.codec_info import parse_vp8
-from sfu.rtp_header import RtpParseError, RtpView
+from sfu.webrtc import aiortc_adapter as adapter
+from sfu.rtp import rtcp_builder
+from sfu.rtp.codec_info import parse_vp8
+from sfu.rtp.rtp_header import RtpParseError, RtpView
 from testkit.peers import WhipPublisher
 
 SEQ_SPACE = 65536

@@ -34,9 +34,9 @@ import av  # noqa: E402
 
 from bench.fanout import ensure_clip  # noqa: E402
 from recorder.session import KindSink, RecordingSession, SessionConfig  # noqa: E402
-from recorder.webm_writer import AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, opus_head, repair  # noqa: E402
-from sfu.inbound import InboundStream  # noqa: E402
-from sfu.rtp_header import RtpView, build_header  # noqa: E402
+from recorder.webm.webm_writer import AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, opus_head, repair  # noqa: E402
+from sfu.ingest.inbound import InboundStream  # noqa: E402
+from sfu.rtp.rtp_header import RtpView, build_header  # noqa: E402
 from testkit.rtp_clip import vp8_clip_rtp  # noqa: E402
 
 TICK = 0.005

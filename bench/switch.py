@@ -1,4 +1,4 @@
-"""Layer-switch benchmark on a real capped link (issue 3): runs the capped-terminal scenario (teacher page →
+"""Layer-switch benchmark on a real capped link: runs the capped-terminal scenario (teacher page →
 SFU → terminal A behind a namespace link capped to --cap kbit/s after steady 720p, then lifted; terminal B on
 loopback) N times and prints JSON: per run, cap → first lower-resolution frame, frozen time while capped, loss
 once settled, lift → first 720p frame again; p50/p95 of each; then a one-line summary.

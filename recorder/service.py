@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
-from .catalogue import EDITABLE
-from .library import Library
-from .session import KindSink, Outcome, RecordingSession, SessionConfig
-from .webm_writer import Finished, repair
+from recorder.store.catalogue import EDITABLE
+from recorder.store.library import Library
+from recorder.session import KindSink, Outcome, RecordingSession, SessionConfig
+from recorder.webm.webm_writer import Finished, repair
 
 log = logging.getLogger(__name__)
 

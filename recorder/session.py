@@ -17,9 +17,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .assembler import VIDEO_CODECS, Frame, Interleaver, TrackInput
-from .timeline import SenderClock
-from .webm_writer import AUDIO_TRACK, VIDEO_TRACK, Finished, TrackSpec, WebmWriter, WriteFailed, opus_head
+from recorder.media.assembler import VIDEO_CODECS, Frame, Interleaver, TrackInput
+from recorder.media.timeline import SenderClock
+from recorder.webm.webm_writer import AUDIO_TRACK, VIDEO_TRACK, Finished, TrackSpec, WebmWriter, WriteFailed, opus_head
 
 log = logging.getLogger(__name__)
 

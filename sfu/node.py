@@ -7,17 +7,17 @@ import logging
 import time
 from typing import Callable, Iterable, Optional, Sequence
 
-from . import aiortc_adapter as adapter
-from .errors import BadOffer, RoomBusy, SessionNotFound, SfuError
-from .feed import MAIN, LessonFacts, Slot
-from .heap_relief import HeapRelief
-from .ladder_rung import Rung
-from .relay_in import RelayIn, Signal
-from .relay_out import RelayOutSession
-from .room import Room
-from .sessions import PublisherSession, Session, ViewerSession
-from .track import PacketSink
-from .track_ladder import DEFAULT_RUNGS
+from sfu.webrtc import aiortc_adapter as adapter
+from sfu.errors import BadOffer, RoomBusy, SessionNotFound, SfuError
+from sfu.room.feed import MAIN, LessonFacts, Slot
+from sfu.webrtc.heap_relief import HeapRelief
+from sfu.ladder.ladder_rung import Rung
+from sfu.cascade.relay_in import RelayIn, Signal
+from sfu.cascade.relay_out import RelayOutSession
+from sfu.room.room import Room
+from sfu.webrtc.sessions import PublisherSession, Session, ViewerSession
+from sfu.room.track import PacketSink
+from sfu.ladder.track_ladder import DEFAULT_RUNGS
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class SfuNode:
         self._closing: set[asyncio.Task] = set()
         # the lesson of a room as signaling knows it (stage, open microphones); None: no lesson, plain WHIP/WHEP
         self.lesson: Callable[[str], Optional[LessonFacts]] = lambda room_id: None
-        # cascade (issue 6): as an edge, one link per room from its origin node (relay_in.py)
+        # cascade: as an edge, one link per room from its origin node (relay_in.py)
         self.relays_in: dict[str, RelayIn] = {}
         self._relays_starting: dict[str, asyncio.Future] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}

@@ -1,1 +1,3 @@
-"""HTTP and WebSocket signaling: rooms, tokens, WHIP/WHEP, static pages."""
+"""HTTP and WebSocket signaling: app.py composes the aiohttp application, cli.py is the `liveclass` command.
+Packages: auth (tokens) · lesson (the pure lesson model and wire format) · http (errors, admission, TLS) · live
+(the room hub and WebSocket) · media (WHIP/WHEP, ICE servers, library API) · cluster · cascade."""

@@ -8,23 +8,26 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from aiohttp import web
 
-from sfu import aiortc_adapter
+from sfu.webrtc import aiortc_adapter
 from sfu.node import SfuNode
-from sfu.track_ladder import DEFAULT_RUNGS
+from sfu.ladder.track_ladder import DEFAULT_RUNGS
 
-from . import loop_lag, media_endpoints, room_media, room_ws
-from .app_keys import CLIENT_SSL, HUB, SECRET, SFU, TLS
-from .http_errors import error_middleware, quiet_bad_requests
-from .tokens import TokenError, verify
+from signaling.http import loop_lag
+from signaling.media import media_endpoints
+from signaling.live import room_media
+from signaling.live import room_ws
+from signaling.http.app_keys import CLIENT_SSL, HUB, SECRET, SFU, TLS
+from signaling.http.http_errors import error_middleware, quiet_bad_requests
+from signaling.auth.tokens import TokenError, verify
 
 if TYPE_CHECKING:
     import ssl
 
-    from .cascade_policy import CascadeConfig
-    from .cluster import ClusterConfig
-    from .ice_servers import TurnConfig
-    from .request_limits import Limits
-    from .tls import ServerCertificate
+    from signaling.cascade.cascade_policy import CascadeConfig
+    from signaling.cluster.placement import ClusterConfig
+    from signaling.media.ice_servers import TurnConfig
+    from signaling.http.request_limits import Limits
+    from signaling.http.tls import ServerCertificate
 
 CLIENT_WEB = Path(__file__).resolve().parent.parent / "client_web"
 
@@ -109,13 +112,13 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     app[TLS] = tls                # served by web.run_app(ssl_context=tls.context); SIGHUP reloads it
     app[CLIENT_SSL] = client_ssl  # requests to other nodes (proxying, cascade links)
     if tls is not None:
-        from . import tls as tls_reload
+        from signaling.http import tls as tls_reload
         tls_reload.setup(app, tls, client_ssl)
     if behind_proxy:  # X-Forwarded-Proto/-For of a TLS front
-        from . import forwarded
+        from signaling.http import forwarded
         forwarded.setup(app)
-    from . import admission  # 429 for clients asking too fast, 503 when full, a cap on one identity's sessions
-    from .request_limits import Limits
+    from signaling.http import admission  # 429 for clients asking too fast, 503 when full, a cap on one identity's sessions
+    from signaling.http.request_limits import Limits
     admission.setup(app, limits or Limits())
     app[SFU] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
     app.router.add_get("/healthz", healthz)
@@ -123,26 +126,27 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     loop_lag.setup(app)  # the event loop's lag, for /metrics
     app.router.add_get("/api/stats", stats)
     media_endpoints.add_routes(app)
-    room_ws.setup(app)  # /ws/{room} and the lesson state at app[HUB] (issue 4)
+    room_ws.setup(app)  # /ws/{room} and the lesson state at app[HUB]
     room_media.setup(app)  # the lesson drives the SFU: stage, microphones, lesson end, removals
-    if library is not None:  # the recorder at app[RECORDER], /api/library, /api/rooms/{room}/recording (issue 5)
-        from . import library_api
+    if library is not None:  # the recorder at app[RECORDER], /api/library, /api/rooms/{room}/recording
+        from signaling.media import library_api
         library_api.setup(app, library, auto_rooms=record_rooms, node_id=cluster.node_id if cluster else "")
     registry = None
-    if cluster is not None:  # Redis node registry + room placement, 307/proxy to a room's node (issue 6)
-        from . import cluster_routes
+    if cluster is not None:  # Redis node registry + room placement, 307/proxy to a room's node
+        from signaling.cluster import cluster_routes
         registry = cluster_routes.setup(app, cluster)
-        from . import cascade as cascade_routes, lesson_bus  # edge nodes: SFU-to-SFU links, lesson facts by pub/sub
-        from .cascade_policy import CascadeConfig
+        from signaling.cascade import links as cascade_routes
+        from signaling.cascade import lesson_bus  # edge nodes: SFU-to-SFU links, lesson facts by pub/sub
+        from signaling.cascade.cascade_policy import CascadeConfig
         cascade_routes.setup(app, registry, cascade or CascadeConfig())
         lesson_bus.setup(app, registry)
-        from . import room_store  # the lesson's state in Redis: a node taking a room over restores it
+        from signaling.cluster import room_store  # the lesson's state in Redis: a node taking a room over restores it
         room_store.setup(app, app[HUB], registry)
-    from . import drain  # POST /api/admin/drain; in cluster mode SIGTERM drains (issue 6)
+    from signaling.cluster import drain  # POST /api/admin/drain; in cluster mode SIGTERM drains
     drain.setup(app, registry, drain.DEFAULT_GRACE_S if drain_grace_s is None else drain_grace_s)
-    from . import ice_servers  # /api/ice-servers: TURN REST credentials, an empty list without TURN (issue 6)
+    from signaling.media import ice_servers  # /api/ice-servers: TURN REST credentials, an empty list without TURN
     ice_servers.setup(app, turn)
-    from . import cluster_nodes  # /api/cluster/nodes: where pages go when their own node dies (issue 6 §4)
+    from signaling.cluster import cluster_nodes  # /api/cluster/nodes: where pages go when their own node dies
     cluster_nodes.setup(app)
     app.router.add_get("/", index)
     app.router.add_static("/", CLIENT_WEB, show_index=False)

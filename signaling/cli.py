@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .tokens import ROLES, mint, new_secret, secret_from_env
+from signaling.auth.tokens import ROLES, mint, new_secret, secret_from_env
 
 PAGE_TOKEN_TTL = 12 * 3600
 
@@ -23,24 +23,24 @@ def _serve(args: argparse.Namespace) -> int:
     if not secret:
         secret = new_secret()
         print(f"No --secret or LIVECLASS_SECRET given: generated one for this run: {secret}", flush=True)
-    from .tls import TlsConfigError
+    from signaling.http.tls import TlsConfigError
     try:
         tls = tls_options(args)
         client_ssl = node_client_ssl(args, tls)
     except TlsConfigError as exc:
         print(f"liveclass serve: {exc}", file=sys.stderr)
         return 2
-    if args.workers is not None and args.worker_port is None:  # the supervisor of N worker processes (issue 6)
-        from .workers import supervise
+    if args.workers is not None and args.worker_port is None:  # the supervisor of N worker processes
+        from signaling.cluster.workers import supervise
         return supervise(args, secret, tls is not None)
-    from .app import create_app  # imports aiortc: keep `liveclass token` (and the supervisor) light
-    try:  # cluster mode (issue 6): Redis node registry and room placement; TURN REST credentials
-        from .request_limits import Limits
+    from signaling.app import create_app  # imports aiortc: keep `liveclass token` (and the supervisor) light
+    try:  # cluster mode: Redis node registry and room placement; TURN REST credentials
+        from signaling.http.request_limits import Limits
         limits = Limits.build(args.rate_per_address, args.rate_per_identity, args.max_sessions_per_source,
                               args.max_room_sessions, args.max_node_sessions)
         cluster = cluster_config(args, tls is not None)
         cascade = cascade_config(args) if cluster is not None else None
-        from .ice_servers import config_from_options as turn_config
+        from signaling.media.ice_servers import config_from_options as turn_config
         turn = turn_config(args.turn_url, args.turn_secret)
     except ValueError as exc:
         print(f"liveclass serve: {exc}", file=sys.stderr)
@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
                      behind_proxy=behind_proxy(args), limits=limits)
     ssl_context = tls.context if tls is not None else None
     if args.worker_port is not None:  # one of `--workers N`: the shared public port and its own port
-        from .workers import run_worker
+        from signaling.cluster.workers import run_worker
         return run_worker(app, args.host, args.port, args.worker_port, ssl_context)
     base = print_pages(args, secret, tls is not None)
     web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
@@ -79,8 +79,8 @@ def tls_options(args: argparse.Namespace):
     import os
     from pathlib import Path
 
-    from . import self_signed
-    from .tls import ServerCertificate, TlsConfigError, utc_now
+    from signaling.http import self_signed
+    from signaling.http.tls import ServerCertificate, TlsConfigError, utc_now
     cert = args.tls_cert or os.environ.get("LIVECLASS_TLS_CERT")
     key = args.tls_key or os.environ.get("LIVECLASS_TLS_KEY")
     self_sign = args.tls_self_signed or _env_flag("LIVECLASS_TLS_SELF_SIGNED")
@@ -116,7 +116,7 @@ def node_client_ssl(args: argparse.Namespace, tls):
     import os
     from pathlib import Path
 
-    from .tls import client_context
+    from signaling.http.tls import client_context
     env_ca = os.environ.get("LIVECLASS_TLS_CA")
     cas = args.tls_ca or ([x for x in env_ca.split(",") if x.strip()] if env_ca else [])
     if not cas and tls is None:
@@ -166,7 +166,7 @@ def cluster_config(args: argparse.Namespace, tls: bool = False):
     import os
     import socket
 
-    from .cluster import config_from_options
+    from signaling.cluster.placement import config_from_options
     env = os.environ.get
     if cluster := config_from_options(args.redis or env("LIVECLASS_REDIS_URL"),
                                       args.node_id or env("LIVECLASS_NODE_ID"),
@@ -182,7 +182,7 @@ def cascade_config(args: argparse.Namespace):
     """--region / --max-viewers (or LIVECLASS_REGION / LIVECLASS_MAX_VIEWERS): viewer routing to edge nodes."""
     import os
 
-    from .cascade_policy import CascadeConfig
+    from signaling.cascade.cascade_policy import CascadeConfig
     env = os.environ.get
     return CascadeConfig.build(args.region or env("LIVECLASS_REGION"),
                                args.max_viewers if args.max_viewers is not None else env("LIVECLASS_MAX_VIEWERS"))
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="display name")
     t.add_argument("--identity", help="participant identity (sub); default: generated")
     t.add_argument("--secret", help="signing secret (default: LIVECLASS_SECRET)")
-    # grants narrower than the role's defaults (issue 4); the role's own limits are never widened
+    # grants narrower than the role's defaults; the role's own limits are never widened
     t.add_argument("--sources", metavar="LIST",
                    help="comma-separated sources it may publish: camera,microphone,screen (default: the role's; '' for none)")
     t.add_argument("--no-publish", action="store_true", help="may not publish at all")

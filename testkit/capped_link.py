@@ -1,4 +1,4 @@
-"""Issue 3's scenario on real links: a lesson plays on two classroom terminals in headless Chromium; terminal A
+"""The capped-link scenario on real links: a lesson plays on two classroom terminals in headless Chromium; terminal A
 sits behind a namespace link whose downlink is capped after steady 720p playback, then lifted; terminal B plays
 on loopback. Both pages' inbound video is sampled every 100 ms. Shared by tests/test_real_links.py and
 bench/switch.py.
@@ -112,7 +112,7 @@ class ClipPublisher:
         self._thread.join(10)
 
 
-# what the SFU reports per video consumer (see sfu/consumer.py dump())
+# what the SFU reports per video consumer (see sfu/forward/consumer.py dump())
 CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "remb_bps", "bitrate_bps", "fraction_lost",
                  "allocator", "nacks", "rtx_packets", "plis", "probing_bps", "probe_packets", "switches_up",
                  "switches_down", "thinning", "rtx_skipped", "rtx_suppressed", "rtx_over_budget", "switches",

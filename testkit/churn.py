@@ -10,8 +10,8 @@ from typing import Optional
 
 import aiohttp
 
-from .peers import offer, post_offer
-from .server import ServerProcess
+from testkit.peers import offer, post_offer
+from testkit.server import ServerProcess
 
 # what a churn round needs of the server: far more new sessions a second from one address than a school's
 EXTRA_ARGS = ("--rate-per-address", "10000")

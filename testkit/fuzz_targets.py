@@ -26,25 +26,28 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from aiortc.sdp import SessionDescription
 
-from recorder import ebml, webm_writer
-from sfu import rtcp_builder, sdp_hints, simulcast_sdp
-from sfu.codec_info import (h264_is_keyframe, is_keyframe_start, parse_vp8, vp8_keyframe_size,
+from recorder.webm import ebml
+from recorder.webm import webm_writer
+from sfu.rtp import rtcp_builder
+from sfu.webrtc import sdp_hints
+from sfu.webrtc import simulcast_sdp
+from sfu.rtp.codec_info import (h264_is_keyframe, is_keyframe_start, parse_vp8, vp8_keyframe_size,
                             write_vp8_ids)
-from sfu.consumer import Consumer
-from sfu.depacketizer import RESET_JUMP, Depacketizer, _vp8_frame, _vp8_start
+from sfu.forward.consumer import Consumer
+from sfu.rtp.depacketizer import RESET_JUMP, Depacketizer, _vp8_frame, _vp8_start
 from sfu.errors import BadOffer
-from sfu.h264_depacketizer import START_CODE, h264_access_unit, h264_starts_picture
-from sfu.inbound import InboundStream
-from sfu.publisher import PayloadInfo, PublisherIngest
-from sfu.relay_in import RelayIn
-from sfu.relay_map import RelayedStream, RelayMessageError, decode, parse_slot, plan, streams_of, wants_of
-from sfu.relay_out import RelayOutSession
-from sfu.room import FAST_TICK, REPORT_EVERY, Room
-from sfu.rtp_header import RtpParseError, RtpView
-from sfu.sessions import ViewerSession, _check_offer_text
-from signaling import room_protocol
-from signaling.media_rights import offered_kinds
-from signaling.tokens import ROLES
+from sfu.rtp.h264_depacketizer import START_CODE, h264_access_unit, h264_starts_picture
+from sfu.ingest.inbound import InboundStream
+from sfu.ingest.publisher import PayloadInfo, PublisherIngest
+from sfu.cascade.relay_in import RelayIn
+from sfu.cascade.relay_map import RelayedStream, RelayMessageError, decode, parse_slot, plan, streams_of, wants_of
+from sfu.cascade.relay_out import RelayOutSession
+from sfu.room.room import FAST_TICK, REPORT_EVERY, Room
+from sfu.rtp.rtp_header import RtpParseError, RtpView
+from sfu.webrtc.sessions import ViewerSession, _check_offer_text
+from signaling.lesson import room_protocol
+from signaling.media.media_rights import offered_kinds
+from signaling.auth.tokens import ROLES
 from testkit.recording_tap import RecordingTap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -289,7 +292,7 @@ def sdp_offer(data: bytes) -> None:
         return
     try:
         desc = SessionDescription.parse(text)
-    except Exception:  # sfu/sessions.py: "aiortc raises many types on bad SDP" -> BadOffer
+    except Exception:  # sfu/webrtc/sessions.py: "aiortc raises many types on bad SDP" -> BadOffer
         return
     answer = simulcast_sdp.complete_answer(_answer_for(desc), offers)
     sdp_hints.add_start_bitrate(answer)
@@ -363,7 +366,7 @@ def _walk(buf: bytes, depth: int) -> None:
 
 
 def ebml_reader(data: bytes) -> None:
-    """recorder/ebml.py's bounded reader on any bytes: element headers, nested children, numbers.
+    """recorder/webm/ebml.py's bounded reader on any bytes: element headers, nested children, numbers.
     EbmlError is the clean rejection; the reader must never run past the buffer."""
     try:
         el = ebml.parse_header(data, 0)
@@ -424,18 +427,18 @@ TARGETS: dict[str, Target] = {
 
 # per target: the modules whose code atheris instruments for coverage (what the input reaches)
 MODULES: dict[str, tuple[str, ...]] = {
-    "rtp_header": ("sfu.rtp_header",),
-    "rtp_ingest": ("sfu.rtp_header", "sfu.publisher", "sfu.inbound", "sfu.codec_info", "sfu.nack_generator",
-                   "sfu.reception_stats", "sfu.track", "sfu.consumer", "sfu.munger", "sfu.allocator"),
-    "rtcp": ("sfu.rtcp_builder", "aiortc.rtp", "sfu.sessions", "sfu.publisher", "sfu.relay_in", "sfu.relay_out"),
-    "vp8": ("sfu.codec_info", "sfu.depacketizer"),
-    "h264": ("sfu.codec_info", "sfu.h264_depacketizer"),
-    "depacketizer": ("sfu.depacketizer", "sfu.h264_depacketizer", "sfu.codec_info", "sfu.rtp_header"),
-    "sdp_offer": ("sfu.simulcast_sdp", "sfu.sdp_hints", "sfu.sessions", "aiortc.sdp", "signaling.media_rights"),
-    "room_protocol": ("signaling.room_protocol",),
-    "relay_map": ("sfu.relay_map", "sfu.feed"),
-    "ebml": ("recorder.ebml",),
-    "webm_repair": ("recorder.webm_writer", "recorder.ebml"),
+    "rtp_header": ("sfu.rtp.rtp_header",),
+    "rtp_ingest": ("sfu.rtp.rtp_header", "sfu.ingest.publisher", "sfu.ingest.inbound", "sfu.rtp.codec_info", "sfu.ingest.nack_generator",
+                   "sfu.ingest.reception_stats", "sfu.room.track", "sfu.forward.consumer", "sfu.forward.munger", "sfu.allocation.allocator"),
+    "rtcp": ("sfu.rtp.rtcp_builder", "aiortc.rtp", "sfu.webrtc.sessions", "sfu.ingest.publisher", "sfu.cascade.relay_in", "sfu.cascade.relay_out"),
+    "vp8": ("sfu.rtp.codec_info", "sfu.rtp.depacketizer"),
+    "h264": ("sfu.rtp.codec_info", "sfu.rtp.h264_depacketizer"),
+    "depacketizer": ("sfu.rtp.depacketizer", "sfu.rtp.h264_depacketizer", "sfu.rtp.codec_info", "sfu.rtp.rtp_header"),
+    "sdp_offer": ("sfu.webrtc.simulcast_sdp", "sfu.webrtc.sdp_hints", "sfu.webrtc.sessions", "aiortc.sdp", "signaling.media.media_rights"),
+    "room_protocol": ("signaling.lesson.room_protocol",),
+    "relay_map": ("sfu.cascade.relay_map", "sfu.room.feed"),
+    "ebml": ("recorder.webm.ebml",),
+    "webm_repair": ("recorder.webm.webm_writer", "recorder.webm.ebml"),
 }
 
 # per target: the longest input libFuzzer makes (a datagram, an offer under the 64 KiB cap, a message)
@@ -509,7 +512,7 @@ def _opus_payloads(count: int) -> list[bytes]:
 
 
 def _rtp(payloads: list[list[bytes]], pt: int, ssrc: int, seq: int, ext: bytes = b"") -> list[bytes]:
-    from sfu.rtp_header import build_header
+    from sfu.rtp.rtp_header import build_header
 
     out = []
     for i, frame in enumerate(payloads):
@@ -522,8 +525,8 @@ def _rtp(payloads: list[list[bytes]], pt: int, ssrc: int, seq: int, ext: bytes =
 def _seeds_rtp() -> dict[str, dict[str, bytes]]:
     from aiortc.rtp import RtpPacket, pack_header_extensions
 
-    from sfu.rtp_header import ONE_BYTE_PROFILE, abs_send_time, build_header, one_byte_extensions
-    from sfu.vp8_packetizer import Vp8Packetizer, l1t3_layer
+    from sfu.rtp.rtp_header import ONE_BYTE_PROFILE, abs_send_time, build_header, one_byte_extensions
+    from sfu.rtp.vp8_packetizer import Vp8Packetizer, l1t3_layer
 
     # payloads shortened to keep the corpus small (their descriptors and NAL/FU headers stay)
     vp8 = [[p[:60] for p in f] for f in _vp8_payloads(3)]
@@ -659,7 +662,7 @@ def _seeds_room() -> dict[str, bytes]:
 
 
 def _seeds_relay() -> dict[str, bytes]:
-    from sfu.relay_map import encode_streams, encode_want
+    from sfu.cascade.relay_map import encode_streams, encode_want
 
     streams = list(_INSTALLED.values())
     return {"streams.json": encode_streams(streams).encode(),
@@ -669,7 +672,7 @@ def _seeds_relay() -> dict[str, bytes]:
 
 
 def _seeds_webm() -> dict[str, bytes]:
-    from recorder.webm_writer import TrackSpec, WebmWriter, opus_head
+    from recorder.webm.webm_writer import TrackSpec, WebmWriter, opus_head
 
     vp8 = [_vp8_data(f)[:80] for f in _vp8_payloads(3)]
     out = {}

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .peers import WhipPublisher
-from .server import ServerProcess
+from testkit.peers import WhipPublisher
+from testkit.server import ServerProcess
 
 ROOM = "physics-7"
 Span = tuple[float, float]   # (start, end), monotonic seconds
@@ -140,7 +140,7 @@ def shared_lesson(workdir_factory: Any) -> RecordedLesson:
     changing at 6, 12 and 18 s) shared throughout. Recorded once per test run and shared by the test modules
     that look at it (`workdir_factory`: pytest's tmp_path_factory)."""
     if "lesson" not in _shared:
-        from .sync_clip import make_slides_clip, make_sync_clip
+        from testkit.sync_clip import make_slides_clip, make_sync_clip
         cache = Path(os.environ.get("LIVECLASS_TEST_CACHE", Path.home() / ".cache" / "liveclass-tests"))
         clip = make_sync_clip(cache / "sync-320x180-24s-v1.webm")
         slides = make_slides_clip(cache / "slides-640x360-v1.webm", changes=(6.0, 12.0, 18.0))

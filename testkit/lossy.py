@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiortc import RTCPeerConnection
 
-from sfu.aiortc_adapter import dtls_transports
+from sfu.webrtc.aiortc_adapter import dtls_transports
 
 
 class DropEvery:

@@ -11,7 +11,7 @@ import random
 import re
 from typing import Callable, Iterator
 
-from .peers import offer
+from testkit.peers import offer
 
 Mutation = Callable[[random.Random, list[str]], list[str]]
 

@@ -13,8 +13,8 @@ import yarl
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from sfu import aiortc_adapter as adapter
-from sfu.rtp_header import RtpView
+from sfu.webrtc import aiortc_adapter as adapter
+from sfu.rtp.rtp_header import RtpView
 
 
 async def offer(direction: str, kinds=("video", "audio")) -> str:

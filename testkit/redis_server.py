@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .server import free_port
+from testkit.server import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def _ping(port: int, timeout: float = 0.5, netns: Optional[str] = None) -> bool:
     if netns:
-        from .netns import call_in
+        from testkit.netns import call_in
         return call_in(netns, _ping, port, timeout, timeout=timeout + 5)
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

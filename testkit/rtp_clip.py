@@ -6,8 +6,8 @@ from pathlib import Path
 
 import av
 
-from sfu.rtp_header import build_header
-from sfu.vp8_packetizer import Vp8Packetizer
+from sfu.rtp.rtp_header import build_header
+from sfu.rtp.vp8_packetizer import Vp8Packetizer
 
 
 def _frames(path: Path) -> list[tuple[int, bytes]]:

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from signaling.tokens import mint
+from signaling.auth.tokens import mint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ class ServerProcess:
     def http(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
         """GET base_url + path as a client next to the server would (inside its namespace, trusting its CA)."""
         if self.netns:
-            from .netns import call_in
+            from testkit.netns import call_in
             return call_in(self.netns, self._get, self.base_url + path, timeout, timeout=timeout + 5)
         return self._get(self.base_url + path, timeout)
 

@@ -22,14 +22,14 @@ from typing import Any, Awaitable, Callable, Coroutine, Iterator, Optional
 import aiohttp
 import av
 
-from sfu import aiortc_adapter as adapter
-from sfu.heap_relief import MIN_CLOSED
+from sfu.webrtc import aiortc_adapter as adapter
+from sfu.webrtc.heap_relief import MIN_CLOSED
 
-from .churn import Sample, churn_round, delete, metrics, new_server, open_viewer, settle
-from .lessons import http_json
-from .peers import WhepViewer, WhipPublisher
-from .room_client import RoomClient
-from .server import ServerProcess
+from testkit.churn import Sample, churn_round, delete, metrics, new_server, open_viewer, settle
+from testkit.lessons import http_json
+from testkit.peers import WhepViewer, WhipPublisher
+from testkit.room_client import RoomClient
+from testkit.server import ServerProcess
 
 ROOM = "soak"
 JOIN_TIMEOUT_S = 20.0      # a classroom's room socket + WHEP negotiation
@@ -474,7 +474,7 @@ class Soak:
 RSS_SLACK_MB = 6.0
 # fds and tasks: a dropped classroom's session may still be up at a sample (its end is noticed within seconds:
 # a socket, ~8 tasks), an analysis may still be running (a task, its pipes). With the same sessions up, tasks
-# vary by the sessions that joined in the last 20 s: a session's connect watchdog (sfu/sessions.py) sleeps out its
+# vary by the sessions that joined in the last 20 s: a session's connect watchdog (sfu/webrtc/sessions.py) sleeps out its
 # CONNECT_TIMEOUT even once connected (175-179 with 21 sessions here, up to 8 at the default churn); fds by one.
 FDS_SLACK = 4
 TASKS_SLACK = 8

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from signaling.tokens import mint
+from signaling.auth.tokens import mint
 from testkit.chromium import CHROMIUM, VIEWPORT, BrowserPool, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")

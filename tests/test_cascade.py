@@ -1,4 +1,4 @@
-"""Cascade end to end (issue 6): a real redis-server, an origin and two edge nodes as real `liveclass serve`
+"""Cascade end to end: a real redis-server, an origin and two edge nodes as real `liveclass serve`
 processes, real aiortc publishers and viewers. The nodes are in three regions, so a viewer reaching an edge is
 served there from the origin's SFU-to-SFU link; the origin takes one viewer and sends the next to an edge.
 
@@ -20,10 +20,10 @@ import pytest
 import redis
 from aiortc import VideoStreamTrack
 
-from sfu import aiortc_adapter as adapter
-from sfu import rtcp_builder
-from sfu.codec_info import parse_vp8
-from sfu.rtp_header import RtpView
+from sfu.webrtc import aiortc_adapter as adapter
+from sfu.rtp import rtcp_builder
+from sfu.rtp.codec_info import parse_vp8
+from sfu.rtp.rtp_header import RtpView
 from testkit.peers import WhepViewer, WhipPublisher, offer
 from testkit.redis_server import RedisServer
 from testkit.server import ServerProcess, free_port
@@ -242,7 +242,7 @@ async def test_pli_from_an_edge_viewer_gets_a_keyframe(cluster) -> None:
 
 
 async def test_relay_endpoint_refuses_bad_requests(cluster) -> None:
-    from signaling.tokens import mint_relay
+    from signaling.auth.tokens import mint_relay
     a = cluster["a"]
     room = "refusals"
     good = await offer("recvonly")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sfu.feed import LessonFacts, Slot
-from sfu.relay_map import (RelayedStream, RelayMessageError, decode, encode_streams, encode_want, layer_id,
+from sfu.room.feed import LessonFacts, Slot
+from sfu.cascade.relay_map import (RelayedStream, RelayMessageError, decode, encode_streams, encode_want, layer_id,
                            parse_slot, plan, streams_of, wants_of)
-from signaling.cascade_policy import (EDGE, FULL, LOCAL, REDIRECT, CascadeConfig, CascadeConfigError, EdgeInfo,
+from signaling.cascade.cascade_policy import (EDGE, FULL, LOCAL, REDIRECT, CascadeConfig, CascadeConfigError, EdgeInfo,
                                       route_viewer)
-from signaling.cluster import NodeInfo
-from signaling.lesson_bus import decode as decode_lesson, encode as encode_lesson
-from signaling.tokens import TokenError, mint, mint_relay, verify, verify_relay
+from signaling.cluster.placement import NodeInfo
+from signaling.cascade.lesson_bus import decode as decode_lesson, encode as encode_lesson
+from signaling.auth.tokens import TokenError, mint, mint_relay, verify, verify_relay
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
 

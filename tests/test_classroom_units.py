@@ -7,13 +7,13 @@ from typing import Optional
 import pytest
 from aiohttp import web
 
-from sfu.feed import LessonFacts, Slot
-from sfu.room import Room
-from signaling.media_rights import offered_kinds, play_slot, publish_slot
-from signaling.room_media import lesson_facts
-from signaling.room_protocol import ClientMessage
-from signaling.room_state import LessonState
-from signaling.tokens import ROLE_GRANTS, Grant
+from sfu.room.feed import LessonFacts, Slot
+from sfu.room.room import Room
+from signaling.media.media_rights import offered_kinds, play_slot, publish_slot
+from signaling.live.room_media import lesson_facts
+from signaling.lesson.room_protocol import ClientMessage
+from signaling.lesson.room_state import LessonState
+from signaling.auth.tokens import ROLE_GRANTS, Grant
 
 T0 = 1_000_000.0
 HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"

@@ -1,4 +1,4 @@
-"""Draining a node and releasing the placements of empty rooms (issue 6): a real redis-server, real
+"""Draining a node and releasing the placements of empty rooms: a real redis-server, real
 `liveclass serve --redis` node processes, real aiortc WHIP/WHEP peers and room WebSocket clients.
 
 Node ids sort so an empty cluster places a new room on node "a" first."""
@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import redis
 
-from signaling.room_protocol import Close
+from signaling.lesson.room_protocol import Close
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.room_client import RoomClient
 from testkit.server import ServerProcess
@@ -188,7 +188,7 @@ async def test_empty_room_is_placed_by_load_again(redis_server, tmp_path, clip) 
 
 
 def test_placement_skips_draining_nodes_but_keeps_their_rooms() -> None:
-    from signaling.cluster import NodeInfo, NoLiveNode, choose_node, placement_for
+    from signaling.cluster.placement import NodeInfo, NoLiveNode, choose_node, placement_for
     a = NodeInfo("a", "http://a:1", draining=True)
     b = NodeInfo("b", "http://b:1", sessions=40)
     assert NodeInfo.from_hash("a", a.to_hash()) == a

@@ -1,4 +1,4 @@
-"""GET /api/cluster/nodes (issue 6 §4): the list of live nodes a page moves through when its own node dies.
+"""GET /api/cluster/nodes: the list of live nodes a page moves through when its own node dies.
 
 The pure ordering, then real `liveclass serve` processes: one alone (just itself), and two nodes with a real
 redis-server (both listed with their advertise URLs, this node first; a killed node leaves the list once its
@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import redis
 
-from signaling.cluster import NodeInfo
-from signaling.cluster_nodes import node_list
-from signaling.tokens import mint
+from signaling.cluster.placement import NodeInfo
+from signaling.cluster.cluster_nodes import node_list
+from signaling.auth.tokens import mint
 from testkit.server import ServerProcess
 
 PATH = "/api/cluster/nodes"

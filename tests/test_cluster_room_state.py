@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import redis
 
-from signaling.room_protocol import Close, Code
+from signaling.lesson.room_protocol import Close, Code
 from testkit.redis_server import RedisServer
 from testkit.room_client import RoomClient
 from testkit.server import ServerProcess

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.cluster import (ClusterConfig, ClusterConfigError, NodeInfo, NoLiveNode, choose_node,
+from signaling.cluster.placement import (ClusterConfig, ClusterConfigError, NodeInfo, NoLiveNode, choose_node,
                                config_from_options, placement_for)
 
 

@@ -1,4 +1,4 @@
-"""The room WebSocket across nodes (issue 6): a /ws/{room} handshake landing on a node other than the room's is
+"""The room WebSocket across nodes: a /ws/{room} handshake landing on a node other than the room's is
 proxied to the room's node (browsers cannot follow a 307 of a WebSocket handshake). Real redis-server, real
 `liveclass serve --redis` processes, real aiohttp WebSocket clients. Node b redirects WHIP/WHEP (the option),
 node a proxies them (the default): the WebSocket is proxied by both."""
@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import redis
 
-from signaling.room_protocol import Close, Code
+from signaling.lesson.room_protocol import Close, Code
 from testkit.redis_server import RedisServer
 from testkit.room_client import RoomClient
 from testkit.server import ServerProcess

@@ -81,7 +81,7 @@ def test_compose_file_is_accepted_with_its_environment():
     assert provincial["node1"]["environment"]["LIVECLASS_TURN_URL"].endswith("turns:class.example.org:443?transport=tcp")
     assert provincial["caddy"]["environment"]["CADDY_TLS"] == "tls internal"
     assert "/certificates/local/class.example.org/" in _flag(provincial["coturn"]["command"], "--cert")
-    from signaling.ice_servers import config_from_options
+    from signaling.media.ice_servers import config_from_options
     turn_config = config_from_options(None, None, {"LIVECLASS_TURN_URL": services["node1"]["environment"]["LIVECLASS_TURN_URL"],
                                                    "LIVECLASS_TURN_SECRET": ENV["TURN_SECRET"]}.get)
     assert turn_config is not None and len(turn_config.urls) == 3   # what the nodes will parse

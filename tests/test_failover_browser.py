@@ -1,4 +1,4 @@
-"""A cluster node killed under a running lesson, seen from the pages (issue 6 §4): real headless Chromium
+"""A cluster node killed under a running lesson, seen from the pages: real headless Chromium
 (Debian's /usr/bin/chromium through Playwright), a real redis-server and two real `liveclass serve --redis`
 node processes.
 

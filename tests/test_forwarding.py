@@ -6,7 +6,7 @@ import time
 
 import aiohttp
 
-from sfu.aiortc_adapter import negotiated_codecs
+from sfu.webrtc.aiortc_adapter import negotiated_codecs
 from testkit.lossy import DropEvery, drop_incoming, drop_outgoing
 from testkit.peers import WhepViewer, WhipPublisher
 

@@ -1,4 +1,4 @@
-"""TURN REST credentials (issue 6): the pure credential function against known vectors, the option checks, and
+"""TURN REST credentials: the pure credential function against known vectors, the option checks, and
 GET /api/ice-servers on real `liveclass serve` processes with and without TURN configured."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling.tokens import mint
-from signaling.ice_servers import TurnConfig, TurnConfigError, config_from_options, credential, ice_servers
+from signaling.auth.tokens import mint
+from signaling.media.ice_servers import TurnConfig, TurnConfigError, config_from_options, credential, ice_servers
 from testkit.server import REPO, ServerProcess
 
 TURN_SECRET = "north-turn-secret-0123456789"

@@ -1,4 +1,4 @@
-"""The pages' peer connections get the TURN servers of /api/ice-servers (issue 6): real headless Chromium
+"""The pages' peer connections get the TURN servers of /api/ice-servers: real headless Chromium
 importing client_web/js/whip-client.js from a real `liveclass serve`, with and without TURN configured."""
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The publisher ingest fed raw packets with chosen arrival times: stream learning, sequence sanity, RTX."""
 from __future__ import annotations
 
-from sfu.publisher import PayloadInfo, PublisherIngest
-from sfu.room import Room
-from sfu.rtp_header import build_header
+from sfu.ingest.publisher import PayloadInfo, PublisherIngest
+from sfu.room.room import Room
+from sfu.rtp.rtp_header import build_header
 
 VP8, RTX, OPUS = 96, 97, 111
 

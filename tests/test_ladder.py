@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from aiortc.codecs.h264 import h264_depayload
 
-from sfu.codec_info import parse_vp8
-from sfu.depacketizer import Depacketizer
-from sfu.h264_depacketizer import h264_access_unit, h264_starts_picture
-from sfu.ladder import RoomLadder, Rung
-from sfu.ladder_rung import FrameRateGate, KeyframeSchedule, fit_within
-from sfu.rtp_header import RtpView
-from sfu.vp8_packetizer import Vp8Packetizer, l1t3_layer
+from sfu.rtp.codec_info import parse_vp8
+from sfu.rtp.depacketizer import Depacketizer
+from sfu.rtp.h264_depacketizer import h264_access_unit, h264_starts_picture
+from sfu.ladder.room_ladder import RoomLadder, Rung
+from sfu.ladder.ladder_rung import FrameRateGate, KeyframeSchedule, fit_within
+from sfu.rtp.rtp_header import RtpView
+from sfu.rtp.vp8_packetizer import Vp8Packetizer, l1t3_layer
 from testkit.media import make_clip
 from testkit.recording_tap import RecordingTap
 from testkit.rtp_clip import h264_clip_rtp, h264_rtp, vp8_clip_rtp
@@ -447,9 +447,9 @@ async def test_track_ladder_serves_a_capped_viewer_and_idles_otherwise(clip720):
     rung (decodable, continuous numbering); a viewer of the original costs no ladder at all."""
     import time as _time
 
-    from sfu.consumer import Consumer
-    from sfu.inbound import InboundStream
-    from sfu.track import Track
+    from sfu.forward.consumer import Consumer
+    from sfu.ingest.inbound import InboundStream
+    from sfu.room.track import Track
 
     track = Track("video", _time.time, ladder_rungs=RUNGS)
     source_requests: list[int] = []

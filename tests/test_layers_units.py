@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sfu.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, SPATIAL_UP_FILL, Allocator
-from sfu.codec_info import parse_vp8
-from sfu.consumer import Consumer
-from sfu.inbound import InboundStream
-from sfu.munger import DropCounter
-from sfu.rtp_header import RtpView, build_header
-from sfu.rtx_limiter import RtxLimiter
-from sfu.simulcast_sdp import complete_answer, parse_offer
-from sfu.track import Track
+from sfu.allocation.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, SPATIAL_UP_FILL, Allocator
+from sfu.rtp.codec_info import parse_vp8
+from sfu.forward.consumer import Consumer
+from sfu.ingest.inbound import InboundStream
+from sfu.forward.munger import DropCounter
+from sfu.rtp.rtp_header import RtpView, build_header
+from sfu.forward.rtx_limiter import RtxLimiter
+from sfu.webrtc.simulcast_sdp import complete_answer, parse_offer
+from sfu.room.track import Track
 from testkit.recording_tap import RecordingTap
 
 TID_PATTERN = (0, 2, 1, 2)
@@ -569,7 +569,7 @@ def test_malformed_simulcast_is_ignored():
 
 
 def test_start_bitrate_hint_on_every_video_codec():
-    from sfu.sdp_hints import add_start_bitrate
+    from sfu.webrtc.sdp_hints import add_start_bitrate
     answer = ("v=0\r\nm=video 9 X 96 97 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n"
               "a=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1\r\n"
               "m=audio 9 X 111\r\na=rtpmap:111 opus/48000/2\r\n")
@@ -601,8 +601,8 @@ def test_allocator_reflex_sheds_resolution_where_no_temporal_layer_can_go():
 def test_a_classrooms_second_session_yields_to_the_teachers_picture():
     from types import SimpleNamespace
 
-    from sfu import priority
-    from sfu.feed import Slot
+    from sfu.allocation import priority
+    from sfu.room.feed import Slot
 
     main, screen, other = Rig(keyframe_every=1000), Rig(keyframe_every=1000), Rig(keyframe_every=1000)
     set_target(screen, 2, 2)

@@ -12,11 +12,11 @@ import av
 import pytest
 from aiohttp import web
 
-from recorder.library import Library
-from recorder.webm_writer import AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, opus_head
+from recorder.store.library import Library
+from recorder.webm.webm_writer import AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, opus_head
 from signaling.app import create_app
-from signaling.app_keys import RECORDER
-from signaling.tokens import mint
+from signaling.http.app_keys import RECORDER
+from signaling.auth.tokens import mint
 
 SECRET = "library-api-secret-0123456789abcdef0"
 DAY = 86400

@@ -1,4 +1,4 @@
-"""The resource library in a cluster (issue 6): nodes share one library folder (the compose file mounts one
+"""The resource library in a cluster: nodes share one library folder (the compose file mounts one
 volume), so any node answers the library API, media (with Range) and thumbnails for lessons recorded by any
 node; a lesson being recorded by a live node is never "recovered" by another, and one whose node was killed is
 recovered by a live node. Real redis-server, real `liveclass serve --redis` processes, real aiortc publisher."""

@@ -7,8 +7,8 @@ import struct
 
 import aiohttp
 
-from sfu import aiortc_adapter as adapter
-from sfu.rtp_header import build_header
+from sfu.webrtc import aiortc_adapter as adapter
+from sfu.rtp.rtp_header import build_header
 from testkit.peers import WhepViewer, WhipPublisher
 
 

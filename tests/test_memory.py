@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from sfu.heap_relief import ReliefPolicy
-from sfu.sessions import CONNECT_TIMEOUT
+from sfu.webrtc.heap_relief import ReliefPolicy
+from sfu.webrtc.sessions import CONNECT_TIMEOUT
 from testkit.churn import Sample, churn_round, new_server, settle
 from testkit.peers import WhepViewer, WhipPublisher
 

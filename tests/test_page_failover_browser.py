@@ -1,4 +1,4 @@
-"""The pages' OWN node killed under a running lesson (issue 6 §4): real headless Chromium (Debian's
+"""The pages' OWN node killed under a running lesson: real headless Chromium (Debian's
 /usr/bin/chromium through Playwright), a real redis-server and two real `liveclass serve --redis` node processes.
 
 The teacher page and the classroom terminal page are both loaded from node a, and the room is placed on node a

@@ -1,5 +1,5 @@
 """Real links (design §8 level 4): a classroom terminal behind a network namespace whose downlink is capped with
-`tc tbf`, next to one on loopback, both real headless Chromium (issue 3, items 6–7).
+`tc tbf`, next to one on loopback, both real headless Chromium.
 
 - the harness itself: a capped link carries what the cap says, an uncapped one much more;
 - the issue's scenario with the teacher page (browser simulcast) and with a single-layer WHIP publisher (the
@@ -282,7 +282,7 @@ def _check_harness(r: ScenarioResult, min_fps_b: float) -> None:
 
 
 def _adaptation_failures(r: ScenarioResult) -> list[str]:
-    """Issue 3's acceptance criteria, all checked so that a report shows every one that fails."""
+    """The layer-switch acceptance criteria, all checked so that a report shows every one that fails."""
     a, b = r.metrics["A"], r.metrics["B"]
     out = []
     if a["switch_down_s"] is None or a["switch_down_s"] > 2.0:

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from signaling.app import create_app
-from signaling.app_keys import RECORDER
-from signaling.tokens import mint
+from signaling.http.app_keys import RECORDER
+from signaling.auth.tokens import mint
 from testkit.peers import WhipPublisher
 from testkit.room_client import RoomClient
 from testkit.sync_clip import make_sync_clip

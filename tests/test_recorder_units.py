@@ -11,16 +11,16 @@ import av
 import numpy as np
 import pytest
 
-from recorder import ebml
+from recorder.webm import ebml
 from recorder.analysis import analyze, scene_changes
-from recorder.assembler import Interleaver, TrackInput
-from recorder.catalogue import Catalogue, Query
-from recorder.h264 import avcc_record, split_annexb, to_avcc
-from recorder.library import Library, LibraryBusy
-from recorder.timeline import NTP_FRACTION, SenderClock, StreamTimeline
-from recorder.webm_writer import (AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, WriteFailed, opus_head, repair,
+from recorder.media.assembler import Interleaver, TrackInput
+from recorder.store.catalogue import Catalogue, Query
+from recorder.media.h264 import avcc_record, split_annexb, to_avcc
+from recorder.store.library import Library, LibraryBusy
+from recorder.media.timeline import NTP_FRACTION, SenderClock, StreamTimeline
+from recorder.webm.webm_writer import (AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, WriteFailed, opus_head, repair,
                                   scan)
-from sfu.inbound import InboundStream
+from sfu.ingest.inbound import InboundStream
 from testkit.rtp_clip import vp8_clip_rtp
 from testkit.sync_clip import make_slides_clip
 
@@ -221,7 +221,7 @@ def test_video_waits_for_a_keyframe_after_loss_and_after_a_new_stream(clip):
 
 
 def test_interleaving_is_by_capture_time_and_waits_for_the_watermark():
-    from recorder.assembler import Frame
+    from recorder.media.assembler import Frame
     il = Interleaver()
     for t, kind in ((0.10, "video"), (0.02, "audio"), (0.04, "audio"), (0.133, "video"), (0.06, "audio")):
         il.push(Frame(t, int(t * 1000), kind, b"", True))
@@ -310,7 +310,7 @@ def test_library_paths_stay_inside(tmp_path):
 
 def test_the_sink_asks_for_keyframes_at_start_new_streams_and_every_few_seconds(tmp_path, clip):
     from recorder.session import KindSink, RecordingSession, SessionConfig
-    from sfu.rtp_header import RtpView
+    from sfu.rtp.rtp_header import RtpView
 
     session = RecordingSession(tmp_path / "x.webm", config=SessionConfig(keyframe_interval=5.0))  # not started
     asked: list[tuple[float, int]] = []

@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from signaling import peer_requests
-from signaling.request_limits import KeyedBuckets, Limits, LimitsError, RequestLimiter, capacity_refusal, retry_after
+from signaling.cluster import peer_requests
+from signaling.http.request_limits import KeyedBuckets, Limits, LimitsError, RequestLimiter, capacity_refusal, retry_after
 from testkit.peers import offer
 from testkit.server import ServerProcess
 

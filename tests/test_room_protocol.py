@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from signaling.rate_limit import FloodGuard, TokenBucket, Verdict
-from signaling.room_protocol import (MAX_MESSAGE_BYTES, RIGHTS, SCHEMAS, ClientMessage, Code, ProtocolError,
+from signaling.http.rate_limit import FloodGuard, TokenBucket, Verdict
+from signaling.lesson.room_protocol import (MAX_MESSAGE_BYTES, RIGHTS, SCHEMAS, ClientMessage, Code, ProtocolError,
                                      check_rights, parse)
-from signaling.tokens import ROLE_GRANTS, ROLES, Grant
+from signaling.auth.tokens import ROLE_GRANTS, ROLES, Grant
 
 
 def test_a_valid_message_keeps_its_id_and_drops_unknown_fields():

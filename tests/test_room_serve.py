@@ -7,7 +7,7 @@ import sys
 
 import aiohttp
 
-from signaling.room_protocol import Close, Code
+from signaling.lesson.room_protocol import Close, Code
 from testkit.room_client import RoomClient
 
 

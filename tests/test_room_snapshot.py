@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from signaling.room_hub import RoomHub
-from signaling.room_protocol import Code
-from signaling.room_snapshot import (MAX_SNAPSHOT_CHARS, SnapshotError, capture, decode, encode, restore)
-from signaling.room_state import Event, Limits
+from signaling.live.room_hub import RoomHub
+from signaling.lesson.room_protocol import Code
+from signaling.lesson.room_snapshot import (MAX_SNAPSHOT_CHARS, SnapshotError, capture, decode, encode, restore)
+from signaling.lesson.room_state import Event, Limits
 from tests.test_room_state import T0, Lesson, grant
 
 

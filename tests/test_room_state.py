@@ -5,9 +5,9 @@ from typing import Any, Optional
 
 import pytest
 
-from signaling.room_protocol import ClientMessage, Close, Code
-from signaling.room_state import Change, Disconnect, Event, LessonState, Limits, link_quality
-from signaling.tokens import Grant, ROLE_GRANTS
+from signaling.lesson.room_protocol import ClientMessage, Close, Code
+from signaling.lesson.room_state import Change, Disconnect, Event, LessonState, Limits, link_quality
+from signaling.auth.tokens import Grant, ROLE_GRANTS
 
 T0 = 1_000_000.0
 

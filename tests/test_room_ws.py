@@ -13,11 +13,12 @@ import jwt
 import pytest
 from aiohttp import web
 
-from signaling import app_keys, room_ws
-from signaling.room_hub import RoomHub
-from signaling.room_protocol import HARD_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Close, Code
-from signaling.room_state import Change, Limits
-from signaling.tokens import mint
+from signaling.http import app_keys
+from signaling.live import room_ws
+from signaling.live.room_hub import RoomHub
+from signaling.lesson.room_protocol import HARD_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Close, Code
+from signaling.lesson.room_state import Change, Limits
+from signaling.auth.tokens import mint
 from testkit.room_client import RoomClient
 
 SECRET = "room-test-secret-0123456789abcdef0123"

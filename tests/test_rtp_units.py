@@ -5,14 +5,14 @@ import struct
 
 import pytest
 
-from sfu.codec_info import h264_is_keyframe, parse_vp8, write_vp8_ids
-from sfu.ingest_estimator import IngestEstimator
-from sfu.keyframe_requester import KeyframeRequester
-from sfu.munger import StreamMunger
-from sfu.nack_generator import NackGenerator
-from sfu.reception_stats import ReceptionStats
-from sfu.rtp_header import RtpParseError, RtpView, build_header, one_byte_extensions, seq_diff
-from sfu.rtx_limiter import RtxLimiter
+from sfu.rtp.codec_info import h264_is_keyframe, parse_vp8, write_vp8_ids
+from sfu.ingest.ingest_estimator import IngestEstimator
+from sfu.ingest.keyframe_requester import KeyframeRequester
+from sfu.forward.munger import StreamMunger
+from sfu.ingest.nack_generator import NackGenerator
+from sfu.ingest.reception_stats import ReceptionStats
+from sfu.rtp.rtp_header import RtpParseError, RtpView, build_header, one_byte_extensions, seq_diff
+from sfu.forward.rtx_limiter import RtxLimiter
 
 
 def rtp(seq: int, ts: int = 0, ssrc: int = 1, pt: int = 96, payload: bytes = b"\x10\x00", ext: bytes = b"",

@@ -83,7 +83,7 @@ def clip() -> Path:
 def own_ice_addresses() -> None:
     """The aiortc peers this process runs in a namespace gather that namespace's own addresses (an in-process SFU
     of an earlier test module may have narrowed aioice's gathering for the whole process)."""
-    from sfu import aiortc_adapter
+    from sfu.webrtc import aiortc_adapter
     aiortc_adapter.configure_host_addresses(None)
 
 

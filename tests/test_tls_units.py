@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from signaling import self_signed
-from signaling.forwarded import behind_proxy_middleware, forwarded_client, forwarded_scheme
-from signaling.tls import ServerCertificate, TlsConfigError, certificate_info, client_context
+from signaling.http import self_signed
+from signaling.http.forwarded import behind_proxy_middleware, forwarded_client, forwarded_scheme
+from signaling.http.tls import ServerCertificate, TlsConfigError, certificate_info, client_context
 from testkit.certs import LocalCA, leaf_der
 from testkit.server import REPO, ServerProcess
 

@@ -9,7 +9,7 @@ import time
 import jwt
 import pytest
 
-from signaling.tokens import ROLES, TokenError, mint, verify
+from signaling.auth.tokens import ROLES, TokenError, mint, verify
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
 

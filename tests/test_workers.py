@@ -1,4 +1,4 @@
-"""`liveclass serve --workers N` (issue 6): a supervisor and N worker processes sharing the public port, each a
+"""`liveclass serve --workers N`: a supervisor and N worker processes sharing the public port, each a
 cluster node with its own port; real redis-server, real aiortc WHIP/WHEP peers."""
 from __future__ import annotations
 
@@ -160,8 +160,8 @@ def test_tls_workers_share_the_self_signed_certificate_and_reload_it_on_sighup(t
     import datetime
     import ssl
 
-    from signaling import self_signed
-    from signaling.tls import certificate_info
+    from signaling.http import self_signed
+    from signaling.http.tls import certificate_info
     from testkit.certs import leaf_der
 
     port = free_run(2)

@@ -1,4 +1,4 @@
-// Which classroom server this page talks to, and where it goes when that server dies (issue 6 §4).
+// Which classroom server this page talks to, and where it goes when that server dies.
 //
 // A page starts on the server it was loaded from (or the first of `?servers=url1,url2`). It asks that server for
 // the cluster's live nodes (GET /api/cluster/nodes) at start and every 30 s. When its server stops answering —

@@ -1,0 +1,283 @@
+"""Publisher and viewer sessions: one aiortc peer connection each, negotiated from an SDP offer."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+import uuid
+from typing import Callable, Optional
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from sfu.webrtc import aiortc_adapter as adapter
+from sfu.rtp import rtcp_builder
+from sfu.webrtc import sdp_hints
+from sfu.webrtc import simulcast_sdp
+from sfu.forward.consumer import Consumer
+from sfu.errors import BadOffer
+from sfu.room.feed import MAIN, Feed, Slot
+from sfu.ingest.publisher import PayloadInfo, PublisherIngest
+from sfu.room.room import Room
+from sfu.room.track import Track
+
+log = logging.getLogger(__name__)
+
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+CONNECT_TIMEOUT = 20.0
+MAX_OFFER_MEDIA = 8
+
+
+def _check_offer_text(sdp: str) -> None:
+    if not sdp.strip().startswith("v=0"):
+        raise BadOffer("not an SDP offer (must start with v=0)")
+    kinds = re.findall(r"^m=(audio|video)\s", sdp, re.M)
+    if not kinds:
+        raise BadOffer("offer has no audio or video media section")
+    if len(re.findall(r"^m=", sdp, re.M)) > MAX_OFFER_MEDIA:
+        raise BadOffer("offer has too many media sections")
+
+
+def _announce(sdp: str, public_ip: Optional[str]) -> str:
+    """Rewrite host candidates to the configured public address (1:1 NAT), as mediasoup's announcedIp."""
+    if not public_ip:
+        return sdp
+    return re.sub(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", rf"\g<1>{public_ip}\g<3>", sdp, flags=re.M)
+
+
+class Session:
+    role = "session"
+
+    def __init__(self, room: Room, on_closed: Callable[["Session"], None], slot: Slot = MAIN,
+                 owner: str = "") -> None:
+        self.id = secrets.token_urlsafe(12)
+        self.room = room
+        self.slot = slot
+        self.owner = owner  # the identity of the token that opened it ("" when not known)
+        self.pc: RTCPeerConnection = adapter.new_peer_connection()
+        self.tap: Optional[adapter.PacketTap] = None
+        self.created = time.monotonic()
+        self.closed = False
+        self._on_closed = on_closed
+        self._watchdog: Optional[asyncio.TimerHandle] = None
+        self._timeout_close: Optional[asyncio.Task] = None   # referenced: the loop keeps tasks only weakly
+
+        @self.pc.on("connectionstatechange")
+        async def _state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+    async def _apply_offer(self, sdp: str) -> None:
+        _check_offer_text(sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises many types on bad SDP
+            raise BadOffer(f"offer rejected: {exc or type(exc).__name__}") from exc
+        adapter.drop_receive_estimators(self.pc)
+
+    async def _answer(self, public_ip: Optional[str]) -> str:
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        # a timer, not a sleeping task: a connected session then holds no task for the timeout's 20 s
+        self._watchdog = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._connect_timeout)
+        return _announce(self.pc.localDescription.sdp, public_ip)
+
+    def _connect_timeout(self) -> None:
+        """A client that never completes ICE/DTLS must not hold a peer connection forever."""
+        self._watchdog = None
+        if not self.closed and self.pc.connectionState != "connected":
+            log.info("%s %s never connected; closing", self.role, self.id)
+            self._timeout_close = asyncio.get_running_loop().create_task(self.close())
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._detach()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        why = await adapter.close_peer_connection(self.pc)
+        if why:  # a negotiation that failed midway leaves aiortc half-built: its parts were stopped one by one
+            log.info("%s %s: peer connection closed part by part (%s)", self.role, self.id, why)
+        self._on_closed(self)
+
+    def _detach(self) -> None:
+        raise NotImplementedError
+
+    def dump(self) -> dict:
+        return {"id": self.id, "role": self.role, "source": str(self.slot), "owner": self.owner,
+                "state": self.pc.connectionState, "age_s": round(time.monotonic() - self.created, 1)}
+
+
+class PublisherSession(Session):
+    role = "publisher"
+
+    def __init__(self, room: Room, feed: Feed, on_closed: Callable[["Session"], None], owner: str = "") -> None:
+        super().__init__(room, on_closed, feed.slot, owner)
+        self.feed = feed
+
+    async def negotiate(self, offer: str, public_ip: Optional[str]) -> str:
+        await self._apply_offer(offer)
+        payloads: dict[int, PayloadInfo] = {}
+        receiving = False
+        for t in self.pc.getTransceivers():
+            if adapter.remote_direction(t) in ("sendonly", "sendrecv"):
+                receiving = True
+            for c in adapter.negotiated_codecs(t):
+                name = c.mimeType.split("/")[1]
+                rtx_for = c.parameters.get("apt") if name.lower() == "rtx" else None
+                payloads[c.payloadType] = PayloadInfo(t.kind, name, c.clockRate, rtx_for)
+        if not receiving:
+            raise BadOffer("offer sends no media (a publisher's media must be sendonly or sendrecv)")
+        rtcp_ssrc = adapter.sender_ssrcs(self.pc.getTransceivers()[0].sender)[0]
+        simulcast, rids, rid_ext, rrid_ext = self._simulcast(offer)
+        self.ingest = PublisherIngest(self.feed, payloads, rtcp_ssrc, rids, rid_ext, rrid_ext)
+        self.tap = adapter.PacketTap(self.pc, self.ingest.on_rtp, self.ingest.on_rtcp)
+        self.ingest.tap = self.tap
+        answer = simulcast_sdp.complete_answer(await self._answer(public_ip), simulcast)
+        return sdp_hints.add_start_bitrate(answer)
+
+    def _simulcast(self, offer: str) -> tuple[list[simulcast_sdp.SimulcastOffer], dict[str, list[str]], int, int]:
+        """The offer's simulcast video section (one is supported), if its RID extension was negotiated."""
+        for o in simulcast_sdp.parse_offer(offer):
+            t = next((t for t in self.pc.getTransceivers() if t.mid == o.mid and t.kind == "video"), None)
+            if o.kind != "video" or t is None:
+                continue
+            ext = adapter.negotiated_extensions(t)
+            rid_ext = ext.get(simulcast_sdp.RID_EXT, 0)
+            if rid_ext:
+                return [o], {"video": o.rids}, rid_ext, ext.get(simulcast_sdp.REPAIRED_RID_EXT, 0)
+        return [], {}, 0, 0
+
+    def _detach(self) -> None:
+        if self.feed.publisher is self:
+            self.feed.set_publisher(None)
+
+    def dump(self) -> dict:
+        d = super().dump()
+        d.update(self.ingest.dump() if hasattr(self, "ingest") else {})
+        return d
+
+
+class ViewerSession(Session):
+    role = "viewer"
+
+    def __init__(self, room: Room, on_closed: Callable[["Session"], None], max_height: Optional[int] = None,
+                 slot: Slot = MAIN, owner: str = "") -> None:
+        super().__init__(room, on_closed, slot, owner)
+        self.consumers: list[tuple[str, Consumer]] = []
+        self.max_height = max_height  # the viewer's own cap on picture height
+        self.attached = False  # consumers are on their tracks (after negotiation)
+        self.repoints = 0
+
+    def set_max_height(self, max_height: Optional[int]) -> None:
+        self.max_height = max_height
+        now = time.monotonic()
+        for _, c in self.consumers:
+            c.max_height = max_height
+            c.allocate(now)
+
+    async def negotiate(self, offer: str, public_ip: Optional[str]) -> str:
+        await self._apply_offer(offer)
+        transceivers = self.pc.getTransceivers()
+        stream_id = str(uuid.uuid4())
+        for t in transceivers:
+            if adapter.remote_direction(t) not in ("recvonly", "sendrecv"):
+                continue
+            sender = self.pc.addTrack(adapter.SilentTrack(t.kind))
+            adapter.silence_sender_reports(sender)
+            adapter.set_stream_id(sender, stream_id)
+        if not any(t.sender.track is not None for t in transceivers):
+            raise BadOffer("offer receives no media (a viewer's media must be recvonly or sendrecv)")
+        self.tap = adapter.PacketTap(self.pc, lambda data, arrival: None, self.on_rtcp)
+        self.tap.on_ready = self._on_transport_ready
+        for t in transceivers:
+            if t.sender.track is None:
+                continue
+            pts: dict[str, tuple[int, Optional[int]]] = {}
+            codecs = adapter.negotiated_codecs(t)
+            for c in codecs:
+                name = c.mimeType.split("/")[1]
+                if name.lower() == "rtx" or name in pts:
+                    continue
+                rtx = next((r.payloadType for r in codecs if r.mimeType.lower().endswith("/rtx")
+                            and r.parameters.get("apt") == c.payloadType), None)
+                pts[name] = (c.payloadType, rtx)
+            ssrc, rtx_ssrc = adapter.sender_ssrcs(t.sender)
+            track = self.room.tracks_for(self.slot)[t.kind]  # re-resolved when attached, below
+            consumer = Consumer(t.kind, self.tap, ssrc, rtx_ssrc, pts,
+                                adapter.negotiated_extensions(t).get(ABS_SEND_TIME, 0) if t.kind == "video" else 0,
+                                track)
+            consumer.max_height = self.max_height
+            self.consumers.append((t.kind, consumer))
+        answer = await self._answer(public_ip)
+        if not self.closed:
+            # the stage may have moved while negotiating: attach to what the slot means now
+            self._attach(self.room.tracks_for(self.slot))
+        return answer
+
+    def _attach(self, tracks: dict[str, Track]) -> None:
+        now = time.monotonic()
+        for kind, consumer in self.consumers:
+            consumer.track = tracks[kind]
+            consumer.track.add(consumer, now)
+        self.attached = True
+
+    def repoint(self, tracks: dict[str, Track]) -> None:
+        """Follow the slot to other tracks (the stage changed): each consumer continues its numbering on the new
+        publisher's next keyframe (requested now), without renegotiation."""
+        if not self.attached or self.closed:
+            return
+        now = time.monotonic()
+        for kind, consumer in self.consumers:
+            new = tracks[kind]
+            if consumer.track is new:
+                continue
+            consumer.track.remove(consumer)
+            consumer.track = new
+            new.add(consumer, now)  # re-allocates: targets the new layers and asks their publisher for a keyframe
+        self.repoints += 1
+
+    def _on_transport_ready(self) -> None:
+        now = time.monotonic()
+        for kind, consumer in self.consumers:
+            if kind == "video" and self.attached:
+                consumer.track.request_keyframe(now, consumer.target)
+
+    def on_rtcp(self, data: bytes) -> None:
+        now = time.monotonic()
+        try:
+            packets = rtcp_builder.parse(data)
+        except ValueError:
+            return
+        by_ssrc = {c.ssrc: c for _, c in self.consumers}
+        for p in packets:
+            if isinstance(p, rtcp_builder.RtcpRtpfbPacket) and p.fmt == rtcp_builder.RTCP_RTPFB_NACK:
+                c = by_ssrc.get(p.media_ssrc)
+                if c is not None:
+                    c.on_nack(p.lost, now)
+            elif rtcp_builder.is_keyframe_request(p):
+                c = by_ssrc.get(p.media_ssrc)
+                if c is not None:
+                    c.on_keyframe_request(now)
+            elif (bitrate := rtcp_builder.remb_bitrate(p)) is not None:
+                for _, c in self.consumers:
+                    c.on_estimate(bitrate, now)
+            if isinstance(p, (rtcp_builder.RtcpRrPacket, rtcp_builder.RtcpSrPacket)):
+                for r in p.reports:
+                    c = by_ssrc.get(r.ssrc)
+                    if c is not None:
+                        c.on_report(r.fraction_lost, r.packets_lost, r.lsr, r.dlsr, now)
+
+    def _detach(self) -> None:
+        for kind, consumer in self.consumers:
+            consumer.track.remove(consumer)
+        self.room.viewers.discard(self)
+
+    def dump(self) -> dict:
+        d = super().dump()
+        d["consumers"] = [c.dump() for _, c in self.consumers]
+        d["repoints"] = self.repoints
+        return d
