@@ -28,7 +28,8 @@ from aiortc.sdp import SessionDescription
 
 from recorder.webm import ebml
 from recorder.webm import webm_writer
-from sfu.rtp import rtcp_builder
+from sfu.rtp import rtcp_builder, rtcp_dispatch
+from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.webrtc import sdp_hints
 from sfu.webrtc import simulcast_sdp
 from sfu.rtp.codec_info import (h264_is_keyframe, is_keyframe_start, parse_vp8, vp8_keyframe_size,
@@ -39,12 +40,10 @@ from sfu.errors import BadOffer
 from sfu.rtp.h264_depacketizer import START_CODE, h264_access_unit, h264_starts_picture
 from sfu.ingest.inbound import InboundStream
 from sfu.ingest.publisher import PayloadInfo, PublisherIngest
-from sfu.cascade.relay_in import RelayIn
 from sfu.cascade.relay_map import RelayedStream, RelayMessageError, decode, parse_slot, plan, streams_of, wants_of
-from sfu.cascade.relay_out import RelayOutSession
 from sfu.room.room import FAST_TICK, REPORT_EVERY, Room
 from sfu.rtp.rtp_header import RtpParseError, RtpView
-from sfu.webrtc.sessions import ViewerSession, _check_offer_text
+from sfu.webrtc.sessions import _check_offer_text
 from signaling.lesson import room_protocol
 from signaling.media.media_rights import offered_kinds
 from signaling.auth.tokens import ROLES
@@ -160,48 +159,38 @@ def _check_seqs(lost: list[int]) -> None:
     _require(all(isinstance(s, int) and 0 <= s <= 0xFFFF for s in lost), f"NACKed sequence numbers {lost[:20]}")
 
 
-class _Sink:
-    """Stands in for a Consumer or a relayed output: checks what the RTCP handlers hand on."""
+class _CheckingReceiver(RtcpReceiver):
+    """Receives every part the SFU reads and checks what the parse hands on: the values the viewer, publisher
+    and relay handlers act on (sequence numbers to resend, report fields, sender-report clocks)."""
 
-    def __init__(self, ssrc: int) -> None:
-        self.ssrc = ssrc
-        self.fraction_lost = 0.0
-        self.source = None
+    def __init__(self) -> None:
+        self.stream = InboundStream("video", "VP8", 90000, PUBLISHER_SSRC, VP8_PT, None)
 
-    def on_nack(self, lost: list[int], now: float) -> None:
+    def rtcp_nack(self, media_ssrc: int, lost: list[int], now: float) -> None:
+        _require(0 <= media_ssrc < 1 << 32, "NACK media SSRC")
         _check_seqs(lost)
 
-    def on_keyframe_request(self, now: float) -> None:
-        pass
+    def rtcp_keyframe_request(self, media_ssrc: int, now: float) -> None:
+        _require(0 <= media_ssrc < 1 << 32, "PLI/FIR media SSRC")
 
-    def on_estimate(self, bitrate: int, now: float) -> None:
+    def rtcp_estimate(self, bitrate: int, now: float) -> None:
         _require(isinstance(bitrate, int) and bitrate >= 0, f"REMB bitrate {bitrate!r}")
 
-    def on_report(self, fraction_lost: int, cumulative_lost: int, lsr: int, dlsr: int, now: float) -> None:
-        _require(0 <= fraction_lost <= 255 and 0 <= lsr < 1 << 32 and 0 <= dlsr < 1 << 32, "report block fields")
+    def rtcp_report(self, block: RtcpReceiverInfo, now: float) -> None:
+        _require(0 <= block.fraction_lost <= 255 and 0 <= block.lsr < 1 << 32 and 0 <= block.dlsr < 1 << 32,
+                 "report block fields")
+
+    def rtcp_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
+        if ssrc == PUBLISHER_SSRC:   # what the publisher side does with it: lip sync and the LSR it echoes
+            self.stream.on_sender_report(ntp_timestamp, rtp_timestamp, now)
+            _require(0 <= self.stream.lsr < 1 << 32, "LSR from a sender report")
 
 
 def rtcp(data: bytes) -> None:
-    """A compound RTCP packet through the four handlers that read peer RTCP, as they are: a viewer's
-    (NACK, PLI/FIR, REMB in PSFB APP, RR/SR report blocks), a publisher's and an origin link's (SR), an edge
-    link's (NACK, PLI/FIR, reports). Their objects are stand-ins holding one known SSRC each (the seeds use
-    them), so what the handlers pass on is checked. The handlers catch ValueError from the parse themselves."""
-    sinks = [_Sink(VIEWER_VIDEO_SSRC), _Sink(VIEWER_AUDIO_SSRC)]
-    viewer = SimpleNamespace(consumers=[("video", sinks[0]), ("audio", sinks[1])])
-    ViewerSession.on_rtcp(viewer, data)  # type: ignore[arg-type]
-    stream = InboundStream("video", "VP8", 90000, PUBLISHER_SSRC, VP8_PT, None)
-    PublisherIngest.on_rtcp(SimpleNamespace(streams={PUBLISHER_SSRC: stream}, malformed=0),  # type: ignore[arg-type]
-                            data)
-    relayed = SimpleNamespace(ingest=SimpleNamespace(streams={PUBLISHER_SSRC: stream}))
-    RelayIn._on_rtcp(SimpleNamespace(by_ssrc={PUBLISHER_SSRC: relayed}, last_heard=0.0), data)  # type: ignore[arg-type]
-    relay = SimpleNamespace(track=SimpleNamespace(request_keyframe=lambda now, source: None))
-    out = _Sink(RELAYED_SSRC)
-    RelayOutSession.on_rtcp(SimpleNamespace(  # type: ignore[arg-type]
-        by_ssrc={RELAYED_SSRC: out}, plis=0, _relay_of=lambda o: relay if o is out else None,
-        _repair=lambda o, lost, now: _check_seqs(lost)), data)
-    _require(0 <= out.fraction_lost <= 1, "fraction lost")
-    if stream.sr is not None:
-        _require(0 <= stream.lsr < 1 << 32, "LSR from a sender report")
+    """A compound RTCP packet through the SFU's one RTCP receive path (sfu/rtp/rtcp_dispatch.py, which the
+    viewer, publisher and both relay ends use): every part it hands on is checked. A packet that does not parse
+    is refused with False; nothing may raise."""
+    rtcp_dispatch.dispatch(data, _CheckingReceiver(), 1.0)
 
 
 # ---- codec payloads ----------------------------------------------------------------------------------------
@@ -430,7 +419,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "rtp_header": ("sfu.rtp.rtp_header",),
     "rtp_ingest": ("sfu.rtp.rtp_header", "sfu.ingest.publisher", "sfu.ingest.inbound", "sfu.rtp.codec_info", "sfu.ingest.nack_generator",
                    "sfu.ingest.reception_stats", "sfu.room.track", "sfu.forward.consumer", "sfu.forward.munger", "sfu.allocation.allocator"),
-    "rtcp": ("sfu.rtp.rtcp_builder", "aiortc.rtp", "sfu.webrtc.sessions", "sfu.ingest.publisher", "sfu.cascade.relay_in", "sfu.cascade.relay_out"),
+    "rtcp": ("sfu.rtp.rtcp_builder", "sfu.rtp.rtcp_dispatch", "aiortc.rtp", "sfu.ingest.inbound"),
     "vp8": ("sfu.rtp.codec_info", "sfu.rtp.depacketizer"),
     "h264": ("sfu.rtp.codec_info", "sfu.rtp.h264_depacketizer"),
     "depacketizer": ("sfu.rtp.depacketizer", "sfu.rtp.h264_depacketizer", "sfu.rtp.codec_info", "sfu.rtp.rtp_header"),

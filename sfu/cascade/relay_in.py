@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 from aiortc import RTCSessionDescription
 
 from sfu.webrtc import aiortc_adapter as adapter
-from sfu.rtp import rtcp_builder
+from sfu.rtp import rtcp_dispatch
+from sfu.rtp.rtcp_dispatch import RtcpReceiver
 from sfu.errors import RoomBusy, SfuError
 from sfu.room.feed import Feed
 from sfu.ingest.inbound import InboundStream
@@ -85,7 +86,7 @@ class RelayedFeed:
                 "state": self.link.state, **self.ingest.dump()}
 
 
-class RelayIn:
+class RelayIn(RtcpReceiver):
     def __init__(self, room_id: str, room: Callable[[], "Room"], signal: Signal,
                  wants: Callable[[], set[str]]) -> None:
         self.id = secrets.token_urlsafe(6)
@@ -301,16 +302,12 @@ class RelayIn:
     def _on_rtcp(self, data: bytes) -> None:
         now = time.monotonic()
         self.last_heard = now
-        try:
-            packets = rtcp_builder.parse(data)
-        except ValueError:
-            return
-        for p in packets:
-            if isinstance(p, rtcp_builder.RtcpSrPacket):
-                rf = self.by_ssrc.get(p.ssrc)
-                stream = rf.ingest.streams.get(p.ssrc) if rf is not None else None
-                if stream is not None:
-                    stream.on_sender_report(p.sender_info.ntp_timestamp, p.sender_info.rtp_timestamp, now)
+        rtcp_dispatch.dispatch(data, self, now)
+
+    def rtcp_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
+        rf = self.by_ssrc.get(ssrc)
+        if rf is not None:
+            rf.ingest.rtcp_sender_report(ssrc, ntp_timestamp, rtp_timestamp, now)
 
     def dump(self) -> dict:
         return {"id": self.id, "room": self.room_id, "origin": self.origin, "state": self.state,

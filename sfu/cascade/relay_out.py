@@ -19,7 +19,8 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from sfu.webrtc import aiortc_adapter as adapter
-from sfu.rtp import rtcp_builder
+from sfu.rtp import rtcp_builder, rtcp_dispatch
+from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.errors import BadOffer, RoomBusy
 from sfu.room.feed import KINDS, Feed, Slot
 from sfu.cascade.relay_map import RelayedStream, RelayMessageError, decode, encode_streams, layer_id, parse_slot, wants_of
@@ -108,7 +109,7 @@ class TrackRelay:
                               o.source.height) for o in self.outs.values()]
 
 
-class RelayOutSession(Session):
+class RelayOutSession(Session, RtcpReceiver):
     role = "relay"
 
     def __init__(self, room: "Room", on_closed: Callable[[Session], None], edge: str) -> None:
@@ -258,27 +259,24 @@ class RelayOutSession(Session):
         return True
 
     def on_rtcp(self, data: bytes) -> None:
-        now = time.monotonic()
-        try:
-            packets = rtcp_builder.parse(data)
-        except ValueError:
-            return
-        for p in packets:
-            if isinstance(p, rtcp_builder.RtcpRtpfbPacket) and p.fmt == rtcp_builder.RTCP_RTPFB_NACK:
-                out = self.by_ssrc.get(p.media_ssrc)
-                if out is not None:
-                    self._repair(out, p.lost, now)
-            elif rtcp_builder.is_keyframe_request(p):
-                out = self.by_ssrc.get(p.media_ssrc)
-                relay = self._relay_of(out)
-                if out is not None and relay is not None:
-                    self.plis += 1
-                    relay.track.request_keyframe(now, out.source)
-            elif isinstance(p, (rtcp_builder.RtcpRrPacket, rtcp_builder.RtcpSrPacket)):
-                for r in p.reports:
-                    out = self.by_ssrc.get(r.ssrc)
-                    if out is not None:
-                        out.fraction_lost = r.fraction_lost / 256
+        rtcp_dispatch.dispatch(data, self, time.monotonic())
+
+    def rtcp_nack(self, media_ssrc: int, lost: list[int], now: float) -> None:
+        out = self.by_ssrc.get(media_ssrc)
+        if out is not None:
+            self._repair(out, lost, now)
+
+    def rtcp_keyframe_request(self, media_ssrc: int, now: float) -> None:
+        out = self.by_ssrc.get(media_ssrc)
+        relay = self._relay_of(out)
+        if out is not None and relay is not None:
+            self.plis += 1
+            relay.track.request_keyframe(now, out.source)
+
+    def rtcp_report(self, block: RtcpReceiverInfo, now: float) -> None:
+        out = self.by_ssrc.get(block.ssrc)
+        if out is not None:
+            out.fraction_lost = block.fraction_lost / 256
 
     def _relay_of(self, out: Optional[RelayedOut]) -> Optional[TrackRelay]:
         if out is None:

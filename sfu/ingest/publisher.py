@@ -6,7 +6,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Optional
 
-from sfu.rtp import rtcp_builder
+from sfu.rtp import rtcp_builder, rtcp_dispatch
+from sfu.rtp.rtcp_dispatch import RtcpReceiver
 from sfu.ingest.inbound import InboundStream
 from sfu.ingest.ingest_estimator import IngestEstimator
 from sfu.rtp.rtp_header import RtpParseError, RtpView, seq_diff
@@ -33,7 +34,7 @@ class PayloadInfo:
         self.rtx_for = rtx_for  # the media payload type an RTX payload type repairs
 
 
-class PublisherIngest:
+class PublisherIngest(RtcpReceiver):
     def __init__(self, feed: "Feed", payloads: dict[int, PayloadInfo], rtcp_ssrc: int,
                  rids: Optional[dict[str, list[str]]] = None, rid_ext: int = 0, repaired_rid_ext: int = 0) -> None:
         self.feed = feed
@@ -211,17 +212,13 @@ class PublisherIngest:
         return stream
 
     def on_rtcp(self, data: bytes) -> None:
-        now = time.monotonic()
-        try:
-            packets = rtcp_builder.parse(data)
-        except ValueError:
+        if not rtcp_dispatch.dispatch(data, self, time.monotonic()):
             self.malformed += 1
-            return
-        for p in packets:
-            if isinstance(p, rtcp_builder.RtcpSrPacket):
-                stream = self.streams.get(p.ssrc)
-                if stream is not None:
-                    stream.on_sender_report(p.sender_info.ntp_timestamp, p.sender_info.rtp_timestamp, now)
+
+    def rtcp_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
+        stream = self.streams.get(ssrc)
+        if stream is not None:
+            stream.on_sender_report(ntp_timestamp, rtp_timestamp, now)
 
     # --- feedback out --------------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from typing import Callable, Optional
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from sfu.webrtc import aiortc_adapter as adapter
-from sfu.rtp import rtcp_builder
+from sfu.rtp import rtcp_dispatch
+from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.webrtc import sdp_hints
 from sfu.webrtc import simulcast_sdp
 from sfu.forward.consumer import Consumer
@@ -161,13 +162,14 @@ class PublisherSession(Session):
         return d
 
 
-class ViewerSession(Session):
+class ViewerSession(Session, RtcpReceiver):
     role = "viewer"
 
     def __init__(self, room: Room, on_closed: Callable[["Session"], None], max_height: Optional[int] = None,
                  slot: Slot = MAIN, owner: str = "") -> None:
         super().__init__(room, on_closed, slot, owner)
         self.consumers: list[tuple[str, Consumer]] = []
+        self._consumer_of: dict[int, Consumer] = {}   # by SSRC, for the RTCP handlers
         self.max_height = max_height  # the viewer's own cap on picture height
         self.attached = False  # consumers are on their tracks (after negotiation)
         self.repoints = 0
@@ -247,29 +249,27 @@ class ViewerSession(Session):
                 consumer.track.request_keyframe(now, consumer.target)
 
     def on_rtcp(self, data: bytes) -> None:
-        now = time.monotonic()
-        try:
-            packets = rtcp_builder.parse(data)
-        except ValueError:
-            return
-        by_ssrc = {c.ssrc: c for _, c in self.consumers}
-        for p in packets:
-            if isinstance(p, rtcp_builder.RtcpRtpfbPacket) and p.fmt == rtcp_builder.RTCP_RTPFB_NACK:
-                c = by_ssrc.get(p.media_ssrc)
-                if c is not None:
-                    c.on_nack(p.lost, now)
-            elif rtcp_builder.is_keyframe_request(p):
-                c = by_ssrc.get(p.media_ssrc)
-                if c is not None:
-                    c.on_keyframe_request(now)
-            elif (bitrate := rtcp_builder.remb_bitrate(p)) is not None:
-                for _, c in self.consumers:
-                    c.on_estimate(bitrate, now)
-            if isinstance(p, (rtcp_builder.RtcpRrPacket, rtcp_builder.RtcpSrPacket)):
-                for r in p.reports:
-                    c = by_ssrc.get(r.ssrc)
-                    if c is not None:
-                        c.on_report(r.fraction_lost, r.packets_lost, r.lsr, r.dlsr, now)
+        self._consumer_of = {c.ssrc: c for _, c in self.consumers}
+        rtcp_dispatch.dispatch(data, self, time.monotonic())
+
+    def rtcp_nack(self, media_ssrc: int, lost: list[int], now: float) -> None:
+        c = self._consumer_of.get(media_ssrc)
+        if c is not None:
+            c.on_nack(lost, now)
+
+    def rtcp_keyframe_request(self, media_ssrc: int, now: float) -> None:
+        c = self._consumer_of.get(media_ssrc)
+        if c is not None:
+            c.on_keyframe_request(now)
+
+    def rtcp_estimate(self, bitrate: int, now: float) -> None:
+        for _, c in self.consumers:
+            c.on_estimate(bitrate, now)
+
+    def rtcp_report(self, block: RtcpReceiverInfo, now: float) -> None:
+        c = self._consumer_of.get(block.ssrc)
+        if c is not None:
+            c.on_report(block.fraction_lost, block.packets_lost, block.lsr, block.dlsr, now)
 
     def _detach(self) -> None:
         for kind, consumer in self.consumers:
