@@ -18,7 +18,7 @@ from signaling.live import room_media
 from signaling.live import room_ws
 from signaling.http.app_keys import CLIENT_SSL, HUB, SECRET, SFU, TLS
 from signaling.http.http_errors import error_middleware, quiet_bad_requests
-from signaling.auth.tokens import TokenError, verify
+from signaling.http import access
 
 if TYPE_CHECKING:
     import ssl
@@ -84,14 +84,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """Per-room, per-viewer media state for operators (admin token, or any token of that room)."""
-    token = request.query.get("token") or media_endpoints.bearer(request)
-    try:
-        grant = verify(request.app[SECRET], token)
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=str(exc))
     room = request.query.get("room")
-    if grant.role != "admin" and (room is None or not grant.allows_room(room)):
-        raise web.HTTPForbidden(text="stats need an admin token or a token of the room asked for")
+    access.admin_or_room_grant(request, room, "stats")
     return web.json_response(request.app[SFU].dump(room))
 
 

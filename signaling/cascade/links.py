@@ -33,8 +33,10 @@ from signaling.cluster.placement import PREFIX, NodeInfo
 from signaling.cluster.cluster_registry import LOOKUP_CACHE_S, ClusterUnavailable, Registry
 from signaling.cluster.cluster_routes import node_http_session
 from signaling.http.http_errors import CORS_HEADERS, text_error
-from signaling.media.media_endpoints import ROOM_RE, bearer, read_offer, room_of
-from signaling.auth.tokens import TokenError, mint_relay, verify, verify_relay
+from signaling.http.access import ROOM_RE, room_of
+from signaling.media.media_endpoints import read_offer
+from signaling.auth.tokens import TokenError, mint_relay, verify_relay
+from signaling.http import access
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ class Cascade:
 
     def _token_ok(self, request: web.Request, room: str) -> bool:
         try:
-            grant = verify(self.app[SECRET], bearer(request))
+            grant = access.verified(request)
         except TokenError:
             return False
         return grant.allows_room(room) and grant.can_subscribe
@@ -193,11 +195,10 @@ class Cascade:
 
     def _authorize(self, request: web.Request, room: str) -> str:
         try:
-            edge, token_room = verify_relay(self.app[SECRET], bearer(request))
+            edge, token_room = verify_relay(self.app[SECRET], access.bearer(request))
         except TokenError as exc:
-            raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
-        if token_room != room:
-            raise web.HTTPForbidden(text="relay token is for another room")
+            raise access.unauthorized(str(exc)) from None
+        access.require(token_room == room, "relay token is for another room")
         return edge
 
     # --- lifecycle -------------------------------------------------------------------------------------------

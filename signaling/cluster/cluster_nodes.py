@@ -20,11 +20,10 @@ from typing import Any, Callable, Optional
 
 from aiohttp import web
 
-from signaling.http.app_keys import NODES_CACHE, REGISTRY, SECRET
+from signaling.http.app_keys import NODES_CACHE, REGISTRY
 from signaling.cluster.cluster_registry import ClusterUnavailable, Registry
 from signaling.http.http_errors import CORS_HEADERS
-from signaling.media.media_endpoints import bearer
-from signaling.auth.tokens import TokenError, verify
+from signaling.http import access
 
 PATH = "/api/cluster/nodes"
 CACHE_S = 2.0          # how long this node reuses what Redis said (a burst of pages asks at once after a failure)
@@ -33,15 +32,7 @@ LOCAL_ID = "local"     # the node id shown in single-process mode
 
 
 def _authorize(request: web.Request) -> None:
-    token = bearer(request) or request.query.get("token")
-    try:
-        grant = verify(request.app[SECRET], token)
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={**CORS_HEADERS, "WWW-Authenticate": "Bearer"})
-    room = request.query.get("room")
-    if grant.role != "admin" and (room is None or not grant.allows_room(room)):
-        raise web.HTTPForbidden(text="the node list needs an admin token or a token of the room asked for (?room=)",
-                                headers=CORS_HEADERS)
+    access.admin_or_room_grant(request, request.query.get("room"), "the node list")
 
 
 def node_list(self_id: str, self_url: str, live: Optional[dict[str, Any]]) -> list[dict[str, str]]:

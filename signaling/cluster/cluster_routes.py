@@ -29,8 +29,9 @@ from signaling.http.app_keys import CASCADE, CLIENT_SSL, CLUSTER_HTTP, CLUSTER_W
 from signaling.cluster.placement import ClusterConfig, NodeInfo
 from signaling.cluster.cluster_registry import ClusterUnavailable, Registry
 from signaling.http.http_errors import CORS_HEADERS
-from signaling.media.media_endpoints import ROOM_RE, bearer
-from signaling.auth.tokens import TokenError, verify
+from signaling.http.access import ROOM_RE
+from signaling.auth.tokens import TokenError
+from signaling.http import access
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,8 @@ def _load(app: web.Application) -> tuple[int, int]:
 
 def _may_place(request: web.Request, room: str) -> bool:
     """Only a valid token for the room may place it (a stranger must not fill Redis with rooms)."""
-    token = bearer(request) or request.query.get("token")
     try:
-        return verify(request.app[SECRET], token).allows_room(room)
+        return access.verified(request, query=True).allows_room(room)
     except TokenError:
         return False
 

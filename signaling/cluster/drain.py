@@ -22,10 +22,9 @@ from typing import Optional
 
 from aiohttp import web
 
-from signaling.http.app_keys import DRAINER, HUB, SECRET, SFU
+from signaling.http.app_keys import DRAINER, HUB, SFU
 from signaling.cluster.cluster_registry import ClusterUnavailable, Registry
-from signaling.media.media_endpoints import bearer
-from signaling.auth.tokens import TokenError, verify
+from signaling.http import access
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +156,7 @@ def _grace(request: web.Request, default: float) -> float:
 
 
 async def drain(request: web.Request) -> web.Response:
-    try:
-        grant = verify(request.app[SECRET], bearer(request))
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
-    if grant.role != "admin":
-        raise web.HTTPForbidden(text="only an admin may drain a node")
+    access.admin_grant(request, "drain a node")
     drainer: Drainer = request.app[DRAINER]
     if drainer.registry is None:
         raise web.HTTPConflict(text="draining needs cluster mode (--redis): without it there is no other node "
@@ -177,12 +171,7 @@ async def drain(request: web.Request) -> web.Response:
 
 
 async def drain_status(request: web.Request) -> web.Response:
-    try:
-        grant = verify(request.app[SECRET], bearer(request))
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
-    if grant.role != "admin":
-        raise web.HTTPForbidden(text="only an admin may see the drain state")
+    access.admin_grant(request, "see the drain state")
     return web.json_response(request.app[DRAINER].status())
 
 

@@ -15,9 +15,10 @@ from sfu.room.feed import Slot
 from sfu.node import SfuNode
 
 from signaling.cluster import peer_requests
-from signaling.http.app_keys import ADMISSION, SECRET
+from signaling.http.app_keys import ADMISSION
 from signaling.http.request_limits import Limits, RequestLimiter, capacity_refusal, retry_after
-from signaling.auth.tokens import TokenError, verify
+from signaling.auth.tokens import TokenError
+from signaling.http import access
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,8 @@ class Admission:
 
 
 def _identity(request: web.Request) -> Optional[str]:
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth.lower().startswith("bearer ") else request.query.get("token")
     try:
-        return verify(request.app[SECRET], token).identity
+        return access.verified(request, query=True).identity
     except TokenError:
         return None   # refused by the handler anyway; the address limit still counts it
 

@@ -13,12 +13,13 @@ from typing import Any, Callable, Optional
 from aiohttp import WSMsgType, web
 
 from signaling.http.app_keys import HUB, RECORDER, SECRET
-from signaling.media.media_endpoints import ROOM_RE, bearer
+from signaling.http.access import ROOM_RE
 from signaling.http.rate_limit import FloodGuard, Verdict
 from signaling.live.room_hub import RoomHub
 from signaling.lesson.room_protocol import HARD_MESSAGE_BYTES, ClientMessage, Close, Code, ProtocolError, encode, error, parse
 from signaling.lesson.room_state import Limits
 from signaling.auth.tokens import Grant, TokenError, TokenExpired, verify
+from signaling.http import access
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def _admit(request: web.Request, room: str) -> tuple[Optional[Grant], Optional[_
         return None, _Closing(Close.BAD_REQUEST, error(
             Code.BAD_REQUEST, "room names are 1-64 letters, digits, '.', '_' or '-'"))
     try:
-        grant = verify(request.app[SECRET], request.query.get("token") or bearer(request))
+        grant = access.verified(request, query=True)
     except TokenExpired as exc:
         return None, _Closing(Close.UNAUTHORIZED, error(Code.TOKEN_EXPIRED, str(exc)))
     except TokenError as exc:

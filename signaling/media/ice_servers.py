@@ -21,10 +21,9 @@ from typing import Any, Callable, Iterable, Optional
 
 from aiohttp import web
 
-from signaling.http.app_keys import SECRET, TURN
+from signaling.http.app_keys import TURN
 from signaling.http.http_errors import CORS_HEADERS
-from signaling.media.media_endpoints import bearer
-from signaling.auth.tokens import TokenError, verify
+from signaling.http import access
 
 DEFAULT_TTL_S = 12 * 3600   # as long as a page token: a lesson never outlives its TURN credential
 MIN_SECRET_LEN = 16
@@ -85,16 +84,11 @@ def config_from_options(urls: Optional[list[str]], secret: Optional[str],
 
 
 async def ice_servers_handler(request: web.Request) -> web.Response:
-    token = bearer(request) or request.query.get("token")
-    try:
-        grant = verify(request.app[SECRET], token)
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers=CORS_HEADERS)
+    grant = access.grant_of(request, query=True)
     room = request.query.get("room")
     if not room:
         raise web.HTTPBadRequest(text="name the room: /api/ice-servers?room=R", headers=CORS_HEADERS)
-    if not grant.allows_room(room):
-        raise web.HTTPForbidden(text="ice servers need a token of the room asked for (?room=)", headers=CORS_HEADERS)
+    access.require(grant.allows_room(room), "ice servers need a token of the room asked for (?room=)")
     body = ice_servers(request.app[TURN], grant.identity, time.time())
     return web.json_response(body, headers={**CORS_HEADERS, "Cache-Control": "no-store"})
 

@@ -32,9 +32,9 @@ from recorder.store.library import Library
 from recorder.service import MEDIA_NAME, Recorder, RecorderError
 from recorder.session import SessionConfig
 
-from signaling.media.media_endpoints import ROOM_RE, bearer
-from signaling.http.app_keys import HUB, RECORDER, REGISTRY, SECRET, SFU
-from signaling.auth.tokens import Grant, TokenError, verify
+from signaling.http import access
+from signaling.http.app_keys import HUB, RECORDER, REGISTRY, SFU
+from signaling.auth.tokens import Grant
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +44,10 @@ MAX_BODY = 16 * 1024
 CONSOLE_ROLES = ("teacher", "admin")
 
 
-def _grant(request: web.Request) -> Grant:
-    try:
-        return verify(request.app[SECRET], bearer(request))
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
-
-
-def _room(request: web.Request) -> str:
-    room = request.match_info["room"]
-    if not ROOM_RE.match(room):
-        raise web.HTTPBadRequest(text="room names are 1-64 letters, digits, '.', '_' or '-'")
-    return room
 
 
 def _console(request: web.Request, room: str) -> Grant:
-    grant = _grant(request)
+    grant = access.grant_of(request)
     if grant.role not in CONSOLE_ROLES:
         raise web.HTTPForbidden(text="only the room's teacher or an admin may start or stop recording")
     if not grant.allows_room(room):
@@ -68,7 +56,7 @@ def _console(request: web.Request, room: str) -> Grant:
 
 
 def _admin(request: web.Request) -> Grant:
-    grant = _grant(request)
+    grant = access.grant_of(request)
     if grant.role != "admin":
         raise web.HTTPForbidden(text="only an admin may edit or delete lessons")
     return grant
@@ -171,7 +159,7 @@ def _lesson(request: web.Request) -> dict:
 # ---- recording ---------------------------------------------------------------------------------------------
 
 async def start_recording(request: web.Request) -> web.Response:
-    room = _room(request)
+    room = access.room_of(request)
     grant = _console(request, room)
     meta = await _json_body(request)
     rec = _recorder(request)
@@ -184,7 +172,7 @@ async def start_recording(request: web.Request) -> web.Response:
 
 
 async def stop_recording(request: web.Request) -> web.Response:
-    room = _room(request)
+    room = access.room_of(request)
     _console(request, room)
     lesson = await _recorder(request).stop(room)
     if lesson is None:

@@ -7,7 +7,6 @@ classroom's camera and microphone). Rights: media_rights.py.
 """
 from __future__ import annotations
 
-import re
 
 from typing import Optional
 
@@ -17,43 +16,25 @@ from sfu.errors import SfuError
 from sfu.node import SfuNode
 
 from signaling.media import media_rights
-from signaling.http.app_keys import ADMISSION, LESSON_BUS, SECRET, SFU
+from signaling.http.app_keys import ADMISSION, LESSON_BUS, SFU
 from signaling.http.http_errors import CORS_HEADERS, text_error
 from signaling.live.room_media import lesson_of
 from signaling.lesson.room_state import CONSOLE_ROLES
-from signaling.auth.tokens import Grant, TokenError, verify
+from signaling.auth.tokens import Grant
+from signaling.http import access
+from signaling.http.access import room_of
 
-ROOM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_SDP_BYTES = 64 * 1024
 
 
-def bearer(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return None
-
-
 def authorize(request: web.Request, room: str, need: str) -> Grant:
-    """Verify the bearer token for this room and right; raises an HTTP error (401/403) otherwise."""
-    try:
-        grant = verify(request.app[SECRET], bearer(request))
-    except TokenError as exc:
-        raise web.HTTPUnauthorized(text=str(exc), headers={"WWW-Authenticate": "Bearer"})
-    if not grant.allows_room(room):
-        raise web.HTTPForbidden(text="token is for another room")
-    if need == "publish" and not (grant.can_publish and grant.sources):
-        raise web.HTTPForbidden(text=f"role {grant.role} may not publish")
-    if need == "subscribe" and not grant.can_subscribe:
-        raise web.HTTPForbidden(text=f"role {grant.role} may not subscribe")
+    """The bearer token's grant for this room and right (publish or subscribe), or the 401/403."""
+    grant = access.room_grant(request, room)
+    if need == "publish":
+        access.require(grant.can_publish and bool(grant.sources), f"role {grant.role} may not publish")
+    if need == "subscribe":
+        access.require(grant.can_subscribe, f"role {grant.role} may not subscribe")
     return grant
-
-
-def room_of(request: web.Request) -> str:
-    room = request.match_info["room"]
-    if not ROOM_RE.match(room):
-        raise web.HTTPBadRequest(text="room names are 1-64 letters, digits, '.', '_' or '-'")
-    return room
 
 
 async def read_offer(request: web.Request) -> str:
