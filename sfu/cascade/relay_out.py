@@ -19,12 +19,13 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from sfu.webrtc import aiortc_adapter as adapter
-from sfu.rtp import rtcp_builder, rtcp_dispatch
+from sfu.rtp import rtcp_dispatch
 from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.errors import BadOffer, RoomBusy
 from sfu.room.feed import KINDS, Feed, Slot
 from sfu.cascade.relay_map import RelayedStream, RelayMessageError, decode, encode_streams, layer_id, parse_slot, wants_of
 from sfu.forward.rtx_limiter import RtxLimiter
+from sfu.forward.sent_stream import SentStream
 from sfu.webrtc.sessions import Session
 
 if TYPE_CHECKING:
@@ -43,24 +44,18 @@ DEFAULT_WANTS = frozenset({"camera"})
 TEST_DROP_EVERY = int(os.environ.get("LIVECLASS_RELAY_TEST_DROP_EVERY", "0") or 0)
 
 
-class RelayedOut:
+class RelayedOut(SentStream):
     """One layer on the link: the origin stream it carries and the link SSRC it carries it on."""
 
-    __slots__ = ("source", "ssrc", "kind", "packets", "octets", "repaired", "test_dropped", "limiter",
-                 "media_bps", "_octets_prior", "fraction_lost")
+    __slots__ = ("source", "kind", "repaired", "test_dropped", "limiter")
 
     def __init__(self, source: "InboundStream", ssrc: int, kind: str) -> None:
+        super().__init__(ssrc)
         self.source = source
-        self.ssrc = ssrc
         self.kind = kind
-        self.packets = 0
-        self.octets = 0
         self.repaired = 0
         self.test_dropped = 0
         self.limiter = RtxLimiter(budget_ratio=0.5, min_budget_bps=500_000)  # a data-centre link: generous
-        self.media_bps = 0.0
-        self._octets_prior = 0
-        self.fraction_lost = 0.0
 
 
 class TrackRelay:
@@ -276,7 +271,7 @@ class RelayOutSession(Session, RtcpReceiver):
     def rtcp_report(self, block: RtcpReceiverInfo, now: float) -> None:
         out = self.by_ssrc.get(block.ssrc)
         if out is not None:
-            out.fraction_lost = block.fraction_lost / 256
+            out.on_report(block.fraction_lost, block.packets_lost, block.lsr, block.dlsr, now)
 
     def _relay_of(self, out: Optional[RelayedOut]) -> Optional[TrackRelay]:
         if out is None:
@@ -317,11 +312,11 @@ class RelayOutSession(Session, RtcpReceiver):
         """Sender reports in the origin streams' timestamps (unchanged on the link), and the link's rates."""
         packet = b""
         for out in self.by_ssrc.values():
-            out.media_bps = (out.octets - out._octets_prior) * 8 / interval
-            out._octets_prior = out.octets
+            out.rate_tick(interval)
             clock = out.source.rtp_time_at(now)
-            if clock is not None and out.packets:
-                packet += rtcp_builder.sender_report(out.ssrc, clock[0], clock[1], out.packets, out.octets)
+            sr = out.sender_report(clock[0], clock[1], now) if clock is not None else None
+            if sr is not None:
+                packet += sr
         if packet and self.tap is not None:
             self.tap.send_rtcp(packet)
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import random
 import struct
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Optional
 
-from sfu.rtp import rtcp_builder
 from sfu.allocation.allocator import Allocator
 from sfu.rtp.codec_info import write_vp8_ids
 from sfu.forward.munger import StreamMunger
 from sfu.allocation.priority import YIELD_LOWEST, YIELD_PAUSE
 from sfu.rtp.rtp_header import abs_send_time, build_header, one_byte_extensions
 from sfu.forward.rtx_limiter import RtxLimiter
+from sfu.forward.sent_stream import SentStream
 
 if TYPE_CHECKING:
     from sfu.webrtc.aiortc_adapter import PacketTap
@@ -37,13 +36,13 @@ THIN_MIN_FPS = 4.5        # thinning keeps at least this frame rate: 5 fps still
 FOLLOWUP_KEYFRAME_S = 0.5
 
 
-class Consumer:
+class Consumer(SentStream):
     def __init__(self, kind: str, tap: "PacketTap", ssrc: int, rtx_ssrc: int,
                  payload_types: dict[str, tuple[int, Optional[int]]], abs_send_time_id: int,
                  track: "Track") -> None:
+        super().__init__(ssrc)
         self.kind = kind
         self.tap = tap
-        self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.payload_types = payload_types  # codec name -> (payload type, rtx payload type)
         self.ast_id = abs_send_time_id
@@ -76,22 +75,13 @@ class Consumer:
         self.yield_level = 0                     # priority.YIELD_*: a secondary session giving way to the main one
         self._probe_credit = 0.0
         self._probe_cursor = 0
-        # counters
-        self.packets = 0
-        self.octets = 0
+        # counters (packets and octets: SentStream's)
         self.rtx_packets = 0
         self.probe_packets = 0
         self.nacks = 0
         self.plis = 0
         self.unsupported_codec = 0
-        # receiver feedback
-        self.fraction_lost = 0.0
-        self.cumulative_lost = 0
-        self.rtt: Optional[float] = None
-        self.remb: Optional[int] = None
-        self.media_bps = 0.0
-        self._octets_prior = 0
-        self._sr_sent: "OrderedDict[int, float]" = OrderedDict()
+        self.remb: Optional[int] = None   # the viewer's estimate (loss and RTT: SentStream's)
 
     # --- forwarding (hot path) -----------------------------------------------------------------------------
 
@@ -401,21 +391,11 @@ class Consumer:
         if self.kind == "video":
             self.allocate(now)
 
-    def on_report(self, fraction_lost: int, cumulative_lost: int, lsr: int, dlsr: int, now: float) -> None:
-        self.fraction_lost = fraction_lost / 256
-        self.cumulative_lost = cumulative_lost
-        sent = self._sr_sent.get(lsr)
-        if sent is not None and lsr:
-            rtt = now - sent - dlsr / 65536
-            if 0 <= rtt < 10:
-                self.rtt = rtt if self.rtt is None else 0.8 * self.rtt + 0.2 * rtt
-
     # --- periodic -------------------------------------------------------------------------------------------
 
     def tick(self, now: float, wall: float, interval: float) -> None:
         """Once a second: media rate, layer choice, and a sender report mapped onto our timestamps."""
-        self.media_bps = (self.octets - self._octets_prior) * 8 / interval
-        self._octets_prior = self.octets
+        self.rate_tick(interval)
         if self.kind == "video":
             self.allocate(now)
         m = self.munger
@@ -426,11 +406,9 @@ class Consumer:
         if clock is None:
             return
         ntp, src_ts = clock
-        sr = rtcp_builder.sender_report(self.ssrc, ntp, src_ts + m.epoch.ts_offset, self.packets, self.octets)  # type: ignore[union-attr]
-        if self.tap.send_rtcp(sr):
-            self._sr_sent[(ntp >> 16) & 0xFFFFFFFF] = now
-            while len(self._sr_sent) > 8:
-                self._sr_sent.popitem(last=False)
+        sr = self.sender_report(ntp, src_ts + m.epoch.ts_offset, now)  # type: ignore[union-attr]
+        if sr is not None:
+            self.tap.send_rtcp(sr)
 
     def dump(self) -> dict:
         layers = self.track.layers
