@@ -24,6 +24,7 @@ from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.errors import BadOffer, RoomBusy
 from sfu.room.feed import KINDS, Feed, Slot
 from sfu.cascade.relay_map import RelayedStream, RelayMessageError, decode, encode_streams, layer_id, parse_slot, wants_of
+from sfu.forward.repair import repair
 from sfu.forward.rtx_limiter import RtxLimiter
 from sfu.forward.sent_stream import SentStream
 from sfu.webrtc.sessions import Session
@@ -280,12 +281,15 @@ class RelayOutSession(Session, RtcpReceiver):
 
     def _repair(self, out: RelayedOut, lost: list[int], now: float) -> None:
         self.nacks += len(lost)
-        for seq in lost:
+
+        def find(seq: int) -> Optional[tuple["IngressPacket", bool]]:
             pkt = out.source.cached(seq)
-            if pkt is None or not out.limiter.allow(seq, pkt.view.payload_size, now, out.media_bps):
-                continue
-            if self.send(out, pkt.view.data, first=False):  # same SSRC and number: aiortc allows repeat tx
-                out.repaired += 1
+            return None if pkt is None else (pkt, False)
+
+        # the same SSRC and number again: the link carries the origin's numbering unchanged
+        outcome = repair(lost, find, out.limiter, out.media_bps, now,
+                         lambda seq, pkt: self.send(out, pkt.view.data, first=False))
+        out.repaired += outcome.resent
 
     # --- periodic ------------------------------------------------------------------------------------------
 

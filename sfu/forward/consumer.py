@@ -11,6 +11,7 @@ from sfu.rtp.codec_info import write_vp8_ids
 from sfu.forward.munger import StreamMunger
 from sfu.allocation.priority import YIELD_LOWEST, YIELD_PAUSE
 from sfu.rtp.rtp_header import abs_send_time, build_header, one_byte_extensions
+from sfu.forward.repair import repair
 from sfu.forward.rtx_limiter import RtxLimiter
 from sfu.forward.sent_stream import SentStream
 
@@ -303,20 +304,22 @@ class Consumer(SentStream):
         # earlier epoch (a keyframe of the current source followed them) or of a layer without temporal
         # layers that is being left for a lower one (its packets are held back already).
         abandoning = self.thinning and cur is not None and cur.temporal_layers == 1  # type: ignore[attr-defined]
-        for out_seq in lost:
+
+        def find(out_seq: int) -> Optional[tuple["IngressPacket", bool]]:
             found = m.to_source(out_seq)
             if found is None or abandoning or (self.kind == "video" and found[2] is not m.epoch):
-                self.rtx_skipped += 1
-                continue
+                return None
             pkt = found[0].cached(found[1])  # type: ignore[attr-defined]
+            if pkt is None:
+                return None
             # the picture the viewer's decoder restarts from: its repair may overdraw the budget (one picture)
-            urgent = pkt is not None and pkt.view.timestamp == self.keyframe_ts and found[0] is m.source
-            if pkt is None or not self.limiter.allow(out_seq, pkt.view.payload_size, now, self.media_bps, urgent):
-                if self.kind == "video" and self.limiter.exhausted:
-                    self._unrepairable(now)
-                continue
-            if self._resend(out_seq):
-                self.rtx_packets += 1
+            return pkt, pkt.view.timestamp == self.keyframe_ts and found[0] is m.source
+
+        outcome = repair(lost, find, self.limiter, self.media_bps, now, lambda out_seq, _: self._resend(out_seq))
+        self.rtx_packets += outcome.resent
+        self.rtx_skipped += outcome.skipped
+        if self.kind == "video" and outcome.exhausted:
+            self._unrepairable(now)
 
     def _unrepairable(self, now: float) -> None:
         """The viewer still misses a packet of the current picture after every resend we allow (each was lost
