@@ -180,20 +180,9 @@ class Recorder:
             fields["title"] = f"Lesson in {room}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC"
         return {**fields, "room": room}
 
-    def _track(self, room: str, source: str, kind: str) -> Any:
-        r = self.node.rooms.get(room)
-        if r is None:
-            return None
-        if source == "camera":
-            return r.tracks[kind]
-        feed = getattr(r, source, None)   # the room's screen feed
-        return feed.tracks[kind] if feed is not None else None
-
     def _attach(self, a: Active, session: RecordingSession, source: str, kind: str) -> bool:
         def request_keyframe(now: float, stream: Any) -> None:
-            track = self._track(a.room, source, kind)
-            if track is not None:
-                track.request_keyframe(now, stream)
+            self.node.request_keyframe(a.room, kind, stream, source)
 
         sink = KindSink(session, kind, request_keyframe)
         try:

@@ -206,6 +206,12 @@ class SfuNode:
         room.feed(self._teacher_slot(source)).tracks[kind].remove_sink(sink)
         self._drop_if_empty(room)
 
+    def request_keyframe(self, room_id: str, kind: str, stream: object, source: str = "camera") -> None:
+        """A sink lost its place in a stream (the recorder starting or repairing): ask for a keyframe of it."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.feed(self._teacher_slot(source)).tracks[kind].request_keyframe(time.monotonic(), stream)
+
     @staticmethod
     def _teacher_slot(source: str) -> Slot:
         if source not in ("camera", "screen"):
@@ -271,6 +277,45 @@ class SfuNode:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         self.heap_relief.cancel()
+
+    # --- what signaling asks of the media plane -------------------------------------------------------------
+
+    def room_sessions(self, room_id: str) -> int:
+        """Sessions in the room: its viewers and publishers."""
+        room = self.rooms.get(room_id)
+        return 0 if room is None else len(room.viewers) + sum(1 for _ in room.publishers())
+
+    def playback_sessions(self, room_id: str, identity: str, slot: Slot) -> list[Session]:
+        """`identity`'s open viewer sessions of `slot` in the room, oldest first."""
+        return sorted((s for s in self.sessions.values() if s.role == "viewer" and s.room.id == room_id
+                       and s.owner == identity and str(s.slot) == str(slot) and not s.closed),
+                      key=lambda s: s.created)
+
+    def has_session(self, session_id: str) -> bool:
+        return session_id in self.sessions
+
+    def local_rooms(self) -> set[str]:
+        """Rooms this node is the origin of (an edge's relayed rooms are their origin's)."""
+        return set(self.rooms) - set(self.relays_in)
+
+    def is_edge_for(self, room_id: str) -> bool:
+        """This node relays the room from its origin (a link in)."""
+        return room_id in self.relays_in
+
+    def busy_rooms(self) -> set[str]:
+        """Rooms with someone publishing or a sink (the recorder) on a track."""
+        return {room_id for room_id, room in self.rooms.items()
+                if any(True for _ in room.publishers())
+                or any(t.sinks for f in room.feeds() for t in f.tracks.values())}
+
+    async def end_rooms(self, room_ids: set[str]) -> int:
+        """Close every session of these rooms (a draining node handing its lessons over)."""
+        ending = [s for s in list(self.sessions.values()) if s.room.id in room_ids]
+        await asyncio.gather(*(s.close() for s in ending), return_exceptions=True)
+        return len(ending)
+
+    def forwarded_packets(self) -> int:
+        return sum(t.forwarded for r in self.rooms.values() for t in r.tracks.values())
 
     def counts(self) -> dict:
         return {"room_count": len(self.rooms), "sessions": len(self.sessions),

@@ -52,7 +52,7 @@ def _resident_bytes() -> int:
 async def metrics(request: web.Request) -> web.Response:
     node: SfuNode = request.app[SFU]
     c = node.counts()
-    forwarded = sum(t.forwarded for r in node.rooms.values() for t in r.tracks.values())
+    forwarded = node.forwarded_packets()
     try:
         fds = len(os.listdir("/proc/self/fd"))
     except OSError:

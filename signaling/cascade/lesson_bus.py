@@ -132,7 +132,7 @@ class LessonBus:
             if self.hub is not None:
                 await self._publish({room: self._local(room) for room in list(self.hub.rooms)
                                      if self.hub.state(room) is not None})
-            for room in [r for r in self.facts if r not in self.node.relays_in]:
+            for room in [r for r in self.facts if not self.node.is_edge_for(r)]:
                 del self.facts[room]  # no longer relayed here
                 self.removed.pop(room, None)
 
@@ -144,7 +144,7 @@ class LessonBus:
         except ValueError as exc:
             log.warning("ignoring a malformed lesson message: %s", exc)
             return
-        if room not in self.node.relays_in or (self.hub is not None and self.hub.state(room) is not None):
+        if not self.node.is_edge_for(room) or (self.hub is not None and self.hub.state(room) is not None):
             return  # not relayed here, or the lesson is held here (this node is its origin)
         newly_removed = removed - self.removed.get(room, frozenset())
         self.removed[room] = removed

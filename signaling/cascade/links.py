@@ -231,7 +231,7 @@ async def forwarded_viewer_middleware(request: web.Request, handler):
     if request.method == "POST" and peer_requests.from_peer(request):
         m = WHEP_POST.match(request.path)
         cascade: Cascade = request.app[CASCADE]
-        local = m is not None and m.group(1) in cascade.node.rooms and m.group(1) not in cascade.node.relays_in
+        local = m is not None and m.group(1) in cascade.node.local_rooms()
         if m and not local and ROOM_RE.match(m.group(1)) and cascade._token_ok(request, m.group(1)):
             try:
                 owner = await cascade.registry.owner(m.group(1))

@@ -48,7 +48,7 @@ ABNORMAL_CLOSE = (None, 1005, 1006, 1015)  # codes that cannot be sent in a clos
 
 
 def local_rooms(app: web.Application) -> set[str]:
-    rooms = set(app[SFU].rooms) - set(app[SFU].relays_in)  # a room relayed here as an edge is not ours
+    rooms = app[SFU].local_rooms()  # a room relayed here as an edge is not ours
     hub = app.get(HUB)
     if hub is not None:
         rooms.update(hub.rooms)
@@ -164,7 +164,7 @@ async def cluster_middleware(request: web.Request, handler):
     kind, room, rest = m.group(1), m.group(2), m.group(3)
     if not ROOM_RE.match(room):
         return await handler(request)  # its own 400
-    if rest is not None and rest.split("/")[1] in request.app[SFU].sessions:
+    if rest is not None and request.app[SFU].has_session(rest.split("/")[1]):
         return await handler(request)  # a session of this node's (an edge's viewer of a room placed elsewhere)
     registry: Registry = request.app[REGISTRY]
     places = rest is None and request.method in ("POST", "GET")

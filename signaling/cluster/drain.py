@@ -51,9 +51,7 @@ class Drainer:
     def busy_rooms(self) -> set[str]:
         """Rooms that still hold a lesson here: someone publishing (or being recorded) or a live lesson. Viewers
         alone do not hold a room: a classroom's terminal stays connected all day."""
-        busy = {room_id for room_id, room in self.app[SFU].rooms.items()
-                if any(True for _ in room.publishers())
-                or any(t.sinks for f in room.feeds() for t in f.tracks.values())}
+        busy = self.app[SFU].busy_rooms()
         hub = self.app.get(HUB)
         if hub is not None:
             for room in list(hub.rooms):
@@ -131,8 +129,7 @@ class Drainer:
                 r = hub.rooms.get(room)
                 for conn in list(r.conns.values()) if r is not None else ():
                     conn.close(Close.GOING_AWAY, None)
-        sessions = [s for s in list(self.app[SFU].sessions.values()) if s.room.id in rooms]
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await self.app[SFU].end_rooms(set(rooms))
 
     def status(self) -> dict:
         elapsed = 0.0 if self.started_at is None else time.monotonic() - self.started_at

@@ -35,9 +35,8 @@ class Admission:
 
     def check_capacity(self, node: SfuNode, room_id: str) -> None:
         """Raise the 503 of a full node or room."""
-        room = node.rooms.get(room_id)
-        in_room = 0 if room is None else len(room.viewers) + sum(1 for _ in room.publishers())
-        refusal = capacity_refusal(len(node.sessions), in_room, self.limits, self.node_capacity)
+        refusal = capacity_refusal(node.counts()["sessions"], node.room_sessions(room_id), self.limits,
+                                   self.node_capacity)
         if refusal is not None:
             self.refused[503] += 1
             raise web.HTTPServiceUnavailable(text=refusal.reason,
@@ -47,9 +46,7 @@ class Admission:
         """Close `identity`'s oldest viewer sessions of `slot` in the room beyond the cap; how many were closed."""
         if not identity:
             return 0
-        mine = sorted((s for s in node.sessions.values() if s.role == "viewer" and s.room.id == room_id
-                       and s.owner == identity and str(s.slot) == str(slot) and not s.closed),
-                      key=lambda s: s.created)
+        mine = node.playback_sessions(room_id, identity, slot)
         extra = mine[:max(0, len(mine) - self.limits.sessions_per_source)]
         for s in extra:
             log.info("viewer session %s of %s (%s) replaced by a newer one", s.id, identity, slot)
