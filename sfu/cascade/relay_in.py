@@ -79,7 +79,7 @@ class RelayedFeed:
     def detach(self) -> None:
         self.closed = True
         if self.feed.publisher is self:
-            self.feed.set_publisher(None)  # type: ignore[arg-type]
+            self.feed.set_publisher(None)
 
     def dump(self) -> dict:
         return {"id": self.id, "role": self.role, "source": str(self.slot), "origin": self.link.origin,
@@ -285,7 +285,7 @@ class RelayIn(RtcpReceiver):
             self.feeds.pop(slot_text, None)
             return None
         rf = self.feeds[slot_text] = RelayedFeed(self, feed)
-        feed.set_publisher(rf)  # type: ignore[arg-type]
+        feed.set_publisher(rf)
         room.ensure_timer()
         return rf
 

@@ -179,13 +179,13 @@ class RelayOutSession(Session, RtcpReceiver):
                 wanted[(str(feed.slot), kind)] = (feed, kind)
         for key, relay in list(self.relays.items()):
             if key not in wanted or relay.track is not wanted[key][0].tracks[relay.kind]:
-                relay.track.remove(relay)  # type: ignore[arg-type]
+                relay.track.remove(relay)
                 del self.relays[key]
                 self.map_changed()
         for key, (feed, kind) in wanted.items():
             if key not in self.relays:
                 relay = self.relays[key] = TrackRelay(self, feed, kind)
-                feed.tracks[kind].add(relay, now)  # type: ignore[arg-type]  # calls layers_changed -> sync
+                feed.tracks[kind].add(relay, now)  # calls layers_changed -> sync
                 self.map_changed()
 
     def new_ssrc(self) -> int:
@@ -328,7 +328,7 @@ class RelayOutSession(Session, RtcpReceiver):
 
     def _detach(self) -> None:
         for relay in self.relays.values():
-            relay.track.remove(relay)  # type: ignore[arg-type]
+            relay.track.remove(relay)
         self.relays.clear()
         self.by_ssrc = {}
         self.room.relays.discard(self)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 from sfu.ingest.inbound import InboundStream
 from sfu.ladder.ladder_rung import Rung
+from sfu.room.contracts import FeedPublisher
 from sfu.room.track import Track
-
-if TYPE_CHECKING:
-    from sfu.webrtc.sessions import PublisherSession
 
 KINDS = ("audio", "video")
 PUBLISH_SOURCES = ("camera", "screen", "classroom")
@@ -60,7 +58,7 @@ class Feed:
                                          for k in KINDS}
         for t in self.tracks.values():
             t.on_keyframe_needed = self._keyframe_needed
-        self.publisher: Optional["PublisherSession"] = None
+        self.publisher: Optional[FeedPublisher] = None
         self.muted = False  # the publisher's audio is dropped at ingest (the teacher closed this microphone)
 
     @property
@@ -74,10 +72,10 @@ class Feed:
         return self.publisher is None and not any(t.consumers or t.sinks for t in self.tracks.values())
 
     def _keyframe_needed(self, stream: InboundStream, now: float) -> None:
-        if self.publisher is not None and hasattr(self.publisher, "ingest"):
+        if self.publisher is not None and self.publisher.ingest is not None:
             self.publisher.ingest.request_keyframe(stream, now)
 
-    def set_publisher(self, session: Optional["PublisherSession"]) -> None:
+    def set_publisher(self, session: Optional[FeedPublisher]) -> None:
         self.publisher = session
         if session is None:
             now = time.monotonic()

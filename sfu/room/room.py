@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from sfu.errors import RoomBusy
 from sfu.allocation import priority
+from sfu.room.contracts import FeedPublisher
 from sfu.room.feed import KINDS, MAIN, Feed, LessonFacts, Slot
 from sfu.ladder.ladder_rung import Rung
 from sfu.room.track import Track
 
 if TYPE_CHECKING:
     from sfu.cascade.relay_out import RelayOutSession
-    from sfu.webrtc.sessions import PublisherSession, ViewerSession
+    from sfu.webrtc.sessions import ViewerSession
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Room:
         return self.main.tracks
 
     @property
-    def publisher(self) -> Optional["PublisherSession"]:
+    def publisher(self) -> Optional[FeedPublisher]:
         return self.main.publisher
 
     # --- feeds and slots -----------------------------------------------------------------------------------
@@ -57,7 +58,7 @@ class Room:
         yield self.screen
         yield from list(self.classrooms.values())
 
-    def publishers(self) -> Iterator["PublisherSession"]:
+    def publishers(self) -> Iterator[FeedPublisher]:
         for f in self.feeds():
             if f.publisher is not None:
                 yield f.publisher
@@ -162,7 +163,7 @@ class Room:
         """One tick of the timer; True when it was a report tick. A function of its own so that its loop
         variables end with it: left in the timer's frame, the last viewer iterated (its peer connection, sockets
         and buffers) stayed alive for as long as the room did after that viewer left."""
-        publishers = [p for p in self.publishers() if hasattr(p, "ingest")]
+        publishers = [p for p in self.publishers() if p.ingest is not None]
         for p in publishers:
             p.ingest.fast_tick(now)
         for v in self.viewers:

@@ -12,11 +12,11 @@ import logging
 import time
 from typing import Callable, Optional, Protocol, Sequence
 
-from sfu.forward.consumer import Consumer
 from sfu.ingest.inbound import InboundStream, IngressPacket
 from sfu.ladder.ladder_rung import Rung
 from sfu.rtp.rtp_header import abs_send_time
 from sfu.ladder.track_ladder import TrackLadder
+from sfu.room.contracts import Forwarder
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,12 @@ class Track:
         self.ladder_rungs = tuple(ladder_rungs) if kind == "video" else ()
         self.ladder: Optional[TrackLadder] = None
         self.layers: list[InboundStream] = []   # worst first
-        self.consumers: list[Consumer] = []
+        self.consumers: list[Forwarder] = []
         self.sinks: list[PacketSink] = []
         self.wall_clock = wall_clock
         self.forwarded = 0
         self.on_keyframe_needed: Callable[[InboundStream, float], None] = lambda s, now: None
-        self._routes: dict[int, list[Consumer]] = {}
+        self._routes: dict[int, list[Forwarder]] = {}
         self._routes_dirty = True
 
     @property
@@ -108,14 +108,14 @@ class Track:
         if ladder is not None:
             await ladder.close()
 
-    def add(self, consumer: Consumer, now: float) -> None:
+    def add(self, consumer: Forwarder, now: float) -> None:
         # No keyframe request yet: the viewer's transport is still connecting, and a keyframe sent now
         # would be lost. Its session asks once the transport is ready.
         self.consumers.append(consumer)
         consumer.layers_changed(now)
         self.reroute()
 
-    def remove(self, consumer: Consumer) -> None:
+    def remove(self, consumer: Forwarder) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
             self.reroute()
@@ -134,7 +134,7 @@ class Track:
         self._routes_dirty = True
 
     def _rebuild_routes(self) -> None:
-        routes: dict[int, list[Consumer]] = {}
+        routes: dict[int, list[Forwarder]] = {}
         for c in self.consumers:
             for s in c.wanted_sources():
                 routes.setdefault(id(s), []).append(c)

@@ -118,6 +118,7 @@ class PublisherSession(Session):
     def __init__(self, room: Room, feed: Feed, on_closed: Callable[["Session"], None], owner: str = "") -> None:
         super().__init__(room, on_closed, feed.slot, owner)
         self.feed = feed
+        self.ingest: Optional[PublisherIngest] = None   # once the offer is negotiated
 
     async def negotiate(self, offer: str, public_ip: Optional[str]) -> str:
         await self._apply_offer(offer)
@@ -158,7 +159,7 @@ class PublisherSession(Session):
 
     def dump(self) -> dict:
         d = super().dump()
-        d.update(self.ingest.dump() if hasattr(self, "ingest") else {})
+        d.update(self.ingest.dump() if self.ingest is not None else {})
         return d
 
 
