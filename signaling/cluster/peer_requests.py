@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from typing import Optional
+
+from aiohttp import web
 
 HEADER = "X-Liveclass-Forwarded-By"
 VALID_S = 60          # a forwarded request is made at once: a minute covers clock skew between nodes
@@ -41,14 +44,18 @@ def sender(secret: str, value: Optional[str], method: str, path_qs: str, now: fl
     return node_id
 
 
-def from_peer(request) -> Optional[str]:
-    """For an aiohttp request: the cluster node that sent it, or None (a client, or a header that is not valid)."""
-    import time
+_CHECKED = web.RequestKey("peer_node_checked", bool)
+_PEER_NODE = web.RequestKey("peer_node", str)
 
+
+def from_peer(request: web.Request) -> Optional[str]:
+    """For an aiohttp request: the cluster node that sent it, or None (a client, or a header that is not valid).
+    Checked once per request (the admission middleware and the handler both ask)."""
     from signaling.http.app_keys import SECRET
-    cached = request.get("_peer_node", False)
-    if cached is not False:
-        return cached
+    if request.get(_CHECKED):
+        return request.get(_PEER_NODE)
     node = sender(request.app[SECRET], request.headers.get(HEADER), request.method, request.path_qs, time.time())
-    request["_peer_node"] = node
+    request[_CHECKED] = True
+    if node is not None:
+        request[_PEER_NODE] = node
     return node
