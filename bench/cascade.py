@@ -36,12 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from testkit.media import make_clip  # noqa: E402
-from testkit.peers import WhepViewer, WhipPublisher  # noqa: E402
+from bench.clips import bench_clip  # noqa: E402
+from testkit.lesson_peers import classroom, teacher  # noqa: E402
+from testkit.peers import WhepViewer  # noqa: E402
 from testkit.redis_server import RedisServer  # noqa: E402
 from testkit.server import ServerProcess  # noqa: E402
 
-CACHE = Path(os.environ.get("LIVECLASS_BENCH_CACHE", Path.home() / ".cache" / "liveclass-bench"))
 ROOM = "cascade-bench"
 JOIN_TIMEOUT = 20.0
 RUN_LIMIT_S = 600.0
@@ -93,7 +93,7 @@ async def start_viewers(viewers: list[WhepViewer]) -> None:
 
 
 async def run(args: argparse.Namespace, logdir: Path) -> dict:
-    clip = make_clip(CACHE / "clip-640x360-v1.webm")
+    clip = bench_clip("clip-640x360-v1.webm")
     redis = RedisServer(log_dir=logdir)
     nodes: dict[str, ServerProcess] = {}
     peers: list = []
@@ -108,18 +108,18 @@ async def run(args: argparse.Namespace, logdir: Path) -> dict:
         origin = nodes["origin"]
         edges = {k: n for k, n in nodes.items() if k != "origin"}
         await asyncio.sleep(1.5)  # every node's first heartbeat
-        pub = WhipPublisher(origin.base_url, ROOM, origin.token(ROOM, "teacher"), clip)
+        pub = teacher(origin, ROOM, clip)
         peers.append(pub)
         await pub.start()
         await pub.connected()
-        local = WhepViewer(origin.base_url, ROOM, origin.token(ROOM, "terminal"), count_only=True)
+        local = classroom(origin, ROOM, count_only=True)
         peers.append(local)
         await start_viewers([local])
         await asyncio.sleep(1.0)
         origin_alone = (await cpu_window({"origin": origin}, args.window))["origin"]
 
         # one viewer per edge: the links open; latency and the link's fixed cost
-        firsts = {k: WhepViewer(n.base_url, ROOM, n.token(ROOM, "terminal"), count_only=True) for k, n in edges.items()}
+        firsts = {k: classroom(n, ROOM, count_only=True) for k, n in edges.items()}
         peers += firsts.values()
         t0 = time.monotonic()
         await start_viewers(list(firsts.values()))
@@ -141,8 +141,7 @@ async def run(args: argparse.Namespace, logdir: Path) -> dict:
         lat["per_edge"] = hops
 
         # N viewers per edge: the marginal cost of a viewer on an edge
-        more = {k: [WhepViewer(n.base_url, ROOM, n.token(ROOM, "terminal"), count_only=True)
-                    for _ in range(args.viewers - 1)] for k, n in edges.items()}
+        more = {k: [classroom(n, ROOM, count_only=True) for _ in range(args.viewers - 1)] for k, n in edges.items()}
         for vs in more.values():
             peers += vs
             await start_viewers(vs)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import ssl
 import statistics
 import sys
@@ -32,14 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-
-from testkit.media import make_clip  # noqa: E402
-from testkit.peers import WhepViewer, WhipPublisher, client_session, offer  # noqa: E402
+from bench.clips import bench_clip  # noqa: E402
+from testkit.lesson_peers import classroom, teacher  # noqa: E402
+from testkit.peers import client_session, offer  # noqa: E402
 from testkit.redis_server import RedisServer  # noqa: E402
 from testkit.room_client import RoomClient  # noqa: E402
 from testkit.server import ServerProcess  # noqa: E402
 
-CACHE = Path(os.environ.get("LIVECLASS_BENCH_CACHE", Path.home() / ".cache" / "liveclass-bench"))
 ROOM = "proxy-bench"
 REQUEST_TIMEOUT_S = 10.0
 
@@ -82,8 +80,8 @@ async def alternate(n: int, direct: Callable[[], Awaitable[None]], proxied: Call
 
 async def measure(args: argparse.Namespace, a: ServerProcess, b: ServerProcess, clip: Path,
                   ctx: Optional[ssl.SSLContext]) -> dict:
-    pub = WhipPublisher(a.base_url, ROOM, a.token(ROOM, "teacher"), clip, ssl_context=ctx)
-    viewer = WhepViewer(a.base_url, ROOM, a.token(ROOM, "terminal"), count_only=True, ssl_context=ctx)
+    pub = teacher(a, ROOM, clip, ssl_context=ctx)
+    viewer = classroom(a, ROOM, count_only=True, ssl_context=ctx)
     http = client_session(ctx)
     rooms: list[RoomClient] = []
     try:
@@ -137,7 +135,7 @@ async def measure(args: argparse.Namespace, a: ServerProcess, b: ServerProcess, 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    clip = make_clip(CACHE / "clip-640x360-4s-v1.webm", seconds=4.0)
+    clip = bench_clip("clip-640x360-4s-v1.webm", seconds=4.0)
     work = Path(tempfile.mkdtemp(prefix="liveclass-proxy-bench-"))
     redis = RedisServer(log_dir=work)
     nodes: list[ServerProcess] = []

@@ -43,39 +43,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.procs import (Worker, WorkerIO, calibrate, host_cpu_times, proc_cpu_seconds,  # noqa: E402
-                         proc_cpu_split, proc_exec_seconds, proc_threads, sleep_until, udp_errors)
+from bench.clips import CLIP, ensure_clip  # noqa: E402
+from bench.procs import (Worker, WorkerIO, calibrate, errors_reported, host_cpu_times,  # noqa: E402
+                         proc_cpu_seconds, proc_cpu_split, proc_exec_seconds, proc_threads, serve_commands,
+                         sleep_until, udp_errors)
 
-CACHE = Path(os.environ.get("LIVECLASS_BENCH_CACHE", Path.home() / ".cache" / "liveclass-bench"))
-CLIP = dict(seconds=20.0, width=1280, height=720, fps=30, bitrate=1_500_000, gop=30)
 ROOM = "bench"
 WORKER_MAX_SECONDS = 1800       # a worker ends itself after this, whatever happens to the orchestrator
 JOIN_START_TIMEOUT = 20.0       # one viewer's offer/answer
 KEYFRAME_WAIT = 10.0            # a batch waits this long at most for its viewers' first keyframe
 FEEDBACK_INTERVAL = 0.25        # browser-like RR + REMB per viewer
 REMB_BPS = 5_000_000
-
-
-def clip_path() -> Path:
-    c = CLIP
-    return CACHE / f"clip-{c['width']}x{c['height']}-{c['fps']}fps-{c['bitrate'] // 1000}k-gop{c['gop']}-v1.webm"
-
-
-def ensure_clip() -> tuple[Path, dict]:
-    from testkit.media import make_clip
-    import av
-    path = make_clip(clip_path(), **CLIP)
-    info = {"path": str(path), **{k: CLIP[k] for k in ("width", "height", "fps", "gop")}}
-    with av.open(str(path)) as c:
-        v = c.streams.video[0]
-        time_base = v.time_base
-        sizes = [(p.pts, p.size) for p in c.demux(v) if p.size]
-    with av.open(str(path)) as c:
-        audio_bytes = sum(p.size for p in c.demux(c.streams.audio[0]) if p.size)
-    duration = float((sizes[-1][0] - sizes[0][0]) * time_base) + 1 / CLIP["fps"]
-    info["video_kbps"] = round(sum(s for _, s in sizes) * 8 / duration / 1000)
-    info["audio_kbps"] = round(audio_bytes * 8 / duration / 1000)
-    return path, info
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -144,42 +122,35 @@ async def viewers_worker(args: argparse.Namespace) -> None:
         except Exception as exc:  # recorded per viewer; the benchmark reports failed joins
             v.error = f"{type(exc).__name__}: {exc}"
 
+    async def join_batch(cmd: dict) -> None:
+        batch = [CountingViewer(args.base_url, args.room, t, http, args.viewer_mode, poller) for t in cmd["tokens"]]
+        viewers.extend(batch)
+        await asyncio.gather(*(join(v) for v in batch))
+        until = time.monotonic() + KEYFRAME_WAIT
+        while time.monotonic() < until and any(v.error is None and v.first_keyframe_at is None for v in batch):
+            await asyncio.sleep(0.05)
+        io.send("joined", viewers=[v.join_info() for v in batch])
+
+    async def open_window(cmd: dict) -> None:  # once the publisher is paused: drain, then start counting
+        drained = await drain(viewers)
+        for v in viewers:
+            for c in v.counters():
+                c.open_window()
+        lag.samples = []
+        io.send("opened", drain_ms=drained)
+
+    async def close_window(cmd: dict) -> None:  # publisher paused again: count what was still queued, then report
+        drained = await drain(viewers)
+        results = [{c.kind: c.close_window() for c in v.counters()} for v in viewers]
+        lag_summary = lag.summary()
+        lag.samples = None
+        io.send("closed", viewers=results, loop_lag=lag_summary, drain_ms=drained,
+                other_packets=sum(v.other_packets for v in viewers),
+                keyframe_probe_errors=sum(v.keyframe_probe_errors for v in viewers))
+
     io.send("hello", pid=os.getpid())
     try:
-        while time.monotonic() < deadline:
-            cmd = await io.recv(deadline - time.monotonic())
-            if cmd is None or cmd["cmd"] == "stop":
-                break
-            if cmd["cmd"] == "join":
-                batch = [CountingViewer(args.base_url, args.room, t, http, args.viewer_mode, poller)
-                         for t in cmd["tokens"]]
-                viewers.extend(batch)
-                await asyncio.gather(*(join(v) for v in batch))
-                until = time.monotonic() + KEYFRAME_WAIT
-                while time.monotonic() < until and any(v.error is None and v.first_keyframe_at is None
-                                                        for v in batch):
-                    await asyncio.sleep(0.05)
-                io.send("joined", viewers=[v.join_info() for v in batch])
-            elif cmd["cmd"] == "open":  # once the publisher is paused: drain, then start counting
-                drained = await drain(viewers)
-                for v in viewers:
-                    for c in v.counters():
-                        c.open_window()
-                lag.samples = []
-                io.send("opened", drain_ms=drained)
-            elif cmd["cmd"] == "close":  # publisher paused again: count what was still queued, then report
-                drained = await drain(viewers)
-                results = [{c.kind: c.close_window() for c in v.counters()} for v in viewers]
-                lag_summary = lag.summary()
-                lag.samples = None
-                io.send("closed", viewers=results, loop_lag=lag_summary, drain_ms=drained,
-                        other_packets=sum(v.other_packets for v in viewers),
-                        keyframe_probe_errors=sum(v.keyframe_probe_errors for v in viewers))
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-    except Exception as exc:
-        io.send("error", message=f"{type(exc).__name__}: {exc}")
-        raise
+        await serve_commands(io, deadline, {"join": join_batch, "open": open_window, "close": close_window})
     finally:
         for t in tasks:
             t.cancel()
@@ -201,23 +172,19 @@ async def publisher_worker(args: argparse.Namespace) -> None:
     await io.open()
     deadline = time.monotonic() + args.max_seconds
     pub = CountingPublisher(args.base_url, args.room, args.token, Path(args.clip))
+
+    async def pause(cmd: dict) -> None:
+        io.send("paused", sent=await pub.pause())
+
+    async def resume(cmd: dict) -> None:
+        pub.resume()
+        io.send("resumed")
+
     try:
-        await pub.start(timeout=20)
-        io.send("ready", pid=os.getpid())
-        while time.monotonic() < deadline:
-            cmd = await io.recv(deadline - time.monotonic())
-            if cmd is None or cmd["cmd"] == "stop":
-                break
-            if cmd["cmd"] == "pause":
-                io.send("paused", sent=await pub.pause())
-            elif cmd["cmd"] == "resume":
-                pub.resume()
-                io.send("resumed")
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-    except Exception as exc:
-        io.send("error", message=f"{type(exc).__name__}: {exc}")
-        raise
+        with errors_reported(io):
+            await pub.start(timeout=20)
+            io.send("ready", pid=os.getpid())
+        await serve_commands(io, deadline, {"pause": pause, "resume": resume})
     finally:
         try:
             await asyncio.wait_for(pub.stop(), 10)

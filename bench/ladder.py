@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.fanout import CLIP, clip_path  # noqa: E402
+from bench.clips import CLIP, clip_path  # noqa: E402
 from bench.procs import calibrate, host_cpu_times  # noqa: E402
 from sfu.ladder.room_ladder import RoomLadder, Rung  # noqa: E402
 from testkit.media import make_clip  # noqa: E402
-from testkit.rtp_clip import vp8_clip_rtp  # noqa: E402
+from testkit.rtp_clip import relabel, vp8_clip_rtp  # noqa: E402
 
 RUNGS = [Rung(640, 360, 500_000, 30), Rung(320, 180, 150_000, 15)]
 TICK = 0.01
@@ -38,16 +38,6 @@ TICK = 0.01
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
-
-
-def relabel(packet: bytes, lap: int, clip_ticks: int, clip_packets: int) -> bytes:
-    """A packet of the looped clip's `lap`-th pass: timestamps and sequence numbers move on like a live source's."""
-    if not lap:
-        return packet
-    p = bytearray(packet)
-    p[2:4] = ((int.from_bytes(p[2:4], "big") + lap * clip_packets) & 0xFFFF).to_bytes(2, "big")
-    p[4:8] = ((int.from_bytes(p[4:8], "big") + lap * clip_ticks) & 0xFFFFFFFF).to_bytes(4, "big")
-    return bytes(p)
 
 
 class Feeder:

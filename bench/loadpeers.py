@@ -49,6 +49,23 @@ class KindCounter:
         self.w_packets = 0
         self.w_octets = 0
 
+    def count(self, data: bytes, n: int) -> None:
+        """One RTP packet, `n` bytes on the wire."""
+        self.packets += 1
+        self.octets += n
+        seq = (data[2] << 8) | data[3]
+        seen = self.seen
+        if seen is not None:
+            self.w_packets += 1
+            self.w_octets += n
+            if not seen[seq]:
+                seen[seq] = 1
+                self.w_distinct += 1
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+            self.ssrc = int.from_bytes(data[8:12], "big")
+        self.highest = seq
+
     def open_window(self) -> None:
         self.seen = bytearray(SEQ_SPACE)
         self.w_distinct = self.w_packets = self.w_octets = 0
@@ -228,21 +245,7 @@ class CountingViewer:
                 if c is None:
                     self.other_packets += 1
                     return
-                c.packets += 1
-                n = len(data)
-                c.octets += n
-                seen = c.seen
-                if seen is not None:
-                    c.w_packets += 1
-                    c.w_octets += n
-                    seq = (data[2] << 8) | data[3]
-                    if not seen[seq]:
-                        seen[seq] = 1
-                        c.w_distinct += 1
-                if c.first_at is None:
-                    c.first_at = time.monotonic()
-                    c.ssrc = int.from_bytes(data[8:12], "big")
-                c.highest = (data[2] << 8) | data[3]
+                c.count(data, len(data))
                 if self.first_keyframe_at is None and c is self.video:
                     self._probe_keyframe(data)
                 return
@@ -277,21 +280,8 @@ class CountingViewer:
         if c is None:
             self.other_packets += 1
             return
-        c.packets += 1
-        n = len(data) + 16  # + the AEAD_AES_256_GCM tag aiortc peers negotiate: the wire size "poll" reports
-        c.octets += n
-        seq = (data[2] << 8) | data[3]
-        seen = c.seen
-        if seen is not None:
-            c.w_packets += 1
-            c.w_octets += n
-            if not seen[seq]:
-                seen[seq] = 1
-                c.w_distinct += 1
-        if c.first_at is None:
-            c.first_at = time.monotonic()
-            c.ssrc = int.from_bytes(data[8:12], "big")
-        c.highest = seq
+        # the wire size "poll" reports: with the AEAD_AES_256_GCM tag aiortc peers negotiate
+        c.count(data, len(data) + 16)
         if self.first_keyframe_at is None and c is self.video:
             self._check_keyframe(data)
 

@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Iterator, Optional
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -193,6 +194,32 @@ class WorkerIO:
         except asyncio.TimeoutError:
             return None
         return json.loads(line) if line else None
+
+
+@contextmanager
+def errors_reported(io: WorkerIO) -> Iterator[None]:
+    """An exception in the block is sent to the orchestrator as an "error" event, then raised on."""
+    try:
+        yield
+    except Exception as exc:
+        io.send("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+Handler = Callable[[dict], Awaitable[None]]
+
+
+async def serve_commands(io: WorkerIO, deadline: float, handlers: dict[str, Handler]) -> None:
+    """Run the orchestrator's commands, each by its handler, until "stop", the end of stdin or the deadline."""
+    with errors_reported(io):
+        while time.monotonic() < deadline:
+            cmd = await io.recv(deadline - time.monotonic())
+            if cmd is None or cmd["cmd"] == "stop":
+                break
+            handler = handlers.get(cmd["cmd"])
+            if handler is None:
+                raise ValueError(f"unknown command {cmd!r}")
+            await handler(cmd)
 
 
 async def sleep_until(t: float) -> None:

@@ -32,12 +32,13 @@ if str(REPO) not in sys.path:
 
 import av  # noqa: E402
 
-from bench.fanout import ensure_clip  # noqa: E402
+from bench.clips import ensure_clip  # noqa: E402
 from recorder.session import KindSink, RecordingSession, SessionConfig  # noqa: E402
-from recorder.webm.webm_writer import AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, opus_head, repair  # noqa: E402
+from recorder.webm.webm_writer import WebmWriter, repair  # noqa: E402
 from sfu.ingest.inbound import InboundStream  # noqa: E402
 from sfu.rtp.rtp_header import RtpView, build_header  # noqa: E402
-from testkit.rtp_clip import vp8_clip_rtp  # noqa: E402
+from testkit.rtp_clip import relabel, vp8_clip_rtp  # noqa: E402
+from testkit.webm_files import add_packet, clip_packets, lesson_tracks  # noqa: E402
 
 TICK = 0.005
 NTP_EPOCH = 2208988800
@@ -62,15 +63,6 @@ def opus_rtp(clip: Path, ssrc: int = 777, pt: int = 111) -> list[tuple[float, by
             t = float(p.pts * s.time_base)
             out.append((t, bytes(build_header(1, pt, i & 0xFFFF, int(t * 48000) & 0xFFFFFFFF, ssrc)) + bytes(p)))
     return out
-
-
-def relabel(packet: bytes, lap: int, ts_step: int, seq_step: int) -> bytes:
-    if not lap:
-        return packet
-    p = bytearray(packet)
-    p[2:4] = ((int.from_bytes(p[2:4], "big") + lap * seq_step) & 0xFFFF).to_bytes(2, "big")
-    p[4:8] = ((int.from_bytes(p[4:8], "big") + lap * ts_step) & 0xFFFFFFFF).to_bytes(4, "big")
-    return bytes(p)
 
 
 async def record_live(clip: Path, info: dict, seconds: float, out: Path) -> dict:
@@ -153,16 +145,14 @@ def analysis_cost(media: Path) -> dict:
 
 
 def finalize_cost(clip: Path, minutes: int, workdir: Path) -> dict:
+    pkts = clip_packets(clip)
     with av.open(str(clip)) as c:
-        pkts = sorted(((float(p.pts * p.time_base), p.stream.type, bytes(p), p.is_keyframe)
-                       for p in c.demux() if p.size), key=lambda x: x[0])
         clip_len = float(c.duration / 1e6)
     v = av.open(str(clip))
     width, height = v.streams.video[0].codec_context.width, v.streams.video[0].codec_context.height
     v.close()
     path = workdir / f"lesson-{minutes}min.webm"
-    w = WebmWriter(path, [TrackSpec(VIDEO_TRACK, "video", "VP8", width, height),
-                          TrackSpec(AUDIO_TRACK, "audio", "opus", codec_private=opus_head())], "bench")
+    w = WebmWriter(path, lesson_tracks(width, height), "bench")
     total = minutes * 60.0
     t_write = time.perf_counter()
     next_sync = 10.0
@@ -173,7 +163,7 @@ def finalize_cost(clip: Path, minutes: int, workdir: Path) -> dict:
             ts = base + t
             if ts >= total:
                 break
-            w.add(VIDEO_TRACK if kind == "video" else AUDIO_TRACK, max(0, round(ts * 1000)), data, key)
+            add_packet(w, ts, kind, data, key)
             if ts >= next_sync:   # as the session does every 10 s
                 w.flush()
                 os.fdatasync(w._fd)

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -30,10 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from testkit.media import make_clip  # noqa: E402
+from bench.clips import bench_clip  # noqa: E402
 from testkit.soak import Plan, run_soak, summary  # noqa: E402
 
-CACHE = Path(os.environ.get("LIVECLASS_BENCH_CACHE", Path.home() / ".cache" / "liveclass-bench"))
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -56,7 +54,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     base = Plan() if a.minutes >= 3 else Plan.quick()
     plan = dataclasses.replace(base, seconds=a.minutes * 60, viewers=a.viewers, churn=a.churn, burst=a.burst,
                                seed=a.seed)
-    clip = make_clip(CACHE / "clip-640x360-v1.webm")
+    clip = bench_clip("clip-640x360-v1.webm")
     work = Path(tempfile.mkdtemp(prefix="liveclass-soak-"))
     print(f"soak {a.minutes:g} min, server log {work / 'server.log'}", file=sys.stderr)
     report = asyncio.run(run_soak(clip, plan, work / "server.log",

@@ -28,6 +28,17 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 720}
 
 
+def browser_marks(timeout_s: int) -> list:
+    """The pytest marks of a test module that drives Chromium: `browser`, its time limit, and a skip where
+    Chromium is not installed."""
+    import pytest  # here: bench scripts import this module without pytest
+    return [
+        pytest.mark.browser,
+        pytest.mark.timeout(timeout_s),
+        pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    ]
+
+
 def netns_wrapper(ns_name: str, directory: Path, chromium: Path = CHROMIUM) -> Path:
     """A script that starts Chromium inside namespace `ns_name` (exec keeps Playwright's pipe fds)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -81,6 +92,11 @@ class PageSet:
         self.contexts.clear()
         if self.console:
             (self.workdir / "console.log").write_text("\n".join(self.console) + "\n")
+
+    def close_checked(self) -> None:
+        """close(), then fail the test if a page threw an uncaught error."""
+        self.close()
+        assert not self.errors, f"uncaught errors in the pages: {self.errors}"
 
     def __enter__(self) -> "PageSet":
         return self

@@ -5,6 +5,7 @@ import fractions
 import math
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 import av
 import numpy as np
@@ -34,14 +35,42 @@ def flush(out, *streams) -> None:
             out.mux(pkt)
 
 
-def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int = 360, fps: int = 30,
-              bitrate: int = 800_000, gop: int = 30) -> Path:
+def encode_picture(out, stream, img: np.ndarray, index: int, fps: int) -> None:
+    """One RGB picture, the `index`-th frame at `fps`, encoded into the file."""
+    vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+    vf.pts, vf.time_base = index, fractions.Fraction(1, fps)
+    for pkt in stream.encode(vf):
+        out.mux(pkt)
+
+
+def encode_sound(out, stream, samples: np.ndarray, pts: int) -> None:
+    """16-bit mono samples at 48 kHz from `pts` on, encoded into the file as stereo (both channels alike)."""
+    af = av.AudioFrame.from_ndarray(np.stack([samples, samples]).reshape(1, -1), format="s16", layout="stereo")
+    af.sample_rate, af.pts, af.time_base = 48000, pts, fractions.Fraction(1, 48000)
+    for pkt in stream.encode(af):
+        out.mux(pkt)
+
+
+PART_SUFFIX = {"webm": ".part.webm", "mpegts": ".part.ts"}
+
+
+def cached(path: Path, container: str, write: Callable[[Any], None]) -> Path:
+    """The clip at `path`: written by `write(out)` into a new `container` file the first time, reused after
+    that. It is written under a .part name and renamed, so an interrupted run leaves no half clip behind."""
     path = Path(path)
     if path.exists() and path.stat().st_size > 0:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.webm")
-    with av.open(str(tmp), "w", format="webm") as out:
+    tmp = path.with_suffix(PART_SUFFIX[container])
+    with av.open(str(tmp), "w", format=container) as out:
+        write(out)
+    os.replace(tmp, path)
+    return path
+
+
+def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int = 360, fps: int = 30,
+              bitrate: int = 800_000, gop: int = 30) -> Path:
+    def write(out) -> None:
         v = vp8_stream(out, width, height, fps, bitrate, gop, error_resilient=True)
         a = opus_stream(out)
         frames = int(seconds * fps)
@@ -55,37 +84,20 @@ def make_clip(path: Path, seconds: float = 12.0, width: int = 640, height: int =
             img[..., 2] = (i * 3) % 256
             x0 = (i * 7) % max(1, width - 60)
             img[40:100, x0:x0 + 60] = 255
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts = i
-            vf.time_base = fractions.Fraction(1, fps)
-            for pkt in v.encode(vf):
-                out.mux(pkt)
+            encode_picture(out, v, img, i, fps)
             # audio: 20 ms frames, 440 Hz tone, until audio time catches up with video time
             while audio_pts < (i + 1) * 48000 / fps:
                 t = (np.arange(samples_per_frame) + audio_pts) / 48000
-                tone = (0.2 * np.sin(2 * math.pi * 440 * t) * 32767).astype(np.int16)
-                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1), format="s16",
-                                                layout="stereo")
-                af.sample_rate = 48000
-                af.pts = audio_pts
-                af.time_base = fractions.Fraction(1, 48000)
-                for pkt in a.encode(af):
-                    out.mux(pkt)
+                encode_sound(out, a, (0.2 * np.sin(2 * math.pi * 440 * t) * 32767).astype(np.int16), audio_pts)
                 audio_pts += samples_per_frame
         flush(out, v, a)
-    os.replace(tmp, path)
-    return path
+    return cached(path, "webm", write)
 
 
 def make_h264_clip(path: Path, seconds: float = 6.0, width: int = 640, height: int = 360, fps: int = 30,
                    gop: int = 30) -> Path:
     """H.264 Constrained Baseline video only, Annex B in MPEG-TS (what aiortc packetizes as it is)."""
-    path = Path(path)
-    if path.exists() and path.stat().st_size > 0:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.ts")
-    with av.open(str(tmp), "w", format="mpegts") as out:
+    def write(out) -> None:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
         v.gop_size = gop
@@ -96,12 +108,6 @@ def make_h264_clip(path: Path, seconds: float = 6.0, width: int = 640, height: i
             img = np.zeros((height, width, 3), dtype=np.uint8)
             img[..., 0] = (xx + i * 4) % 256
             img[..., 1] = (yy + i * 2) % 256
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts = i
-            vf.time_base = fractions.Fraction(1, fps)
-            for pkt in v.encode(vf):
-                out.mux(pkt)
-        for pkt in v.encode(None):
-            out.mux(pkt)
-    os.replace(tmp, path)
-    return path
+            encode_picture(out, v, img, i, fps)
+        flush(out, v)
+    return cached(path, "mpegts", write)

@@ -44,3 +44,14 @@ def h264_clip_rtp(path: Path, ts0: int) -> list[list[bytes]]:
 
     frames = _frames(path)
     return h264_rtp([list(H264Encoder._split_bitstream(data)) for _, data in frames], [ts0 + t for t, _ in frames])
+
+
+def relabel(packet: bytes, lap: int, ts_step: int, seq_step: int) -> bytes:
+    """A packet of a looped clip's `lap`-th pass: its sequence number and timestamp moved on by `lap` times
+    the clip's packets and ticks, so the loop goes on like a live source."""
+    if not lap:
+        return packet
+    p = bytearray(packet)
+    p[2:4] = ((int.from_bytes(p[2:4], "big") + lap * seq_step) & 0xFFFF).to_bytes(2, "big")
+    p[4:8] = ((int.from_bytes(p[4:8], "big") + lap * ts_step) & 0xFFFFFFFF).to_bytes(4, "big")
+    return bytes(p)

@@ -3,14 +3,12 @@
 Encoded once with PyAV and cached like testkit/media.py's clip."""
 from __future__ import annotations
 
-import fractions
 import math
-import os
 from pathlib import Path
 import av
 import numpy as np
 
-from testkit.media import flush, opus_stream, vp8_stream
+from testkit.media import cached, encode_picture, encode_sound, flush, opus_stream, vp8_stream
 
 FLASH_AT = 0.5        # seconds into every second: the flash and the beep start here
 FLASH_LEN = 0.1
@@ -20,12 +18,7 @@ def make_sync_clip(path: Path, seconds: int = 24, width: int = 320, height: int 
                    gop: int = 30) -> Path:
     """VP8 + Opus: dark moving texture and silence, except a white picture and a 1 kHz beep for 100 ms from
     k + 0.5 s, every second k."""
-    path = Path(path)
-    if path.exists() and path.stat().st_size > 0:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.webm")
-    with av.open(str(tmp), "w", format="webm") as out:
+    def write(out) -> None:
         v = vp8_stream(out, width, height, fps, 300_000, gop)
         a = opus_stream(out)
         yy, xx = np.mgrid[0:height, 0:width]
@@ -38,45 +31,32 @@ def make_sync_clip(path: Path, seconds: int = 24, width: int = 320, height: int 
                 img = np.zeros((height, width, 3), dtype=np.uint8)
                 img[..., 1] = ((xx + i * 3) % 64).astype(np.uint8)
                 img[..., 2] = ((yy + i) % 48).astype(np.uint8)
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts, vf.time_base = i, fractions.Fraction(1, fps)
-            for pkt in v.encode(vf):
-                out.mux(pkt)
+            encode_picture(out, v, img, i, fps)
             while audio_pts < (i + 1) * 48000 / fps:
                 ts = (np.arange(960) + audio_pts) / 48000
                 on = (ts % 1.0 >= FLASH_AT) & (ts % 1.0 < FLASH_AT + FLASH_LEN)
-                tone = (on * 0.5 * np.sin(2 * math.pi * 1000 * ts) * 32767).astype(np.int16)
-                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1), format="s16", layout="stereo")
-                af.sample_rate, af.pts, af.time_base = 48000, audio_pts, fractions.Fraction(1, 48000)
-                for pkt in a.encode(af):
-                    out.mux(pkt)
+                encode_sound(out, a, (on * 0.5 * np.sin(2 * math.pi * 1000 * ts) * 32767).astype(np.int16), audio_pts)
                 audio_pts += 960
         flush(out, v, a)
-    os.replace(tmp, path)
-    return path
+    return cached(path, "webm", write)
 
 
 def make_slides_clip(path: Path, changes: tuple[float, ...] = (6.0, 12.0, 18.0), seconds: float = 24.0,
                      width: int = 640, height: int = 360, fps: int = 15, gop: int = 15) -> Path:
     """VP8 only: four "slides" (different text-like layouts), changing at `changes`; between changes a small
     pointer moves and the picture noise changes a little, as on a real screen or camera."""
-    path = Path(path)
-    if path.exists() and path.stat().st_size > 0:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    slides = []
-    for k in range(len(changes) + 1):
-        img = np.full((height, width, 3), (240, 240, 235) if k % 2 == 0 else (40, 60, 90), dtype=np.uint8)
-        for line in range(8):   # "text lines" of a different layout per slide
-            y = 30 + line * 40 + k * 7
-            x0 = int(rng.integers(20, 120))
-            x1 = int(rng.integers(300, width - 20))
-            colour = (20, 20, 20) if k % 2 == 0 else (230, 230, 200)
-            img[y:y + 14 + (k % 3) * 4, x0:x1] = colour
-        slides.append(img)
-    tmp = path.with_suffix(".part.webm")
-    with av.open(str(tmp), "w", format="webm") as out:
+    def write(out) -> None:
+        rng = np.random.default_rng(7)
+        slides = []
+        for k in range(len(changes) + 1):
+            img = np.full((height, width, 3), (240, 240, 235) if k % 2 == 0 else (40, 60, 90), dtype=np.uint8)
+            for line in range(8):   # "text lines" of a different layout per slide
+                y = 30 + line * 40 + k * 7
+                x0 = int(rng.integers(20, 120))
+                x1 = int(rng.integers(300, width - 20))
+                colour = (20, 20, 20) if k % 2 == 0 else (230, 230, 200)
+                img[y:y + 14 + (k % 3) * 4, x0:x1] = colour
+            slides.append(img)
         v = vp8_stream(out, width, height, fps, 400_000, gop)
         for i in range(int(seconds * fps)):
             t = i / fps
@@ -86,14 +66,9 @@ def make_slides_clip(path: Path, changes: tuple[float, ...] = (6.0, 12.0, 18.0),
             img[height - 40:height - 30, px:px + 10] = (200, 30, 30)    # a moving pointer
             noise = rng.integers(-6, 7, size=img.shape, dtype=np.int16)
             img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts, vf.time_base = i, fractions.Fraction(1, fps)
-            for pkt in v.encode(vf):
-                out.mux(pkt)
-        for pkt in v.encode(None):
-            out.mux(pkt)
-    os.replace(tmp, path)
-    return path
+            encode_picture(out, v, img, i, fps)
+        flush(out, v)
+    return cached(path, "webm", write)
 
 
 def flash_times(path: str, start: float = 0.0) -> list[float]:

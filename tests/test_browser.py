@@ -18,16 +18,12 @@ from typing import Any, Callable, Optional
 import pytest
 
 from signaling.auth.tokens import mint
-from testkit.chromium import CHROMIUM, VIEWPORT, BrowserPool, wait_for
+from testkit.chromium import browser_marks, VIEWPORT, BrowserPool, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = browser_marks(90)
 
 # Installed before any page script runs: records, for every peer connection the page makes, when it became
 # 'connected' and when its first video frame was decoded (getStats polled every 50 ms from that moment).

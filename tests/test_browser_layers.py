@@ -8,18 +8,12 @@ import time
 import urllib.parse
 import urllib.request
 
-import pytest
-
+from testkit.chromium import browser_marks
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    CHROMIUM, TIMING_SCRIPT, browsers, go_live, open_teacher, page_url, playwright, room_stats, stats,
-    wait_until,
+    TIMING_SCRIPT, browsers, go_live, open_teacher, page_url, playwright, room_stats, stats, wait_until,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = browser_marks(120)
 
 
 def open_terminal(browsers, server, room: str, name: str, **params):

@@ -24,6 +24,7 @@ from sfu.webrtc import aiortc_adapter as adapter
 from sfu.rtp import rtcp_builder
 from sfu.rtp.codec_info import parse_vp8
 from sfu.rtp.rtp_header import RtpView
+from testkit.lesson_peers import Peers
 from testkit.peers import WhepViewer, WhipPublisher, offer
 from testkit.redis_server import RedisServer
 from testkit.server import ServerProcess, free_port
@@ -102,14 +103,12 @@ async def test_origin_and_two_edges_viewers_decode(cluster, clip) -> None:
     a, b, c = cluster["a"], cluster["b"], cluster["c"]
     room = "cascade"
     place_on(cluster["db"], room, "a")
-    pub = WhipPublisher(a.base_url, room, a.token(room, "teacher"), clip)
-    on_b = [WhepViewer(b.base_url, room, b.token(room, "terminal")) for _ in range(2)]
-    on_c = WhepViewer(c.base_url, room, c.token(room, "terminal"))
+    peers = Peers()
     try:
-        await pub.start()
+        await peers.publish(a, room, clip)
         assert cluster["db"].get(f"liveclass:room:{room}") == "a"
-        for v in (*on_b, on_c):
-            await v.start()
+        on_b = [await peers.play(b, room) for _ in range(2)]
+        on_c = await peers.play(c, room)
         assert [v.resource_base for v in on_b] == [b.base_url] * 2 and on_c.resource_base == c.base_url
         for v in (*on_b, on_c):
             await frames_grow(v, 20, 15)
@@ -131,8 +130,7 @@ async def test_origin_and_two_edges_viewers_decode(cluster, clip) -> None:
         await until(lambda: _links(a, room, 1), 8, "origin has one link left after c's viewer left")
         assert (await stats(c, room))["relays_in"] == 0
     finally:
-        for p in (*on_b, on_c, pub):
-            await p.stop()
+        await peers.stop()
 
 
 async def _links(node: ServerProcess, room: str, n: int) -> bool:
@@ -149,21 +147,18 @@ async def test_full_origin_sends_viewer_to_an_edge(cluster, clip) -> None:
     a = cluster["a"]
     room = "overflow"
     place_on(cluster["db"], room, "a")
-    pub = WhipPublisher(a.base_url, room, a.token(room, "teacher"), clip)
-    first = WhepViewer(a.base_url, room, a.token(room, "terminal"))
-    second = WhepViewer(a.base_url, room, a.token(room, "terminal"))
+    peers = Peers()
     try:
-        await pub.start()
-        await first.start()
+        await peers.publish(a, room, clip)
+        first = await peers.play(a, room)
         assert first.resource_base == a.base_url           # the origin has room for one
         await until(lambda: _published_viewers(cluster["db"], "a", 1), 5, "a's viewer count in Redis")
-        await second.start()
+        second = await peers.play(a, room)
         assert second.resource_base in (cluster["b"].base_url, cluster["c"].base_url), second.resource_base
         for v in (first, second):
             await frames_grow(v, 15, 15)
     finally:
-        for p in (second, first, pub):
-            await p.stop()
+        await peers.stop()
 
 
 def _published_viewers(db: redis.Redis, node_id: str, n: int) -> bool:
@@ -426,15 +421,13 @@ async def test_full_origin_in_proxy_mode_proxies_the_viewer_to_an_edge(cluster, 
                                   "--cluster-forward", "proxy", "--max-viewers", "1"), log_path=tmp_path / "p1.log")
     room = "proxied"
     place_on(cluster["db"], room, "p1")
-    pub = WhipPublisher(origin.base_url, room, origin.token(room, "teacher"), clip)
-    first = WhepViewer(origin.base_url, room, origin.token(room, "terminal"))
-    second = WhepViewer(origin.base_url, room, origin.token(room, "terminal"))
+    peers = Peers()
     try:
         await until(lambda: cluster["db"].exists("liveclass:cascade:p1"), 5, "p1 registered")
-        await pub.start()
-        await first.start()
+        await peers.publish(origin, room, clip)
+        first = await peers.play(origin, room)
         await until(lambda: _published_viewers(cluster["db"], "p1", 1), 5, "p1's viewer count in Redis")
-        await second.start()
+        second = await peers.play(origin, room)
         assert second.resource_base == origin.base_url   # answered through the origin...
         for v in (first, second):
             await frames_grow(v, 15, 15)
@@ -444,6 +437,5 @@ async def test_full_origin_in_proxy_mode_proxies_the_viewer_to_an_edge(cluster, 
         assert edges["a"]["links_in"][0]["origin"] == "p1"
         assert len(links_out(await stats(origin, room))) == 1
     finally:
-        for p in (second, first, pub):
-            await p.stop()
+        await peers.stop()
         origin.stop()

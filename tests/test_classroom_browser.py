@@ -16,16 +16,12 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, BrowserContexts, wait_for
+from testkit.chromium import CHROMIUM, browser_marks, CHROMIUM_ARGS, BrowserContexts, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = browser_marks(180)
 
 ROOM = "classroom"
 
@@ -63,8 +59,7 @@ def browser():
 def pages(browser, tmp_path):
     p = BrowserContexts(browser, tmp_path)
     yield p
-    p.close()
-    assert not p.errors, f"uncaught errors in the pages: {p.errors}"
+    p.close_checked()
     server_errors = [r for r in p.responses if r[2] >= 500]
     assert not server_errors, server_errors
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import redis
 
-from testkit.peers import WhepViewer, WhipPublisher
+from testkit.lesson_peers import Peers, frames_grow
 from testkit.redis_server import RedisServer
 from testkit.server import ServerProcess
 
@@ -50,14 +50,6 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> float:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-async def frames_grow(viewer: WhepViewer, by: int = 10, timeout: float = 10) -> None:
-    """The viewer decodes `by` more video frames within timeout."""
-    start, deadline = viewer.frames, time.monotonic() + timeout
-    while viewer.frames < start + by:
-        assert time.monotonic() < deadline, f"viewer decoded {viewer.frames - start} frames in {timeout} s"
-        await asyncio.sleep(0.1)
-
-
 @dataclass
 class Answer:
     status: int
@@ -76,12 +68,9 @@ async def raw_post(url: str, token: str, body: str = "v=0\r\n") -> Answer:
 async def test_viewer_on_node_b_plays_lesson_published_on_node_a(nodes, redis_server, clip) -> None:
     a, b = nodes["a"], nodes["b"]
     db = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    pub = WhipPublisher(a.base_url, "physics", a.token("physics", "teacher"), clip)
-    viewer = WhepViewer(b.base_url, "physics", b.token("physics", "terminal"))
-    pub2 = WhipPublisher(b.base_url, "maths", b.token("maths", "teacher"), clip)
-    viewer2 = WhepViewer(a.base_url, "maths", a.token("maths", "terminal"))
+    peers = Peers()
     try:
-        await pub.start()
+        await peers.publish(a, "physics", clip)
         assert db.get(ROOM_KEY.format("physics")) == "a"
         # node b answers a WHEP for a's room with 307 to a, body kept by the client
         t0 = time.monotonic()
@@ -93,20 +82,19 @@ async def test_viewer_on_node_b_plays_lesson_published_on_node_a(nodes, redis_se
             ws_token = b.token("physics", "student")
             async with s.get(f"{b.base_url}/ws/physics", params={"token": ws_token}, allow_redirects=False) as r:
                 assert r.status == 307 and r.headers["Location"] == f"{a.base_url}/ws/physics?token={ws_token}"
-        await viewer.start()
+        viewer = await peers.play(b, "physics")
         assert viewer.resource_base == a.base_url       # the session lives on a
         await frames_grow(viewer)
         assert db.get(ROOM_KEY.format("physics")) == "a"  # placement sticks
         # a second room goes to the less loaded node b; node a (proxy mode) relays its WHEP to b
-        await pub2.start()
+        pub2 = await peers.publish(b, "maths", clip)
         assert pub2.resource_base == b.base_url and db.get(ROOM_KEY.format("maths")) == "b"
-        await viewer2.start()
+        viewer2 = await peers.play(a, "maths")
         assert viewer2.resource_base == a.base_url       # answered through a, media from b
         await frames_grow(viewer2)
         print(f"redirect answer {redirect_ms:.1f} ms")
     finally:
-        for p in (viewer, viewer2, pub, pub2):
-            await p.stop()
+        await peers.stop()
     async with aiohttp.ClientSession() as s:  # the proxied DELETE reached b: no viewer left there
         async with s.get(f"{b.base_url}/api/stats", params={"room": "maths", "token": b.token("maths", "admin")}) as r:
             assert (await r.json())["viewers"] == 0
@@ -114,14 +102,10 @@ async def test_viewer_on_node_b_plays_lesson_published_on_node_a(nodes, redis_se
 
 async def test_node_killed_room_replaced_on_live_node(nodes, redis_server, clip) -> None:
     a, b = nodes["a"], nodes["b"]
-    pub = WhipPublisher(a.base_url, "history", a.token("history", "teacher"), clip)
-    viewer = WhepViewer(b.base_url, "history", b.token("history", "terminal"))
-    pub2 = WhipPublisher(b.base_url, "history", b.token("history", "teacher"), clip)
-    viewer2 = WhepViewer(b.base_url, "history", b.token("history", "terminal"))
+    peers = Peers(dead_ok=True)  # node a is killed under its peers
     try:
-        await pub.start()
-        await viewer.start()
-        await frames_grow(viewer)
+        await peers.publish(a, "history", clip)
+        await frames_grow(await peers.play(b, "history"))
         a.proc.kill()  # kill -9: no goodbye, its alive key expires after the TTL
         a.proc.wait()
         killed = time.monotonic()
@@ -138,27 +122,21 @@ async def test_node_killed_room_replaced_on_live_node(nodes, redis_server, clip)
         assert statuses[-1] == 400 and replaced_s < 4.5, (statuses[-1], replaced_s)
         db = redis.Redis.from_url(redis_server.url, decode_responses=True)
         assert db.get(ROOM_KEY.format("history")) == "b"
-        await pub2.start()  # the teacher reconnects: now on b
-        await viewer2.start()  # and the classroom reconnects and plays again
+        await peers.publish(b, "history", clip)  # the teacher reconnects: now on b
+        viewer2 = await peers.play(b, "history")  # and the classroom reconnects and plays again
         assert viewer2.resource_base == b.base_url
         await frames_grow(viewer2)
         print(f"re-placed {replaced_s:.2f} s after kill -9")
     finally:
-        for p in (viewer2, pub2, viewer, pub):
-            try:
-                await p.stop()
-            except aiohttp.ClientError:
-                pass  # its node is dead
+        await peers.stop()
 
 
 async def test_redis_down_then_restarted(nodes, redis_server, clip) -> None:
     a, b = nodes["a"], nodes["b"]
-    pub = WhipPublisher(a.base_url, "art", a.token("art", "teacher"), clip)
-    viewer = WhepViewer(b.base_url, "art", b.token("art", "terminal"))
-    late = WhepViewer(a.base_url, "art", a.token("art", "terminal"))
+    peers = Peers()
     try:
-        await pub.start()
-        await viewer.start()
+        await peers.publish(a, "art", clip)
+        viewer = await peers.play(b, "art")
         await frames_grow(viewer)
         redis_server.stop()
         r = await raw_post(f"{b.base_url}/whip/newroom", b.token("newroom", "teacher"))
@@ -166,7 +144,7 @@ async def test_redis_down_then_restarted(nodes, redis_server, clip) -> None:
         reason = r.text
         assert "cannot place room newroom" in reason and "Redis unreachable" in reason, reason
         await frames_grow(viewer)   # the running lesson keeps flowing
-        await late.start()          # and its own node still takes new viewers for it
+        late = await peers.play(a, "art")   # and its own node still takes new viewers for it
         await frames_grow(late)
         redis_server.start()        # same port, empty: no persistence
         down = time.monotonic()
@@ -178,8 +156,7 @@ async def test_redis_down_then_restarted(nodes, redis_server, clip) -> None:
         await frames_grow(viewer)
         print(f"re-registered {back_s:.2f} s after Redis restart ({time.monotonic() - down:.2f})")
     finally:
-        for p in (late, viewer, pub):
-            await p.stop()
+        await peers.stop()
 
 
 def test_serve_rejects_bad_cluster_options() -> None:

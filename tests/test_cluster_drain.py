@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -13,30 +14,34 @@ import pytest
 import redis
 
 from signaling.lesson.room_protocol import Close
-from testkit.peers import WhepViewer, WhipPublisher
+from testkit.lesson_peers import Peers, frames_grow
 from testkit.room_client import RoomClient
 from testkit.server import ServerProcess
-from tests.test_cluster import frames_grow, raw_post, start_node, wait_for
+from tests.test_cluster import raw_post, start_node, wait_for
 
 ROOM_KEY = "liveclass:room:{}"
 
 
-def two_nodes(redis_url: str, tmp_path: Path, *extra: str) -> dict[str, ServerProcess]:
-    ns = {n: start_node(redis_url, n, tmp_path, *extra) for n in ("a", "b")}
+@dataclass
+class TwoNodes:
+    """Nodes a and b, the Redis they share, and the test's peers (whose node may be gone at the end)."""
+    a: ServerProcess
+    b: ServerProcess
+    db: redis.Redis
+    peers: Peers = field(default_factory=lambda: Peers(dead_ok=True))
+
+    async def stop(self) -> None:
+        """End the peers, then the nodes."""
+        await self.peers.stop()
+        self.a.stop()
+        self.b.stop()
+
+
+def two_nodes(redis_url: str, tmp_path: Path, *extra: str) -> TwoNodes:
+    a, b = (start_node(redis_url, n, tmp_path, *extra) for n in ("a", "b"))
     db = redis.Redis.from_url(redis_url, decode_responses=True)
-    wait_for(lambda: all(db.exists(f"liveclass:alive:{n}") for n in ns), 10, "both nodes registered")
-    return ns
-
-
-async def stop_all(peers, nodes: dict[str, ServerProcess]) -> None:
-    """End the peers (their node may be gone: its refusal does not matter), then the nodes."""
-    for p in peers:
-        try:
-            await p.stop()
-        except aiohttp.ClientError:
-            pass
-    for n in nodes.values():
-        n.stop()
+    wait_for(lambda: all(db.exists(f"liveclass:alive:{n}") for n in "ab"), 10, "both nodes registered")
+    return TwoNodes(a, b, db)
 
 
 async def drain(node: ServerProcess, token: str, query: str = "") -> tuple[int, str]:
@@ -58,16 +63,12 @@ async def exited(node: ServerProcess, timeout: float) -> float:
 
 async def test_drain_takes_no_new_rooms_and_leaves_once_the_lesson_is_over(redis_server, tmp_path, clip) -> None:
     nodes = two_nodes(redis_server.url, tmp_path, "--cluster-forward", "redirect")
-    a, b = nodes["a"], nodes["b"]
-    db = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    pub = WhipPublisher(a.base_url, "physics", a.token("physics", "teacher"), clip)
-    viewer = WhepViewer(b.base_url, "physics", b.token("physics", "terminal"))
-    newpub = WhipPublisher(a.base_url, "maths", a.token("maths", "teacher"), clip)
+    a, b, db, peers = nodes.a, nodes.b, nodes.db, nodes.peers
     try:
         async with aiohttp.ClientSession() as http:
-            await pub.start()
+            pub = await peers.publish(a, "physics", clip)
             assert db.get(ROOM_KEY.format("physics")) == "a"
-            await viewer.start()
+            viewer = await peers.play(b, "physics")
             await frames_grow(viewer)
             db.set(ROOM_KEY.format("quiet"), "a", px=30_000)   # a room on a with only a classroom waiting in it
             idle = await RoomClient(http, a.base_url, "quiet", a.token("quiet", "terminal")).connect()
@@ -82,7 +83,7 @@ async def test_drain_takes_no_new_rooms_and_leaves_once_the_lesson_is_over(redis
             # a new lesson asked of the draining node goes to b
             r = await raw_post(f"{a.base_url}/whip/history", a.token("history", "teacher"))
             assert r.status == 307 and r.headers["Location"].startswith(b.base_url), (r.status, r.headers)
-            await newpub.start()
+            newpub = await peers.publish(a, "maths", clip)
             assert newpub.resource_base == b.base_url and db.get(ROOM_KEY.format("maths")) == "b"
             # the running lesson is not disturbed
             await frames_grow(viewer)
@@ -103,19 +104,15 @@ async def test_drain_takes_no_new_rooms_and_leaves_once_the_lesson_is_over(redis
             assert db.get(ROOM_KEY.format("physics")) == "b"
             await again.close()
     finally:
-        await stop_all((viewer, newpub, pub), nodes)
+        await nodes.stop()
 
 
 async def test_sigterm_drains_until_the_grace_period_ends(redis_server, tmp_path, clip) -> None:
     nodes = two_nodes(redis_server.url, tmp_path, "--drain-grace", "2")
-    a, b = nodes["a"], nodes["b"]
-    db = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    pub = WhipPublisher(a.base_url, "art", a.token("art", "teacher"), clip)
-    pub2 = WhipPublisher(b.base_url, "art", b.token("art", "teacher"), clip)
-    viewer = WhepViewer(b.base_url, "art", b.token("art", "terminal"))
+    a, b, db, peers = nodes.a, nodes.b, nodes.db, nodes.peers
     try:
         async with aiohttp.ClientSession() as http:
-            await pub.start()
+            await peers.publish(a, "art", clip)
             term = await RoomClient(http, b.base_url, "art", b.token("art", "terminal")).connect()  # proxied
             a.proc.terminate()    # SIGTERM: drain, with a lesson that does not end by itself
             sent = time.monotonic()
@@ -127,12 +124,11 @@ async def test_sigterm_drains_until_the_grace_period_ends(redis_server, tmp_path
             print(f"\nSIGTERM to exit with a running lesson and --drain-grace 2: {time.monotonic() - sent:.2f} s")
             assert 2.0 <= time.monotonic() - sent < 6, drain_s
             # the teacher publishes again: on b, at once (the placement was released, not left to expire)
-            await pub2.start()
+            pub2 = await peers.publish(b, "art", clip)
             assert pub2.resource_base == b.base_url and db.get(ROOM_KEY.format("art")) == "b"
-            await viewer.start()
-            await frames_grow(viewer)
+            await frames_grow(await peers.play(b, "art"))
     finally:
-        await stop_all((viewer, pub2, pub), nodes)
+        await nodes.stop()
 
 
 async def test_drain_refuses_bad_requests(redis_server, tmp_path) -> None:
@@ -162,13 +158,9 @@ async def test_drain_refuses_bad_requests(redis_server, tmp_path) -> None:
 
 async def test_empty_room_is_placed_by_load_again(redis_server, tmp_path, clip) -> None:
     nodes = two_nodes(redis_server.url, tmp_path, "--room-release", "3")
-    a, b = nodes["a"], nodes["b"]
-    db = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    first = WhipPublisher(a.base_url, "chem", a.token("chem", "teacher"), clip)
-    other = WhipPublisher(a.base_url, "bio", a.token("bio", "teacher"), clip)
-    second = WhipPublisher(b.base_url, "chem", b.token("chem", "teacher"), clip)
+    a, b, db, peers = nodes.a, nodes.b, nodes.db, nodes.peers
     try:
-        await first.start()
+        first = await peers.publish(a, "chem", clip)
         assert db.get(ROOM_KEY.format("chem")) == "a"
         await asyncio.sleep(4)       # longer than the release time: a room in use keeps its node
         assert db.get(ROOM_KEY.format("chem")) == "a"
@@ -178,13 +170,13 @@ async def test_empty_room_is_placed_by_load_again(redis_server, tmp_path, clip) 
         print(f"\nempty room released {released_s:.2f} s after its lesson ended (--room-release 3)")
         assert time.monotonic() - stopped >= 2.0
         # node a is busier now (another lesson runs there); the next lesson of chem goes to b, by load
-        await other.start()
+        await peers.publish(a, "bio", clip)
         assert db.get(ROOM_KEY.format("bio")) in ("a", "b")
         busy = db.get(ROOM_KEY.format("bio"))
-        await second.start()
+        await peers.publish(b, "chem", clip)
         assert db.get(ROOM_KEY.format("chem")) == ({"a": "b", "b": "a"}[busy])
     finally:
-        await stop_all((second, other, first), nodes)
+        await nodes.stop()
 
 
 def test_placement_skips_draining_nodes_but_keeps_their_rooms() -> None:

@@ -15,18 +15,14 @@ import urllib.parse
 import pytest
 import redis
 
-from testkit.chromium import CHROMIUM, BrowserPool, wait_for
+from testkit.chromium import browser_marks, BrowserPool, wait_for
 from testkit.server import ServerProcess
 from tests.test_page_failover_browser import (  # noqa: F401  (cluster, playwright: fixtures)
     PLAYING_SCRIPT, cluster, kill_and_wait_for_replay, playwright)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(150),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = browser_marks(150)
 
 ROOM = "failover"
 RECOVERY_LIMIT_S = 5.0

@@ -13,35 +13,22 @@ import pytest
 from aiohttp import web
 
 from recorder.store.library import Library
-from recorder.webm.webm_writer import AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, opus_head
 from signaling.app import create_app
 from signaling.http.app_keys import RECORDER
 from signaling.auth.tokens import mint
+from testkit.inprocess import serve_app
+from testkit.webm_files import clip_packets, write_lesson_file
 
 SECRET = "library-api-secret-0123456789abcdef0"
 DAY = 86400
 T0 = 1_750_000_000.0   # 2025-06-15
 
 
-def clip_packets(clip: Path) -> list[tuple[float, str, bytes, bool]]:
-    with av.open(str(clip)) as c:
-        out = [(float(p.pts * p.time_base), p.stream.type, bytes(p), p.is_keyframe) for p in c.demux() if p.size]
-    return sorted(out, key=lambda x: x[0])
-
-
 def write_lesson(library: Path, clip: Path, lesson_id: str, finish: bool = True) -> Path:
     d = library / "lessons" / lesson_id
     d.mkdir(parents=True, exist_ok=True)
     path = d / "lesson.webm"
-    w = WebmWriter(path, [TrackSpec(VIDEO_TRACK, "video", "VP8", 640, 360),
-                          TrackSpec(AUDIO_TRACK, "audio", "opus", codec_private=opus_head())])
-    for t, kind, data, key in clip_packets(clip):
-        w.add(VIDEO_TRACK if kind == "video" else AUDIO_TRACK, max(0, round(t * 1000)), data, key)
-    if finish:
-        w.finish()
-    else:
-        w.flush()
-        w.abandon()
+    write_lesson_file(path, clip_packets(clip), finish=finish)
     return path
 
 
@@ -91,14 +78,8 @@ class Api:
 async def api(library) -> AsyncIterator[Api]:
     app = create_app(SECRET, ["127.0.0.1"], library=str(library))
     app[RECORDER].analyze_enabled = False
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as http:
-        yield Api(f"http://127.0.0.1:{port}", http, app)
-    await runner.cleanup()
+    async with serve_app(app) as (base, http):
+        yield Api(base, http, app)
 
 
 def tok(role: str, room: str = "r1", **kw) -> str:

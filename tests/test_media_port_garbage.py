@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit.lesson_peers import frames_grow
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.server import REPO, ServerProcess
-from tests.test_cluster import frames_grow
 
 pytestmark = pytest.mark.timeout(120)
 

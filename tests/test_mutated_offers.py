@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 
 from testkit.offer_mutator import base_offers, mutated_offers
-from testkit.peers import WhepViewer, WhipPublisher
+from testkit.lesson_peers import lesson_plays
 from testkit.server import ServerProcess
-from tests.test_cluster import frames_grow, wait_for
+from tests.test_cluster import wait_for
 
 MUTANTS = 300            # per endpoint in CI (bench/offer_fuzz.py runs thousands)
 REQUEST_TIMEOUT_S = 10.0
@@ -58,16 +58,7 @@ async def test_mutated_offers_get_4xx_with_reasons_and_leave_nothing_behind(tmp_
         log = server.log_tail(200_000)
         assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]
 
-        # and the server still does its job
-        pub = WhipPublisher(server.base_url, "fuzz", server.token("fuzz", "teacher"), clip)
-        viewer = WhepViewer(server.base_url, "fuzz", server.token("fuzz", "student"))
-        try:
-            await pub.start()
-            await viewer.start()
-            await frames_grow(viewer)
-        finally:
-            await viewer.stop()
-            await pub.stop()
+        await lesson_plays(server, "fuzz", clip, role="student")   # and the server still does its job
     finally:
         server.stop()
     print({k: dict(v) for k, v in statuses.items()})

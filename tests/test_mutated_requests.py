@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 import yarl
 
+from testkit.lesson_peers import frames_grow
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.request_mutator import Known, mutated_requests
 from testkit.server import ServerProcess
-from tests.test_cluster import frames_grow
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,17 +19,13 @@ from typing import Iterator
 import pytest
 import redis
 
-from testkit.chromium import CHROMIUM, BrowserPool, wait_for
+from testkit.chromium import browser_marks, BrowserPool, wait_for
 from testkit.redis_server import RedisServer
 from testkit.server import ServerProcess
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(150),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = browser_marks(150)
 
 ROOM = "own-node"
 RECOVERY_LIMIT_S = 5.0

@@ -17,6 +17,7 @@ from aiohttp import web
 from signaling.app import create_app
 from signaling.http.app_keys import RECORDER
 from signaling.auth.tokens import mint
+from testkit.inprocess import serve_app
 from testkit.peers import WhipPublisher
 from testkit.room_client import RoomClient
 from testkit.sync_clip import make_sync_clip
@@ -45,14 +46,8 @@ class App:
 
 async def serve(library: Path, **kw) -> AsyncIterator[App]:
     app = create_app(SECRET, ["127.0.0.1"], library=str(library), **kw)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as http:
-        yield App(app, f"http://127.0.0.1:{port}", http, library)
-    await runner.cleanup()
+    async with serve_app(app) as (base, http):
+        yield App(app, base, http, library)
 
 
 @pytest.fixture

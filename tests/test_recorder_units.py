@@ -18,38 +18,17 @@ from recorder.store.catalogue import Catalogue, Query
 from recorder.media.h264 import avcc_record, split_annexb, to_avcc
 from recorder.store.library import Library, LibraryBusy
 from recorder.media.timeline import NTP_FRACTION, SenderClock, StreamTimeline
-from recorder.webm.webm_writer import (AUDIO_TRACK, VIDEO_TRACK, TrackSpec, WebmWriter, WriteFailed, opus_head, repair,
-                                  scan)
+from recorder.webm.webm_writer import WebmWriter, WriteFailed, repair, scan
 from sfu.ingest.inbound import InboundStream
 from testkit.rtp_clip import vp8_clip_rtp
 from testkit.sync_clip import make_slides_clip
+from testkit.webm_files import Packet, clip_packets, lesson_tracks, track_number, write_lesson_file
 
 CACHE = Path.home() / ".cache" / "liveclass-tests"
 
 
-def clip_packets(clip: Path) -> list[tuple[float, str, bytes, bool]]:
-    with av.open(str(clip)) as c:
-        out = [(float(p.pts * p.time_base), p.stream.type, bytes(p), p.is_keyframe) for p in c.demux() if p.size]
-    return sorted(out, key=lambda x: x[0])
-
-
-def specs() -> list[TrackSpec]:
-    return [TrackSpec(VIDEO_TRACK, "video", "VP8", 640, 360),
-            TrackSpec(AUDIO_TRACK, "audio", "opus", codec_private=opus_head())]
-
-
-def write(path: Path, packets, seconds: float = 99.0, finish: bool = True) -> WebmWriter:
-    w = WebmWriter(path, specs(), title="unit")
-    for t, kind, data, key in packets:
-        if t > seconds:
-            break
-        w.add(VIDEO_TRACK if kind == "video" else AUDIO_TRACK, max(0, round(t * 1000)), data, key)
-    if finish:
-        w.finish()
-    else:
-        w.flush()
-        w.abandon()
-    return w
+def write(path: Path, packets: list[Packet], seconds: float = 99.0, finish: bool = True) -> WebmWriter:
+    return write_lesson_file(path, packets, seconds, finish, title="unit")
 
 
 def decoded_video(path: Path) -> int:
@@ -76,10 +55,10 @@ def test_finishing_costs_the_same_for_any_length(tmp_path, clip):
     """The seek index and header patches are written at the end; no media is copied."""
     import time
     packets = clip_packets(clip)
-    w = WebmWriter(tmp_path / "long.webm", specs())
+    w = WebmWriter(tmp_path / "long.webm", lesson_tracks())
     for loop in range(25):   # 5 minutes
         for t, kind, data, key in packets:
-            w.add(VIDEO_TRACK if kind == "video" else AUDIO_TRACK, round((t + loop * 12.0) * 1000), data, key)
+            w.add(track_number(kind), round((t + loop * 12.0) * 1000), data, key)
     t0 = time.perf_counter()
     done = w.finish()
     assert time.perf_counter() - t0 < 0.5
@@ -115,17 +94,17 @@ def test_a_file_cut_anywhere_is_playable_and_repairs_to_its_last_cluster(tmp_pat
 
 def test_a_failed_write_leaves_the_file_ending_on_a_whole_cluster(tmp_path, clip):
     path = tmp_path / "full.webm"
-    w = WebmWriter(path, specs())
+    w = WebmWriter(path, lesson_tracks())
     packets = clip_packets(clip)
     for t, kind, data, key in packets[:300]:
-        w.add(VIDEO_TRACK if kind == "video" else AUDIO_TRACK, round(t * 1000), data, key)
+        w.add(track_number(kind), round(t * 1000), data, key)
     w.flush()
     good = w.end
     fd = w._fd
     w._fd = os.open(os.devnull, os.O_RDONLY)    # the next write fails (EBADF), as on a full disk
     with pytest.raises(WriteFailed):
         for t, kind, data, key in packets[300:]:
-            w.add(VIDEO_TRACK if kind == "video" else AUDIO_TRACK, round(t * 1000), data, key)
+            w.add(track_number(kind), round(t * 1000), data, key)
     os.close(w._fd)
     w._fd = fd
     done = w.finish()

@@ -11,18 +11,14 @@ import urllib.parse
 import av
 import pytest
 
-from testkit.chromium import CHROMIUM, BrowserPool, wait_for
+from testkit.chromium import browser_marks, BrowserPool, wait_for
 from testkit.lessons import http_json, shared_lesson
 from testkit.server import ServerProcess
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(150),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = browser_marks(150)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +31,7 @@ def playwright():
 def pool(playwright, tmp_path):
     b = BrowserPool(playwright, tmp_path)
     yield b
-    b.close()
-    assert not b.errors, f"uncaught errors in the pages: {b.errors}"
+    b.close_checked()
 
 
 def video_state(page) -> dict:

@@ -19,6 +19,7 @@ from signaling.live.room_hub import RoomHub
 from signaling.lesson.room_protocol import HARD_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Close, Code
 from signaling.lesson.room_state import Change, Limits
 from signaling.auth.tokens import mint
+from testkit.inprocess import serve_app
 from testkit.room_client import RoomClient
 
 SECRET = "room-test-secret-0123456789abcdef0123"
@@ -73,17 +74,11 @@ async def serve_rooms(recorder: Optional[FakeRecorder] = None) -> AsyncIterator[
     room_ws.setup(app, Limits(resume_grace=0.6, max_participants=8, chat_history=5))
     if recorder is not None:  # after room_ws.setup, as library_api.setup does: the hub looks it up at each use
         app[app_keys.RECORDER] = recorder  # type: ignore[assignment]  # duck-typed: start(room, grant), stop(room)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as http:
-        server = RoomServer(f"http://127.0.0.1:{port}", app, http)
+    async with serve_app(app) as (base, http):
+        server = RoomServer(base, app, http)
         yield server
         for c in server.clients:
             await c.close()
-    await runner.cleanup()
 
 
 @pytest.fixture

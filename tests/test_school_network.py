@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import pytest
 
 from testkit.certs import LocalCA, leaf_der
-from testkit.chromium import CHROMIUM, INBOUND_VIDEO_SCRIPT, SELECTED_PAIR_SCRIPT, SchoolBrowser, wait_for
+from testkit.chromium import browser_marks, INBOUND_VIDEO_SCRIPT, SELECTED_PAIR_SCRIPT, SchoolBrowser, wait_for
 from testkit.media import make_clip
 from testkit.netns import SchoolNetwork, unavailable_reason
 from testkit.server import REPO, ServerProcess, free_port
@@ -42,9 +42,7 @@ expect = sync_api.expect
 
 TURNSERVER = shutil.which("turnserver")
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    *browser_marks(240),
     pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
 ]
 

@@ -14,10 +14,11 @@ import aiohttp
 import pytest
 import redis
 
+from testkit.lesson_peers import frames_grow
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.redis_server import RedisServer
 from testkit.server import REPO, ServerProcess
-from tests.test_cluster import frames_grow, wait_for
+from tests.test_cluster import wait_for
 
 ROOM_KEY = "liveclass:room:{}"
 

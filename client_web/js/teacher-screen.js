@@ -12,11 +12,7 @@ export class ScreenShare {
    *          onPublishing: (on: boolean) => void}} o
    */
   constructor({ room, token, button, note, onPublishing = () => {} }) {
-    this.room = room;
-    this.token = token;
-    this.button = button;
-    this.note = note;
-    this.onPublishing = onPublishing;
+    Object.assign(this, { room, token, button, note, onPublishing });
     this.stream = null;
     this.session = null;
     this.busy = false;

@@ -5,6 +5,7 @@
 import { describeError, HttpError } from "./whip-client.js";
 import { publishStream } from "./whip-publish.js";
 import { captureBlockedReason, CaptureBlocked } from "./secure-context.js";
+import { Backoff } from "./backoff.js";
 
 const CAMERA = { width: { ideal: 320 }, height: { ideal: 180 }, frameRate: { ideal: 15, max: 15 } };
 // L1T3: three VP8 temporal layers, so the SFU can halve a viewer's frame rate instead of freezing it
@@ -18,19 +19,14 @@ export class ClassroomCamera {
    *          onChange: (c: ClassroomCamera) => void, onPublishing: (sources: string[]) => void}} o
    */
   constructor({ room, token, sources, preview, onChange = () => {}, onPublishing = () => {} }) {
-    this.room = room;
-    this.token = token;
-    this.sources = sources;
-    this.preview = preview;
-    this.onChange = onChange;
-    this.onPublishing = onPublishing;
+    Object.assign(this, { room, token, sources, preview, onChange, onPublishing });
     this.wanted = false;
     this.micOpen = false;
     this.state = "off";   // off | starting | live | retrying | error
     this.detail = "";
     this.stream = null;
     this.session = null;
-    this.failures = 0;
+    this.backoff = new Backoff(BACKOFF_MS);
     this._retryTimer = 0;
     this._generation = 0;
   }
@@ -50,7 +46,7 @@ export class ClassroomCamera {
   async start() {
     if (this.wanted) return;
     this.wanted = true;
-    this.failures = 0;
+    this.backoff.reset();
     await this._attempt(++this._generation);
   }
 
@@ -90,7 +86,7 @@ export class ClassroomCamera {
 
   async _attempt(gen) {
     if (!this.wanted || gen !== this._generation) return;
-    this._set(this.failures ? "retrying" : "starting", this.detail);
+    this._set(this.backoff.failures ? "retrying" : "starting", this.detail);
     try {
       if (!this.stream) {
         this.stream = await this._openDevices();
@@ -103,7 +99,7 @@ export class ClassroomCamera {
       const session = await publishStream(this.stream, { room: this.room, token: this.token, video: VIDEO_ENCODING });
       if (!this.wanted || gen !== this._generation) { await session.stop(); return; }
       this.session = session;
-      this.failures = 0;
+      this.backoff.reset();
       session.pc.addEventListener("connectionstatechange", () => this._watch(session, gen));
       const sent = [];
       if (this.stream.getVideoTracks().length) sent.push("camera");
@@ -152,8 +148,7 @@ export class ClassroomCamera {
   }
 
   _retry(gen, why) {
-    const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)];
-    this.failures += 1;
+    const delay = this.backoff.next();
     this._set("retrying", `${why}; trying again in ${Math.round(delay / 1000)} s`);
     clearTimeout(this._retryTimer);
     this._retryTimer = setTimeout(() => this._attempt(gen), delay);
