@@ -140,6 +140,7 @@ def test_temporal_layers_dropped_without_holes():
     assert {d.tid for _, d in out} == {0}
     assert len({d.picture_id for _, d in out}) == 10           # frames 0, 4, 8, ... of 40
     assert_continuous(out)
+    assert rig.consumer.drops["temporal_layer"] == 30 * 4       # the other 30 frames' 4 packets, by reason
     assert full > 0
     set_target(rig, 2, 2)          # back up at the next base-layer picture
     rig.tap.sent.clear()
@@ -206,6 +207,7 @@ def test_switching_down_from_a_single_temporal_layer_holds_it_back():
     rig.tap.sent.clear()
     rig.run(6)
     assert rig.tap.sent == []                                    # the link is left to the coming keyframe
+    assert rig.consumer.drops["held_back_for_switch"] == 6 * 4 and rig.consumer.drops["waiting_keyframe"] == 6
     rig.pending_keyframe.add(rig.sources[0].ssrc)
     rig.run(2)
     out = rig.output()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections import Counter
 from typing import TYPE_CHECKING, Optional
 
 from sfu.allocation.allocator import Allocator
@@ -35,6 +36,14 @@ THIN_MIN_FPS = 4.5        # thinning keeps at least this frame rate: 5 fps still
 # stalls until the next one, without asking (seen in about 1 real-link run in 6; cause not found yet). A second
 # keyframe of the rung (small, made by our own encoder) shortly after bounds that stall.
 FOLLOWUP_KEYFRAME_S = 0.5
+# why a packet of a routed layer was not forwarded (stats: drops by reason)
+DROP_OTHER_LAYER = "other_layer"      # a layer it is not switching to (routed for a moment during a switch)
+DROP_NOT_READY = "transport_not_ready"
+DROP_WAIT_KEYFRAME = "waiting_keyframe"
+DROP_CODEC = "unsupported_codec"
+DROP_HELD_BACK = "held_back_for_switch"
+DROP_TEMPORAL = "temporal_layer"      # above the temporal layer limit (frame rate)
+DROP_STALE = "too_old"                # before the layer's start, or too late to number
 
 
 class Consumer(SentStream):
@@ -65,6 +74,7 @@ class Consumer(SentStream):
         self.thinning = False
         self.reflex_until = 0.0
         self.rtx_skipped = 0       # NACKed packets not resent: no longer of use to the viewer
+        self.drops: Counter[str] = Counter()
         self.unrepairable_at = -1e9
         self.keyframe_ts: Optional[int] = None  # source RTP timestamp of the last keyframe forwarded
         self._unrepaired = False
@@ -95,18 +105,25 @@ class Consumer(SentStream):
         if e is None or source is not e.source or self.resync:
             # Start only on a keyframe the viewer can receive: one sent before its DTLS is up is lost and
             # the picture would start a whole GOP late (the session asks for a keyframe when it is ready).
-            if source is not self.target or not self.tap.ready:
+            if source is not self.target:
+                self.drops[DROP_OTHER_LAYER] += 1
+                return
+            if not self.tap.ready:
+                self.drops[DROP_NOT_READY] += 1
                 return
             if not pkt.keyframe:
+                self.drops[DROP_WAIT_KEYFRAME] += 1
                 self.waiting_keyframe = True
                 self.track.request_keyframe(now, source)
                 return
             if not self._switch_to(source, pkt, now):
+                self.drops[DROP_CODEC] += 1
                 return
             e = m.epoch
         elif self.thinning and source.temporal_layers == 1:
             # switching down from a layer with no temporal layer to shed: hold it back, so that the lower
             # layer's keyframe gets through the full link at once (the picture stalls either way)
+            self.drops[DROP_HELD_BACK] += 1
             return
         if pkt.keyframe:
             self.keyframe_ts = view.timestamp  # its packets' repair goes first (on_nack)
@@ -117,12 +134,14 @@ class Consumer(SentStream):
                 if vp8.tid > self.tid_limit and vp8.picture_id is not None:
                     m.drop_picture(vp8.picture_id)
             if vp8.tid > self.tid_limit:
+                self.drops[DROP_TEMPORAL] += 1
                 hole = m.drop(view.seq, view.timestamp)
                 if hole is not None:
                     self._send_fill(*hole)
                 return
         out = m.map(view.seq, view.timestamp, now)
         if out is None:
+            self.drops[DROP_STALE] += 1
             return
         tmpl = templates.get(self.ast_id)
         if tmpl is None:
@@ -431,6 +450,6 @@ class Consumer(SentStream):
             "probing_bps": st.probe_bps if st.probe_until else 0, "dropped": self.munger.dropped,
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
             "remb_bps": self.remb, "bitrate_bps": int(self.media_bps),
-            "rtx_suppressed": self.limiter.suppressed, "rtx_skipped": self.rtx_skipped,
+            "rtx_suppressed": self.limiter.suppressed, "rtx_skipped": self.rtx_skipped, "drops": dict(self.drops),
             "rtx_over_budget": self.limiter.over_budget, "keyframes_for_loss": self.keyframes_for_loss,
         }
