@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sfu.allocation.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, SPATIAL_UP_FILL, Allocator
+from sfu.allocation.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, SPATIAL_UP_FILL, Allocator, LinkReport
 from sfu.rtp.codec_info import parse_vp8
 from sfu.forward.consumer import Consumer
 from sfu.ingest.inbound import InboundStream
@@ -393,61 +393,61 @@ RATES = [[60e3, 90e3, 120e3], [200e3, 320e3, 450e3], [700e3, 1.1e6, 1.5e6]]
 
 def test_allocator_starts_high_and_drops_within_one_estimate():
     a = Allocator()
-    assert a.update(0.0, None, 0.0, 0.0, RATES) == (2, 2)
-    assert a.update(0.25, 500e3, 0.0, 1.5e6, RATES) == (1, 2)        # fits 450k in 475k
-    assert a.update(0.5, 100e3, 0.0, 450e3, RATES) == (0, 1)          # drops frame rate, then resolution
+    assert a.update(0.0, LinkReport(None, 0.0, 0.0, RATES)) == (2, 2)
+    assert a.update(0.25, LinkReport(500e3, 0.0, 1.5e6, RATES)) == (1, 2)        # fits 450k in 475k
+    assert a.update(0.5, LinkReport(100e3, 0.0, 450e3, RATES)) == (0, 1)          # drops frame rate, then resolution
 
 
 def test_allocator_climbs_after_the_hold_straight_to_what_fits():
     a = Allocator()
-    a.update(0.0, 100e3, 0.0, 0, RATES)
+    a.update(0.0, LinkReport(100e3, 0.0, 0, RATES))
     assert a.state.current == (0, 1)
     t = 0.0
     while t < HOLD_MIN - 0.1:
         t += 0.25
-        assert a.update(t, 2.5e6, 0.0, 90e3, RATES) == (0, 1)          # not before the hold
+        assert a.update(t, LinkReport(2.5e6, 0.0, 90e3, RATES)) == (0, 1)          # not before the hold
     t += 0.25
-    assert a.update(t, 2.5e6, 0.0, 90e3, RATES) == (2, 2)             # the link came back: all the way up
+    assert a.update(t, LinkReport(2.5e6, 0.0, 90e3, RATES)) == (2, 2)             # the link came back: all the way up
 
 
 def test_allocator_wants_headroom_for_a_higher_resolution():
     a = Allocator()
-    assert a.update(0.0, 500e3, 0.0, 0, RATES) == (1, 2)
+    assert a.update(0.0, LinkReport(500e3, 0.0, 0, RATES)) == (1, 2)
     # (3 % loss: no probing, to look at the rule alone)
     for i in range(20):  # 720p at half rate (1.1M) would fit in 0.85 of 1.35M, but its keyframe would not
-        assert a.update(0.25 * (i + 1), 1.35e6, 0.03, 450e3, RATES) == (1, 2)
-    assert a.update(6.0, 1.6e6, 0.03, 450e3, RATES) == (1, 2)
-    assert a.update(8.5, 1.6e6, 0.03, 450e3, RATES) == (2, 1)
+        assert a.update(0.25 * (i + 1), LinkReport(1.35e6, 0.03, 450e3, RATES)) == (1, 2)
+    assert a.update(6.0, LinkReport(1.6e6, 0.03, 450e3, RATES)) == (1, 2)
+    assert a.update(8.5, LinkReport(1.6e6, 0.03, 450e3, RATES)) == (2, 1)
 
 
 def test_allocator_does_not_trim_a_viewer_that_receives_well():
     # Chromium's REMB hovers near what it receives (it cannot exceed 1.5x that): no congestion, no trim
     a = Allocator()
-    assert a.update(0.0, None, 0.0, 0.0, RATES) == (2, 2)
+    assert a.update(0.0, LinkReport(None, 0.0, 0.0, RATES)) == (2, 2)
     for i in range(40):
-        assert a.update(0.25 * (i + 1), 1.45e6 if i % 2 else 1.55e6, 0.0, 1.45e6, RATES) == (2, 2)
+        assert a.update(0.25 * (i + 1), LinkReport(1.45e6 if i % 2 else 1.55e6, 0.0, 1.45e6, RATES)) == (2, 2)
     # the estimate falls under what it is sent: congestion, down at once
-    assert a.update(11.0, 1.2e6, 0.0, 1.45e6, RATES) == (2, 1)
-    assert a.update(11.25, 300e3, 0.0, 1.1e6, RATES) == (0, 2)         # never 720p or 360p at 5 fps
+    assert a.update(11.0, LinkReport(1.2e6, 0.0, 1.45e6, RATES)) == (2, 1)
+    assert a.update(11.25, LinkReport(300e3, 0.0, 1.1e6, RATES)) == (0, 2)         # never 720p or 360p at 5 fps
 
 
 def test_allocator_ignores_a_keyframe_burst_while_the_estimate_rises():
     a = Allocator()
-    a.update(0.0, None, 0.0, 0.0, RATES)
+    a.update(0.0, LinkReport(None, 0.0, 0.0, RATES))
     for i in range(8):
-        assert a.update(0.25 * i + 0.25, 1.6e6 + 20e3 * i, 0.0, 1.5e6, RATES) == (2, 2)
+        assert a.update(0.25 * i + 0.25, LinkReport(1.6e6 + 20e3 * i, 0.0, 1.5e6, RATES)) == (2, 2)
     # another viewer's keyframe request: this one is sent 2.4M for a second, its estimate keeps rising
-    assert a.update(2.25, 1.8e6, 0.0, 2.4e6, RATES) == (2, 2)
-    assert a.update(2.5, 1.82e6, 0.0, 2.4e6, RATES) == (2, 2)
+    assert a.update(2.25, LinkReport(1.8e6, 0.0, 2.4e6, RATES)) == (2, 2)
+    assert a.update(2.5, LinkReport(1.82e6, 0.0, 2.4e6, RATES)) == (2, 2)
 
 
 def test_allocator_probes_prove_rates_in_slow_start_steps():
     a = Allocator()
-    assert a.update(0.0, 150e3, 0.0, 0, RATES) == (0, 2)
+    assert a.update(0.0, LinkReport(150e3, 0.0, 0, RATES)) == (0, 2)
     t, totals = 0.0, []
     while a.state.current == (0, 2) and t < 20:   # the estimate stays flat (as Chromium's REMB does)
         t += 0.25
-        a.update(t, 150e3, 0.0, 120e3, RATES)
+        a.update(t, LinkReport(150e3, 0.0, 120e3, RATES))
         if a.probe_rate(t) and (not totals or a.state.probe_total_bps != totals[-1]):
             totals.append(a.state.probe_total_bps)
     # each clean probe proves its rate and the step above it doubles, until 360p fits with its headroom
@@ -458,82 +458,82 @@ def test_allocator_probes_prove_rates_in_slow_start_steps():
 
 def test_allocator_probe_backs_off_and_stays_under_a_failed_rate():
     a = Allocator()
-    a.update(0.0, 150e3, 0.0, 0, RATES)
-    a.update(0.25, 150e3, 0.0, 120e3, RATES)
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    a.update(0.25, LinkReport(150e3, 0.0, 120e3, RATES))
     assert a.probe_rate(0.25) == pytest.approx(150e3 * PROBE_GAIN - 120e3, rel=0.01)
-    a.update(1.0, 150e3, 0.05, 120e3, RATES)                         # loss while probing: stop, back off
+    a.update(1.0, LinkReport(150e3, 0.05, 120e3, RATES))                         # loss while probing: stop, back off
     assert a.probe_rate(1.0) == 0
-    a.update(2.0, 150e3, 0.0, 120e3, RATES)
+    a.update(2.0, LinkReport(150e3, 0.0, 120e3, RATES))
     assert a.probe_rate(2.0) == 0                                   # still backing off (2 s)
     t = 1.0 + HOLD_MIN + 0.1
-    a.update(t, 150e3, 0.0, 120e3, RATES)
+    a.update(t, LinkReport(150e3, 0.0, 120e3, RATES))
     assert a.state.probe_total_bps == pytest.approx((150e3 + 180e3) / 2)   # halfway to the failed rate
     t += PROBE_S + PROBE_GRACE_S + 0.1
-    a.update(t, 150e3, 0.0, 120e3, RATES)
+    a.update(t, LinkReport(150e3, 0.0, 120e3, RATES))
     assert a.state.proven_bps == pytest.approx(165e3)
     # an estimate cut disproves the rate: back to what the estimate says (down at once if congested)
-    assert a.update(t + 0.25, 100e3, 0.0, 120e3, RATES) == (0, 1)
+    assert a.update(t + 0.25, LinkReport(100e3, 0.0, 120e3, RATES)) == (0, 1)
     assert a.state.proven_bps == 0
 
 
 def test_allocator_probe_stops_when_the_estimate_is_cut():
     a = Allocator()
-    a.update(0.0, 150e3, 0.0, 0, RATES)
-    a.update(0.25, 150e3, 0.0, 120e3, RATES)
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    a.update(0.25, LinkReport(150e3, 0.0, 120e3, RATES))
     assert a.probe_rate(0.25) > 0
-    a.update(0.5, 130e3, 0.0, 120e3, RATES)                          # the receiver saw its queue grow
+    a.update(0.5, LinkReport(130e3, 0.0, 120e3, RATES))                          # the receiver saw its queue grow
     assert a.probe_rate(0.5) == 0 and a.state.proven_bps == 0
-    a.update(1.5, 150e3, 0.0, 120e3, RATES)
+    a.update(1.5, LinkReport(150e3, 0.0, 120e3, RATES))
     assert a.probe_rate(1.5) == 0                                   # backing off
 
 
 def test_allocator_probe_fails_on_nacks():
     a = Allocator()
-    a.update(0.0, 150e3, 0.0, 0, RATES, nacks=10)
-    a.update(0.25, 150e3, 0.0, 120e3, RATES, nacks=10)
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES, nacks=10))
+    a.update(0.25, LinkReport(150e3, 0.0, 120e3, RATES, nacks=10))
     assert a.probe_rate(0.25) > 0
-    a.update(0.5, 150e3, 0.0, 120e3, RATES, nacks=12)                # two: a reordering, not an overflow
+    a.update(0.5, LinkReport(150e3, 0.0, 120e3, RATES, nacks=12))                # two: a reordering, not an overflow
     assert a.probe_rate(0.5) > 0
-    a.update(0.75, 150e3, 0.0, 120e3, RATES, nacks=20)               # the probe overflowed a queue
+    a.update(0.75, LinkReport(150e3, 0.0, 120e3, RATES, nacks=20))               # the probe overflowed a queue
     assert a.probe_rate(0.75) == 0
-    a.update(PROBE_S + PROBE_GRACE_S + 0.5, 150e3, 0.0, 120e3, RATES, nacks=20)
+    a.update(PROBE_S + PROBE_GRACE_S + 0.5, LinkReport(150e3, 0.0, 120e3, RATES, nacks=20))
     assert a.state.proven_bps == 0 and a.probe_rate(PROBE_S + PROBE_GRACE_S + 0.5) == 0
 
 
 def test_allocator_probes_from_the_bottom_when_the_estimate_starved():
     # an estimate under the lowest layer (it cannot exceed 1.5x what little arrives): stay, but probe
     a = Allocator()
-    assert a.update(0.0, 40e3, 0.0, 0, RATES) == (0, 0)
+    assert a.update(0.0, LinkReport(40e3, 0.0, 0, RATES)) == (0, 0)
     t, probed = 0.0, []
     for _ in range(12):
         t += 0.25
-        assert a.update(t, 40e3, 0.0, 55e3, RATES) == (0, 0)
+        assert a.update(t, LinkReport(40e3, 0.0, 55e3, RATES)) == (0, 0)
         probed.append(a.probe_rate(t))
     assert probed[0] > 0 and max(probed) > probed[0]   # proven, the next probe goes higher
 
 
 def test_allocator_backs_off_after_a_failed_upgrade_and_respects_cap():
     a = Allocator()
-    a.update(0.0, 500e3, 0.0, 0, RATES)
+    a.update(0.0, LinkReport(500e3, 0.0, 0, RATES))
     t = 0.0
     switches = 0
     last = a.state.current
     for _ in range(400):                                            # estimate oscillating every 1.5 s
         t += 0.25
         estimate = 800e3 if int(t / 1.5) % 2 == 0 else 480e3
-        q = a.update(t, estimate, 0.0, 0, RATES)
+        q = a.update(t, LinkReport(estimate, 0.0, 0, RATES))
         if q != last:
             switches += 1
             last = q
     assert switches <= 12, f"{switches} switches in 100 s: flapping"
     capped = Allocator()
-    assert capped.update(0.0, 5e6, 0.0, 0, RATES, cap=1) == (1, 2)
+    assert capped.update(0.0, LinkReport(5e6, 0.0, 0, RATES, cap=1)) == (1, 2)
 
 
 def test_allocator_heavy_loss_cuts_the_rate():
     a = Allocator()
-    a.update(0.0, 2e6, 0.0, 0, RATES)
-    assert a.update(1.0, 2e6, 0.3, 1.5e6, RATES) < (2, 2)
+    a.update(0.0, LinkReport(2e6, 0.0, 0, RATES))
+    assert a.update(1.0, LinkReport(2e6, 0.3, 1.5e6, RATES)) < (2, 2)
 
 
 # --- SDP --------------------------------------------------------------------------------------------------
@@ -585,19 +585,19 @@ def test_start_bitrate_hint_on_every_video_codec():
 def test_allocator_reflex_sheds_resolution_where_no_temporal_layer_can_go():
     single = [[60e3, 90e3, 150e3], [200e3, 300e3, 500e3], [1.5e6]]      # ladder rungs, then the source
     a = Allocator()
-    assert a.update(0.0, None, 0.0, 0.0, single) == (2, 0)
-    assert a.update(0.25, 2.2e6, 0.0, 1.5e6, single) == (2, 0)
+    assert a.update(0.0, LinkReport(None, 0.0, 0.0, single)) == (2, 0)
+    assert a.update(0.25, LinkReport(2.2e6, 0.0, 1.5e6, single)) == (2, 0)
     # what fits in 15 % of 1.5M, with room for its keyframe (nothing to thin meanwhile)
-    assert a.update(0.5, 2.2e6, 0.0, 1.5e6, single, reflex=True) == (0, 1)
+    assert a.update(0.5, LinkReport(2.2e6, 0.0, 1.5e6, single, reflex=True)) == (0, 1)
     c = Allocator()                       # already switching to the 360p rung, still sent the 1.5M source
-    c.update(0.0, None, 0.0, 0.0, single)
-    c.update(0.25, 2.2e6, 0.0, 1.5e6, single)
-    assert c.update(0.5, 1.0e6, 0.0, 1.5e6, single, nacks=10) == (1, 1)
-    assert c.update(0.55, 1.0e6, 0.0, 1.5e6, single, nacks=30, reflex=True) == (1, 1)   # it could thin
-    assert c.update(0.6, 1.0e6, 0.0, 1.5e6, single, nacks=40, reflex=True, forwarding_single=True) == (0, 1)
+    c.update(0.0, LinkReport(None, 0.0, 0.0, single))
+    c.update(0.25, LinkReport(2.2e6, 0.0, 1.5e6, single))
+    assert c.update(0.5, LinkReport(1.0e6, 0.0, 1.5e6, single, nacks=10)) == (1, 1)
+    assert c.update(0.55, LinkReport(1.0e6, 0.0, 1.5e6, single, nacks=30, reflex=True)) == (1, 1)   # it could thin
+    assert c.update(0.6, LinkReport(1.0e6, 0.0, 1.5e6, single, nacks=40, reflex=True, forwarding_single=True)) == (0, 1)
     b = Allocator()                                                   # with temporal layers: the consumer thins
-    b.update(0.0, None, 0.0, 0.0, RATES)
-    assert b.update(0.5, 2.2e6, 0.0, 1.5e6, RATES, reflex=True) == (2, 2)
+    b.update(0.0, LinkReport(None, 0.0, 0.0, RATES))
+    assert b.update(0.5, LinkReport(2.2e6, 0.0, 1.5e6, RATES, reflex=True)) == (2, 2)
 
 
 def test_a_classrooms_second_session_yields_to_the_teachers_picture():
@@ -614,10 +614,10 @@ def test_a_classrooms_second_session_yields_to_the_teachers_picture():
                 SimpleNamespace(owner="school-2", slot=Slot("screen"), consumers=[]),
                 SimpleNamespace(owner="school-1", slot=Slot("camera"), consumers=[("video", other.consumer)])]
     alloc = main.consumer.allocator
-    alloc.update(0.0, 5e6, 0.0, 0.0, RATES)
+    alloc.update(0.0, LinkReport(5e6, 0.0, 0.0, RATES))
     priority.apply(sessions, 0.0)
     assert screen.consumer.yield_level == priority.YIELD_NONE      # the main picture is whole: no yielding
-    alloc.update(0.5, 500e3, 0.0, 1.5e6, RATES)                     # the link is short: the main is trimmed
+    alloc.update(0.5, LinkReport(500e3, 0.0, 1.5e6, RATES))                     # the link is short: the main is trimmed
     priority.apply(sessions, 0.5)
     assert screen.consumer.yield_level == priority.YIELD_LOWEST
     screen.tap.sent.clear()
@@ -625,15 +625,15 @@ def test_a_classrooms_second_session_yields_to_the_teachers_picture():
     out = screen.output()
     assert {v.ssrc for v, _ in out} == {5555} and {d.tid for _, d in out} == {0}
     assert screen.consumer.munger.source is screen.streams[0]       # the smallest layer, a quarter rate
-    alloc.update(1.0, 40e3, 0.0, 450e3, RATES)                       # the main at its smallest: pause
+    alloc.update(1.0, LinkReport(40e3, 0.0, 450e3, RATES))                       # the main at its smallest: pause
     priority.apply(sessions, 1.0)
     paused_from = screen.output()
     screen.tap.sent.clear()
     screen.run(8)
     assert screen.tap.sent == []
     assert other.consumer.yield_level == priority.YIELD_NONE        # a second page of the same classroom
-    alloc.update(30.0, 5e6, 0.0, 40e3, RATES)                        # recovered (after the hold)
-    alloc.update(33.0, 5e6, 0.0, 40e3, RATES)
+    alloc.update(30.0, LinkReport(5e6, 0.0, 40e3, RATES))                        # recovered (after the hold)
+    alloc.update(33.0, LinkReport(5e6, 0.0, 40e3, RATES))
     priority.apply(sessions, 33.0)
     assert screen.consumer.yield_level == priority.YIELD_NONE
     screen.run(6)
@@ -645,12 +645,12 @@ def test_a_classrooms_second_session_yields_to_the_teachers_picture():
 def test_allocator_big_step_down_waits_for_loss_or_a_deep_cut():
     single = [[60e3, 90e3, 150e3], [200e3, 300e3, 500e3], [1.5e6]]      # ladder rungs, then the source
     a = Allocator()
-    a.update(0.0, None, 0.0, 0.0, single)
-    a.update(0.25, 2.0e6, 0.0, 1.5e6, single, nacks=0)
-    assert a.update(0.5, 1.2e6, 0.0, 1.5e6, single, nacks=0) == (2, 0)      # a shallow dip, nothing lost
+    a.update(0.0, LinkReport(None, 0.0, 0.0, single))
+    a.update(0.25, LinkReport(2.0e6, 0.0, 1.5e6, single, nacks=0))
+    assert a.update(0.5, LinkReport(1.2e6, 0.0, 1.5e6, single, nacks=0)) == (2, 0)      # a shallow dip, nothing lost
     # ... with NACKs: down, with room for the lower layer's keyframe (the estimate still lags the link)
-    assert a.update(0.75, 1.2e6, 0.0, 1.5e6, single, nacks=5) == (1, 2)
+    assert a.update(0.75, LinkReport(1.2e6, 0.0, 1.5e6, single, nacks=5)) == (1, 2)
     b = Allocator()
-    b.update(0.0, None, 0.0, 0.0, single)
-    b.update(0.25, 2.0e6, 0.0, 1.5e6, single)
-    assert b.update(0.5, 0.9e6, 0.0, 1.5e6, single) == (1, 1)               # a deep cut: down at once
+    b.update(0.0, LinkReport(None, 0.0, 0.0, single))
+    b.update(0.25, LinkReport(2.0e6, 0.0, 1.5e6, single))
+    assert b.update(0.5, LinkReport(0.9e6, 0.0, 1.5e6, single)) == (1, 1)               # a deep cut: down at once

@@ -120,23 +120,37 @@ def congested(usable: float, loss: float, sending_bps: float, current_bps: float
             or falling and usable < CONGESTED_BELOW_SENT * sending_bps)
 
 
+
+@dataclass(frozen=True)
+class LinkReport:
+    """What the allocator decides from, each tick. `rates[s][t]` is layer s's bitrate with temporal layers
+    0..t; `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts;
+    `nacks` how many packets the viewer has NACKed so far (the quickest sign that a probe overflowed);
+    `reflex` whether a burst of NACKs just showed an overflow (before any estimate can); `forwarding_single`
+    whether the viewer is still sent a layer without temporal layers (a switch away from it waits for the
+    lower layer's keyframe): a reflex then re-aims the switch as if that layer were current, since nothing can
+    be thinned meanwhile; `unrepaired` whether a loss just proved beyond repair (resent until the limit, lost
+    again): the viewer needs a keyframe, and on a full link the next lower resolution's is the one that gets
+    through."""
+    estimate_bps: Optional[float]
+    loss: float
+    sending_bps: float
+    rates: Sequence[Sequence[float]]
+    cap: Optional[int] = None
+    nacks: int = 0
+    reflex: bool = False
+    forwarding_single: bool = False
+    unrepaired: bool = False
+
 class Allocator:
     def __init__(self) -> None:
         self.state = AllocatorState()
 
-    def update(self, now: float, estimate_bps: Optional[float], loss: float, sending_bps: float,
-               rates: Sequence[Sequence[float]], cap: Optional[int] = None, nacks: int = 0,
-               reflex: bool = False, forwarding_single: bool = False, unrepaired: bool = False
-               ) -> Optional[Quality]:
-        """The quality to forward now. `rates[s][t]` is layer s's bitrate with temporal layers 0..t;
-        `sending_bps` what this viewer has been sent lately; `cap` the highest spatial index it accepts;
-        `nacks` how many packets the viewer has NACKed so far (the quickest sign that a probe overflowed);
-        `reflex` whether a burst of NACKs just showed an overflow (before any estimate can);
-        `forwarding_single` whether the viewer is still sent a layer without temporal layers (a switch away
-        from it waits for the lower layer's keyframe): a reflex then re-aims the switch as if that layer
-        were current, since nothing can be thinned meanwhile; `unrepaired` whether a loss just proved beyond
-        repair (resent until the limit, lost again): the viewer needs a keyframe, and on a full link the next
-        lower resolution's is the one that gets through."""
+    def update(self, now: float, link: "LinkReport") -> Optional[Quality]:
+        """The quality to forward now, from what is known of the viewer's link (LinkReport)."""
+        estimate_bps, loss, sending_bps, rates = link.estimate_bps, link.loss, link.sending_bps, link.rates
+        cap, nacks, reflex = link.cap, link.nacks, link.reflex
+        forwarding_single, unrepaired = link.forwarding_single, link.unrepaired
         st = self.state
         options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
         if not options:

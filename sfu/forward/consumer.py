@@ -7,7 +7,7 @@ import struct
 from collections import Counter
 from typing import TYPE_CHECKING, Optional
 
-from sfu.allocation.allocator import Allocator
+from sfu.allocation.allocator import Allocator, LinkReport
 from sfu.rtp.codec_info import write_vp8_ids
 from sfu.forward.munger import StreamMunger
 from sfu.allocation.priority import YIELD_LOWEST, YIELD_PAUSE
@@ -266,9 +266,9 @@ class Consumer(SentStream):
         measured = any(r for r, s in zip(rates, layers) if not s.on_demand)
         cur = self.munger.source
         forwarding_single = cur is not None and cur is not self.target and cur.temporal_layers == 1  # type: ignore[attr-defined]
-        choice = self.allocator.update(now, self.remb, self.fraction_lost, self.media_bps, rates, cap,
-                                       self.nacks, now < self.reflex_until, forwarding_single,
-                                       self._unrepaired) if measured else None
+        link = LinkReport(self.remb, self.fraction_lost, self.media_bps, rates, cap, self.nacks,
+                          now < self.reflex_until, forwarding_single, self._unrepaired)
+        choice = self.allocator.update(now, link) if measured else None
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self._set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return
