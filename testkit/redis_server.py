@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from testkit.server import free_port
+from signaling.cluster.processes import stop_process
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -57,13 +58,7 @@ class RedisServer:
         raise TimeoutError(f"redis-server on port {self.port} did not answer PING: {self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:

@@ -26,6 +26,7 @@ from signaling.http.app_keys import HUB, LESSON_BUS, SFU
 from signaling.cluster.placement import PREFIX
 from signaling.cluster.cluster_registry import Registry
 from signaling.live.room_media import FOLLOWED, lesson_facts
+from signaling.http import lifetime
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +210,5 @@ class LessonBus:
 def setup(app: web.Application, registry: Registry) -> LessonBus:
     bus = LessonBus(app, registry)
     app[LESSON_BUS] = bus
-
-    async def start(app: web.Application) -> None:
-        bus.start()
-
-    async def stop(app: web.Application) -> None:
-        await bus.stop()
-
-    app.on_startup.append(start)
-    app.on_shutdown.insert(0, stop)
+    lifetime.for_app_lifetime(app, bus.start, bus.stop)
     return bus

@@ -36,6 +36,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from signaling.cluster.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 POLL_S = 0.2
@@ -106,13 +107,7 @@ class PrivateRedis:
         return self.proc is None or self.proc.poll() is not None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, n: int = 1000) -> str:

@@ -9,6 +9,7 @@ import time
 from typing import Optional
 
 from aiohttp import web
+from signaling.http import lifetime
 
 INTERVAL_S = 0.1   # how often the monitor wakes: lag shorter than the loop's own granularity is noise anyway
 WINDOW_S = 10.0    # the gauge: the worst lag over this long
@@ -78,13 +79,5 @@ def setup(app: web.Application) -> LoopLagMonitor:
     """Run a monitor for the application's lifetime at app[LOOP_LAG]."""
     monitor = LoopLagMonitor()
     app[LOOP_LAG] = monitor
-
-    async def startup(app: web.Application) -> None:
-        monitor.start()
-
-    async def cleanup(app: web.Application) -> None:
-        await monitor.stop()
-
-    app.on_startup.append(startup)
-    app.on_cleanup.append(cleanup)
+    lifetime.for_app_lifetime(app, monitor.start, monitor.stop, stop_first=False)
     return monitor

@@ -19,6 +19,7 @@ from sfu.node import SfuNode
 from signaling.http.app_keys import HUB, LESSON_MEDIA, SFU
 from signaling.live.room_hub import RoomHub
 from signaling.lesson.room_state import Change, LessonState
+from signaling.http import lifetime
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +102,7 @@ def setup(app: web.Application) -> LessonMediaBridge:
     """Connect the room WebSocket's hub (app[HUB]) to the SFU (app[SFU])."""
     bridge = LessonMediaBridge(app[HUB], app[SFU])
     app[LESSON_MEDIA] = bridge
-
-    async def startup(app: web.Application) -> None:
-        bridge.start()
-
-    async def shutdown(app: web.Application) -> None:
-        await bridge.close()
-
-    app.on_startup.append(startup)
-    app.on_shutdown.insert(0, shutdown)
+    lifetime.for_app_lifetime(app, bridge.start, bridge.close)
     return bridge
 
 
