@@ -1,6 +1,6 @@
 """The capped-link scenario on real links: a lesson plays on two classroom terminals in headless Chromium; terminal A
 sits behind a namespace link whose downlink is capped after steady 720p playback, then lifted; terminal B plays
-on loopback. Both pages' inbound video is sampled every 100 ms. Shared by tests/test_real_links.py and
+on loopback. Both pages' inbound video is sampled every 100 ms. Shared by tests/browser/test_real_links.py and
 bench/switch.py.
 
 The lesson comes from the teacher page (Chromium's fake camera, browser simulcast) or from a single-layer aiortc

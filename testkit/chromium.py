@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 CHROMIUM = Path("/usr/bin/chromium")
-# the flags tests/test_browser.py uses: fake camera and microphone, WebRTC on loopback without mDNS names
+# the flags tests/browser/test_browser.py uses: fake camera and microphone, WebRTC on loopback without mDNS names
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",

@@ -12,7 +12,7 @@ from signaling.live.room_hub import RoomHub
 from signaling.lesson.room_protocol import Code
 from signaling.lesson.room_snapshot import (MAX_SNAPSHOT_CHARS, SnapshotError, capture, decode, encode, restore)
 from signaling.lesson.room_state import Event, Limits
-from tests.test_room_state import T0, Lesson, grant
+from tests.unit.signaling.lesson.test_room_state import T0, Lesson, grant
 
 
 def running_lesson() -> Lesson:

@@ -12,7 +12,7 @@ import aiohttp
 from testkit.offer_mutator import base_offers, mutated_offers
 from testkit.lesson_peers import lesson_plays
 from testkit.server import ServerProcess
-from tests.test_cluster import wait_for
+from tests.integration.test_cluster import wait_for
 
 MUTANTS = 300            # per endpoint in CI (bench/offer_fuzz.py runs thousands)
 REQUEST_TIMEOUT_S = 10.0

@@ -16,7 +16,7 @@ from testkit.lessons import http_json
 from testkit.peers import WhipPublisher
 from testkit.redis_server import RedisServer
 from testkit.server import ServerProcess
-from tests.test_cluster import wait_for
+from tests.integration.test_cluster import wait_for
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -410,7 +410,7 @@ def test_caddy_front_with_tls_internal_serves_the_lesson_from_two_nodes(net, pla
                "XDG_CONFIG_HOME": str(data / "config"), "PUBLIC_HOST": net.server_ip, "CADDY_TLS": "tls internal",
                "CADDY_GLOBAL": "skip_install_trust\n\tadmin off",
                "LIVECLASS_NODES": " ".join(f"127.0.0.1:{n.port}" for n in nodes.values())}
-        caddy = subprocess.Popen(net.command("server", [CADDY, "run", "--config", str(Path(__file__).resolve().parent.parent
+        caddy = subprocess.Popen(net.command("server", [CADDY, "run", "--config", str(Path(__file__).resolve().parents[2]
                                                                                       / "deploy" / "Caddyfile"),
                                                         "--adapter", "caddyfile"]),
                                  env=env, stdout=open(tmp_path / "caddy.log", "wb"), stderr=subprocess.STDOUT)

@@ -105,7 +105,7 @@ def chromium(netns_ok) -> Iterator:
 
 @pytest.fixture(scope="module")
 def clip720() -> Path:
-    """1280x720 VP8 + Opus at 1.5 Mbit/s, 4 s looped (the same cached file tests/test_ladder.py uses)."""
+    """1280x720 VP8 + Opus at 1.5 Mbit/s, 4 s looped (the same cached file tests/integration/test_ladder.py uses)."""
     return make_clip(CACHE / "clip-1280x720-4s-gop30-v1.webm", seconds=4.0, width=1280, height=720,
                      bitrate=1_500_000, gop=30)
 

@@ -85,7 +85,7 @@ async def test_burst_of_bad_offers_is_refused_and_server_stays_healthy(server):
     async with aiohttp.ClientSession() as http:
         async def one(i: int) -> int:
             # a school's classrooms at once (one address, within its burst): each its own identity, so that every
-            # offer is parsed rather than refused by one identity's rate limit (tests/test_request_limits.py)
+            # offer is parsed rather than refused by one identity's rate limit (tests/integration/test_request_limits.py)
             token = server.token("burst", "terminal", identity=f"class-{i}")
             body = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n" + "a=x\r\n" * (i % 7)
             async with http.post(f"{server.base_url}/whip/burst", data=body,

@@ -22,7 +22,7 @@ from testkit.netns import LinkNamespace, call_in, unavailable_reason
 
 yaml = pytest.importorskip("yaml")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ENV = {"LIVECLASS_SECRET": "s" * 32, "TURN_SECRET": "t" * 32, "PUBLIC_IP": "203.0.113.7",
        "PUBLIC_HOST": "class.example.org"}
 LAYOUT_VARS = ("CADDY_TLS", "CADDY_CERT_ISSUER", "TURN_TLS_PORT", "NODE1_REGION", "NODE2_REGION",

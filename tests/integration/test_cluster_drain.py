@@ -17,7 +17,7 @@ from signaling.lesson.room_protocol import Close
 from testkit.lesson_peers import Peers, frames_grow
 from testkit.room_client import RoomClient
 from testkit.server import ServerProcess
-from tests.test_cluster import raw_post, start_node, wait_for
+from tests.integration.test_cluster import raw_post, start_node, wait_for
 
 ROOM_KEY = "liveclass:room:{}"
 

@@ -17,7 +17,7 @@ from signaling.lesson.room_protocol import Close, Code
 from testkit.redis_server import RedisServer
 from testkit.room_client import RoomClient
 from testkit.server import ServerProcess
-from tests.test_cluster import start_node, wait_for
+from tests.integration.test_cluster import start_node, wait_for
 
 ROOM_KEY = "liveclass:room:{}"
 

@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 
 from testkit.chromium import browser_marks
-from tests.test_browser import (  # noqa: F401  (fixtures)
+from tests.browser.test_browser import (  # noqa: F401  (fixtures)
     TIMING_SCRIPT, browsers, go_live, open_teacher, page_url, playwright, room_stats, stats, wait_until,
 )
 

@@ -18,7 +18,7 @@ from testkit.lesson_peers import frames_grow
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.redis_server import RedisServer
 from testkit.server import REPO, ServerProcess
-from tests.test_cluster import wait_for
+from tests.integration.test_cluster import wait_for
 
 ROOM_KEY = "liveclass:room:{}"
 

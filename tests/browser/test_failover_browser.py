@@ -17,7 +17,7 @@ import redis
 
 from testkit.chromium import browser_marks, BrowserPool, wait_for
 from testkit.server import ServerProcess
-from tests.test_page_failover_browser import (  # noqa: F401  (cluster, playwright: fixtures)
+from tests.browser.test_page_failover_browser import (  # noqa: F401  (cluster, playwright: fixtures)
     PLAYING_SCRIPT, cluster, kill_and_wait_for_replay, playwright)
 
 sync_api = pytest.importorskip("playwright.sync_api")
