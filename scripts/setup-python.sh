@@ -18,4 +18,4 @@ fi
 spec="."
 [ -n "${1:-}" ] && spec=".[$1]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
-.venv/bin/python -c "import sfu.aiortc_adapter as a, sys; p = a.self_test(); print('aiortc adapter self-test:', p or 'ok'); sys.exit(1 if p else 0)"
+.venv/bin/python -c "import sfu.webrtc.aiortc_adapter as a, sys; p = a.self_test(); print('aiortc adapter self-test:', p or 'ok'); sys.exit(1 if p else 0)"
