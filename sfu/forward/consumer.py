@@ -46,6 +46,27 @@ DROP_TEMPORAL = "temporal_layer"      # above the temporal layer limit (frame ra
 DROP_STALE = "too_old"                # before the layer's start, or too late to number
 
 
+class Plan:
+    """A consumer's decision for one packet: `drop` (the reason) or `out` (its sequence number and timestamp on
+    the viewer's stream); `switched` when this packet started a layer (the track routes anew), `keyframe_of`
+    the layer whose keyframe the drop waits for, `fill` a padding packet's (seq, ts) for a number given away."""
+
+    __slots__ = ("drop", "out", "switched", "keyframe_of", "fill")
+
+    def __init__(self, drop: Optional[str] = None, out: Optional[tuple[int, int]] = None, switched: bool = False,
+                 keyframe_of: Optional["InboundStream"] = None, fill: Optional[tuple[int, int]] = None) -> None:
+        self.drop = drop
+        self.out = out
+        self.switched = switched
+        self.keyframe_of = keyframe_of
+        self.fill = fill
+
+
+# the plans of plain drops, shared (never modified)
+DROPPED = {reason: Plan(drop=reason) for reason in (DROP_OTHER_LAYER, DROP_NOT_READY, DROP_CODEC, DROP_HELD_BACK,
+                                                    DROP_TEMPORAL, DROP_STALE)}
+
+
 class Consumer(SentStream):
     def __init__(self, kind: str, tap: "PacketTap", ssrc: int, rtx_ssrc: int,
                  payload_types: dict[str, tuple[int, Optional[int]]], abs_send_time_id: int,
@@ -98,51 +119,21 @@ class Consumer(SentStream):
 
     def send(self, pkt: "IngressPacket", source: "InboundStream", payload: bytes, templates: dict,
              ast: bytes, now: float) -> None:
-        """Forward one packet of a layer this consumer forwards or is switching to."""
-        m = self.munger
-        e = m.epoch
+        """Forward one packet of a layer this consumer forwards or is switching to: plan, then apply."""
+        plan = self.plan(pkt, source, self.tap.ready, now)
+        if plan.switched:
+            self.track.reroute()   # the layer left is no longer routed here
+        if plan.drop is not None:
+            self.drops[plan.drop] += 1
+            if plan.keyframe_of is not None:
+                self.track.request_keyframe(now, plan.keyframe_of)
+            if plan.fill is not None:
+                self._send_fill(*plan.fill)
+            return
+        out = plan.out
         view = pkt.view
-        if e is None or source is not e.source or self.resync:
-            # Start only on a keyframe the viewer can receive: one sent before its DTLS is up is lost and
-            # the picture would start a whole GOP late (the session asks for a keyframe when it is ready).
-            if source is not self.target:
-                self.drops[DROP_OTHER_LAYER] += 1
-                return
-            if not self.tap.ready:
-                self.drops[DROP_NOT_READY] += 1
-                return
-            if not pkt.keyframe:
-                self.drops[DROP_WAIT_KEYFRAME] += 1
-                self.waiting_keyframe = True
-                self.track.request_keyframe(now, source)
-                return
-            if not self._switch_to(source, pkt, now):
-                self.drops[DROP_CODEC] += 1
-                return
-            e = m.epoch
-        elif self.thinning and source.temporal_layers == 1:
-            # switching down from a layer with no temporal layer to shed: hold it back, so that the lower
-            # layer's keyframe gets through the full link at once (the picture stalls either way)
-            self.drops[DROP_HELD_BACK] += 1
-            return
-        if pkt.keyframe:
-            self.keyframe_ts = view.timestamp  # its packets' repair goes first (on_nack)
         vp8 = pkt.vp8
-        if vp8 is not None:
-            if vp8.start_of_partition and vp8.partition_id == 0:
-                self._temporal_step(vp8, pkt.keyframe, now)
-                if vp8.tid > self.tid_limit and vp8.picture_id is not None:
-                    m.drop_picture(vp8.picture_id)
-            if vp8.tid > self.tid_limit:
-                self.drops[DROP_TEMPORAL] += 1
-                hole = m.drop(view.seq, view.timestamp)
-                if hole is not None:
-                    self._send_fill(*hole)
-                return
-        out = m.map(view.seq, view.timestamp, now)
-        if out is None:
-            self.drops[DROP_STALE] += 1
-            return
+        e = self.munger.epoch
         tmpl = templates.get(self.ast_id)
         if tmpl is None:
             ext = one_byte_extensions([(self.ast_id, ast)]) if self.ast_id else b""
@@ -159,6 +150,49 @@ class Consumer(SentStream):
         if self.tap.send_rtp(buf):
             self.packets += 1
             self.octets += len(payload)
+
+    def plan(self, pkt: "IngressPacket", source: "InboundStream", ready: bool, now: float) -> Plan:
+        """What to do with one packet of a routed layer: drop it (with the reason, and what the drop asks for:
+        a keyframe, a padding packet in a hole), or forward it with the numbers it gets. Advances the
+        viewer's numbering and layer state; does no IO (send applies the plan)."""
+        m = self.munger
+        e = m.epoch
+        view = pkt.view
+        switched = False
+        if e is None or source is not e.source or self.resync:
+            # Start only on a keyframe the viewer can receive: one sent before its DTLS is up is lost and
+            # the picture would start a whole GOP late (the session asks for a keyframe when it is ready).
+            if source is not self.target:
+                return DROPPED[DROP_OTHER_LAYER]
+            if not ready:
+                return DROPPED[DROP_NOT_READY]
+            if not pkt.keyframe:
+                self.waiting_keyframe = True
+                return Plan(drop=DROP_WAIT_KEYFRAME, keyframe_of=source)
+            if not self._switch_to(source, pkt, now):
+                return DROPPED[DROP_CODEC]
+            switched = True
+        elif self.thinning and source.temporal_layers == 1:
+            # switching down from a layer with no temporal layer to shed: hold it back, so that the lower
+            # layer's keyframe gets through the full link at once (the picture stalls either way)
+            return DROPPED[DROP_HELD_BACK]
+        if pkt.keyframe:
+            self.keyframe_ts = view.timestamp  # its packets' repair goes first (on_nack)
+        vp8 = pkt.vp8
+        if vp8 is not None:
+            if vp8.start_of_partition and vp8.partition_id == 0:
+                self._temporal_step(vp8, pkt.keyframe, now)
+                if vp8.tid > self.tid_limit and vp8.picture_id is not None:
+                    m.drop_picture(vp8.picture_id)
+            if vp8.tid > self.tid_limit:
+                hole = m.drop(view.seq, view.timestamp)
+                if hole is None and not switched:
+                    return DROPPED[DROP_TEMPORAL]
+                return Plan(drop=DROP_TEMPORAL, fill=hole, switched=switched)
+        out = m.map(view.seq, view.timestamp, now)
+        if out is None:
+            return Plan(drop=DROP_STALE, switched=True) if switched else DROPPED[DROP_STALE]
+        return Plan(out=out, switched=switched)
 
     def _temporal_step(self, vp8, keyframe: bool, now: float) -> None:
         """At a picture boundary: lower the frame rate at once; raise it only where the decoder can follow
@@ -201,7 +235,6 @@ class Consumer(SentStream):
         went_down, self.thinning = self.thinning, False
         self.resync = False
         self.waiting_keyframe = False
-        self.track.reroute()
         if source.on_demand and went_down:  # a switch down, under congestion
             self.followup_keyframe_at = now + FOLLOWUP_KEYFRAME_S
         return True

@@ -654,3 +654,21 @@ def test_allocator_big_step_down_waits_for_loss_or_a_deep_cut():
     b.update(0.0, LinkReport(None, 0.0, 0.0, single))
     b.update(0.25, LinkReport(2.0e6, 0.0, 1.5e6, single))
     assert b.update(0.5, LinkReport(0.9e6, 0.0, 1.5e6, single)) == (1, 1)               # a deep cut: down at once
+
+
+def test_the_plan_for_a_packet_is_a_value_and_does_no_io():
+    rig = Rig(keyframe_every=1000)
+    c, low = rig.consumer, rig.streams[0]
+    set_target(rig, 0, 2)
+    sent_before, requests_before = len(rig.tap.sent), len(rig.keyframe_requests)
+    delta = rig.sources[0].frame(1, keyframe=False)[0]
+    key = rig.sources[0].frame(2, keyframe=True)[0]
+    high = rig.sources[2].frame(1, keyframe=True)[0]
+    assert c.plan(rig.streams[2].classify(RtpView(high), 0.0), rig.streams[2], True, 0.0).drop == "other_layer"
+    assert c.plan(low.classify(RtpView(key), 0.0), low, False, 0.0).drop == "transport_not_ready"
+    waiting = c.plan(low.classify(RtpView(delta), 0.0), low, True, 0.0)
+    assert waiting.drop == "waiting_keyframe" and waiting.keyframe_of is low
+    start = c.plan(low.classify(RtpView(key), 0.0), low, True, 0.0)
+    assert start.drop is None and start.switched and start.out is not None
+    # the plans changed the viewer's numbering, nothing was sent or asked for: that is send's job
+    assert len(rig.tap.sent) == sent_before and len(rig.keyframe_requests) == requests_before
