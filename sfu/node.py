@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 from sfu.webrtc import aiortc_adapter as adapter
 from sfu.errors import BadOffer, RoomBusy, SessionNotFound, SfuError
@@ -20,6 +20,7 @@ from sfu.room.track import PacketSink
 from sfu.ladder.track_ladder import DEFAULT_RUNGS
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Session)
 
 RELAY_LINGER_S = 2.0  # an edge keeps a room's link this long after its last viewer left (a page reloading)
 
@@ -53,6 +54,11 @@ class SfuNode:
             room.apply_lesson(self.lesson(room_id))
         return room
 
+    def _opened(self, session: S) -> S:
+        self.sessions[session.id] = session
+        self.heap_relief.opened()
+        return session
+
     def _closed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         self.heap_relief.closed()
@@ -85,11 +91,9 @@ class SfuNode:
         if feed.publisher is not None:
             what = "a publisher" if slot.source == "camera" else f"a {slot} publisher"
             raise RoomBusy(f"room {room_id} already has {what}")
-        session = PublisherSession(room, feed, self._closed, owner)
-        self.heap_relief.opened()
+        session = self._opened(PublisherSession(room, feed, self._closed, owner))
         feed.set_publisher(session)  # reserve the slot during negotiation
         room.ensure_timer()
-        self.sessions[session.id] = session
         return session.id, await self._negotiate(session, offer)
 
     async def play(self, room_id: str, offer: str, max_height: Optional[int] = None, slot: Slot = MAIN,
@@ -97,11 +101,9 @@ class SfuNode:
         """Start a viewer of `slot` (the teacher's camera by default; at most `max_height` lines of picture if
         given); returns (session id, SDP answer)."""
         room = self._room(room_id)
-        session = ViewerSession(room, self._closed, max_height, slot, owner)
-        self.heap_relief.opened()
+        session = self._opened(ViewerSession(room, self._closed, max_height, slot, owner))
         room.viewers.add(session)
         room.ensure_timer()
-        self.sessions[session.id] = session
         self._viewers_changed(room_id)
         return session.id, await self._negotiate(session, offer)
 
@@ -110,10 +112,8 @@ class SfuNode:
     async def relay(self, room_id: str, offer: str, edge: str) -> tuple[str, str]:
         """As the room's origin: open a link to edge node `edge` (its offer), carrying each layer once."""
         room = self._room(room_id)
-        session = RelayOutSession(room, self._closed, edge)
-        self.heap_relief.opened()
+        session = self._opened(RelayOutSession(room, self._closed, edge))
         room.relays.add(session)
-        self.sessions[session.id] = session
         return session.id, await self._negotiate(session, offer)
 
     async def ensure_relay(self, room_id: str, signal: Signal) -> RelayIn:

@@ -112,7 +112,6 @@ class Consumer(SentStream):
         self.probe_packets = 0
         self.nacks = 0
         self.plis = 0
-        self.unsupported_codec = 0
         self.remb: Optional[int] = None   # the viewer's estimate (loss and RTT: SentStream's)
 
     # --- forwarding (hot path) -----------------------------------------------------------------------------
@@ -221,7 +220,6 @@ class Consumer(SentStream):
     def _switch_to(self, source: "InboundStream", pkt: "IngressPacket", now: float) -> bool:
         pts = self.payload_types.get(source.codec)
         if pts is None:
-            self.unsupported_codec += 1
             return False
         m = self.munger
         if self.last_vp8 is not None:  # continue PictureID/TL0PICIDX from what the viewer saw last

@@ -215,6 +215,7 @@ class ViewerSession(Session, RtcpReceiver):
                                 track)
             consumer.max_height = self.max_height
             self.consumers.append((t.kind, consumer))
+        self._consumer_of = {c.ssrc: c for _, c in self.consumers}
         answer = await self._answer(public_ip)
         if not self.closed:
             # the stage may have moved while negotiating: attach to what the slot means now
@@ -250,7 +251,6 @@ class ViewerSession(Session, RtcpReceiver):
                 consumer.track.request_keyframe(now, consumer.target)
 
     def on_rtcp(self, data: bytes) -> None:
-        self._consumer_of = {c.ssrc: c for _, c in self.consumers}
         rtcp_dispatch.dispatch(data, self, time.monotonic())
 
     def rtcp_nack(self, media_ssrc: int, lost: list[int], now: float) -> None:
