@@ -237,7 +237,7 @@ def summarize_server_stats(room: Optional[dict]) -> dict:
         "rtx_packets_total": sum(c["rtx_packets"] for c in consumers),
         "nacks_total": sum(c["nacks"] for c in consumers),
         "plis_from_viewers_total": sum(c["plis"] for c in consumers),
-        "remb_bps_seen": sorted({c["remb_bps"] for c in video if c["remb_bps"]})[:3],
+        "estimates_seen": sorted({c["estimate_bps"] for c in video if c["estimate_bps"]})[:3],
     }
 
 

@@ -254,7 +254,7 @@ class SfuNode:
                 continue
             out[v.owner] = {"loss": round(video.fraction_lost, 4),
                             "rtt": None if video.rtt is None else round(video.rtt * 1000, 1),
-                            "bitrate": float(video.remb) if video.remb else round(video.media_bps)}
+                            "bitrate": float(video.estimate_bps) if video.estimate_bps else round(video.media_bps)}
         return out
 
     def session(self, room_id: str, session_id: str, role: str) -> Session:

@@ -16,7 +16,7 @@ from signaling.http import loop_lag
 from signaling.media import media_endpoints
 from signaling.live import room_media
 from signaling.live import room_ws
-from signaling.http.app_keys import CLIENT_SSL, HUB, SECRET, SFU, TLS
+from signaling.http.app_keys import CLIENT_SSL, SECRET, SFU, TLS
 from signaling.http.http_errors import error_middleware, quiet_bad_requests
 from signaling.http import access
 
@@ -120,9 +120,9 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     loop_lag.setup(app)  # the event loop's lag, for /metrics
     app.router.add_get("/api/stats", stats)
     media_endpoints.add_routes(app)
-    room_ws.setup(app)  # /ws/{room} and the lesson state at app[HUB]
+    hub = room_ws.setup(app)  # /ws/{room} and the lesson state at app[room_ws.HUB]
     room_media.setup(app)  # the lesson drives the SFU: stage, microphones, lesson end, removals
-    if library is not None:  # the recorder at app[RECORDER], /api/library, /api/rooms/{room}/recording
+    if library is not None:  # the recorder at app[library_api.RECORDER], /api/library, /api/rooms/{room}/recording
         from signaling.media import library_api
         library_api.setup(app, library, auto_rooms=record_rooms, node_id=cluster.node_id if cluster else "")
     registry = None
@@ -135,7 +135,7 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
         cascade_routes.setup(app, registry, cascade or CascadeConfig())
         lesson_bus.setup(app, registry)
         from signaling.cluster import room_store  # the lesson's state in Redis: a node taking a room over restores it
-        room_store.setup(app, app[HUB], registry)
+        room_store.setup(app, hub, registry)
     from signaling.cluster import drain  # POST /api/admin/drain; in cluster mode SIGTERM drains
     drain.setup(app, registry, drain.DEFAULT_GRACE_S if drain_grace_s is None else drain_grace_s)
     from signaling.media import ice_servers  # /api/ice-servers: TURN REST credentials, an empty list without TURN

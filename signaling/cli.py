@@ -4,14 +4,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional
-from urllib.parse import quote
 
 from aiohttp import web
 
 from signaling.auth.tokens import ROLES, mint, new_secret, secret_from_env
-
-PAGE_TOKEN_TTL = 12 * 3600
+from signaling.page_links import print_pages, public_url
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -68,11 +65,6 @@ def behind_proxy(args: argparse.Namespace) -> bool:
     return bool(args.behind_proxy or _env_flag("LIVECLASS_BEHIND_PROXY"))
 
 
-def public_url(args: argparse.Namespace) -> Optional[str]:
-    import os
-    return args.public_url or os.environ.get("LIVECLASS_PUBLIC_URL") or None
-
-
 def tls_options(args: argparse.Namespace):
     """--tls-cert/--tls-key (or LIVECLASS_TLS_CERT/_KEY), or --tls-self-signed: the served certificate, checked
     now (a bad file stops the start with a reason); None for plain HTTP. Prints what a school's IT checks."""
@@ -122,44 +114,6 @@ def node_client_ssl(args: argparse.Namespace, tls):
     if not cas and tls is None:
         return None
     return client_context([Path(c.strip()) for c in cas], tls.cert_path if tls is not None else None)
-
-
-def page_bases(args: argparse.Namespace, tls: bool) -> list[str]:
-    """The base URLs pages are reached at: the public URL, or the listen address (for a wildcard, loopback
-    first, then every interface address a school's machines may use)."""
-    scheme = "https" if tls else "http"
-    if public := public_url(args):
-        return [public.rstrip("/")]
-    def base(host: str) -> str:
-        return f"{scheme}://[{host}]:{args.port}" if ":" in host else f"{scheme}://{host}:{args.port}"
-    if args.host not in ("0.0.0.0", "::", ""):
-        return [base(args.host)]
-    from aioice.ice import get_host_addresses
-    others = [a for a in get_host_addresses(use_ipv4=True, use_ipv6=args.host == "::") if not a.startswith("fe80")]
-    return [base("127.0.0.1"), *(base(a) for a in others)]
-
-
-def print_pages(args: argparse.Namespace, secret: str, tls: bool = False) -> str:
-    """Print the page links of `--room` (tokens minted now); the base URL they use."""
-    bases = page_bases(args, tls)
-    base = bases[0]
-    room = args.room
-    teacher = mint(secret, room, "teacher", PAGE_TOKEN_TTL, name="Teacher")
-    terminal = mint(secret, room, "terminal", PAGE_TOKEN_TTL, name="Classroom")
-    print(f"Teacher page:  {base}/teacher.html?room={quote(room)}&token={teacher}", flush=True)
-    print(f"Terminal page: {base}/terminal.html?room={quote(room)}&token={terminal}", flush=True)
-    print(f"Lesson library: {base}/replay.html", flush=True)
-    if len(bases) > 1:
-        print("Also reachable at: " + ", ".join(bases[1:]), flush=True)
-    if not tls and base.startswith("http://") and not _loopback(args.host):
-        print("Note: over plain http, browsers give the camera and microphone only to pages on localhost; "
-              "other machines need https (--tls-self-signed, --tls-cert, or a TLS front with --behind-proxy)",
-              flush=True)
-    return base
-
-
-def _loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "::1", "localhost")
 
 
 def cluster_config(args: argparse.Namespace, tls: bool = False):

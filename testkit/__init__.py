@@ -1,1 +1,2 @@
-"""Helpers shared by tests and benchmarks: generated media and real aiortc WHIP/WHEP peers."""
+"""Helpers shared by tests and benchmarks: generated media, real aiortc WHIP/WHEP peers, and peers negotiated
+straight with an in-process SfuNode (node_peers)."""

@@ -113,7 +113,7 @@ class ClipPublisher:
 
 
 # what the SFU reports per video consumer (see sfu/forward/consumer.py dump())
-CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "remb_bps", "bitrate_bps", "fraction_lost",
+CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "estimate_bps", "bitrate_bps", "fraction_lost",
                  "allocator", "nacks", "rtx_packets", "plis", "probing_bps", "probe_packets", "switches_up",
                  "switches_down", "thinning", "rtx_skipped", "rtx_suppressed", "rtx_over_budget", "switches",
                  "keyframes_for_loss")

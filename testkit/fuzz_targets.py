@@ -35,6 +35,7 @@ from sfu.webrtc import simulcast_sdp
 from sfu.rtp.codec_info import (h264_is_keyframe, is_keyframe_start, parse_vp8, vp8_keyframe_size,
                             write_vp8_ids)
 from sfu.forward.consumer import Consumer
+from sfu.forward.viewer_out import ViewerOut
 from sfu.rtp.depacketizer import RESET_JUMP, Depacketizer, _vp8_frame, _vp8_start
 from sfu.errors import BadOffer
 from sfu.rtp.h264_depacketizer import START_CODE, h264_access_unit, h264_starts_picture
@@ -123,13 +124,14 @@ def rtp_ingest(data: bytes) -> None:
                              rid_ext=RID_EXT_ID, repaired_rid_ext=REPAIRED_RID_EXT_ID)
     tap = RecordingTap()
     ingest.tap = tap  # type: ignore[assignment]
-    consumers = [Consumer("video", tap, 0x5EED0001, 0x5EED0002,  # type: ignore[arg-type]
+    out = ViewerOut(tap)
+    consumers = [Consumer("video", out, 0x5EED0001, 0x5EED0002,
                           {"VP8": (VP8_PT, VP8_RTX_PT), "H264": (H264_PT, H264_RTX_PT)}, ABS_SEND_TIME_ID,
                           feed.tracks["video"]),
-                 Consumer("audio", tap, 0x5EED0003, 0x5EED0004, {"opus": (OPUS_PT, None)}, 0,  # type: ignore[arg-type]
+                 Consumer("audio", out, 0x5EED0003, 0x5EED0004, {"opus": (OPUS_PT, None)}, 0,
                           feed.tracks["audio"])]
     for c in consumers:
-        c.track.add(c, 0.0)
+        feed.tracks[c.kind].add(c, 0.0)
     ticks = 0
     last_report = 0.0
     for now, packet in _timed(data[1:]):

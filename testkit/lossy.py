@@ -46,3 +46,18 @@ def drop_outgoing(pc: RTCPeerConnection, rule: DropEvery) -> None:
             await original(data)
 
     dtls._send_rtp = send
+
+
+def drop_incoming_datagrams(pc: RTCPeerConnection, rule: DropEvery) -> None:
+    """Drop arriving RTP before SRTP, as the link itself would: a packet sent again on the same SSRC and number
+    (a link between two SFU nodes repairs that way) then passes SRTP's replay check, which never saw the first."""
+    ice = dtls_transports(pc)[0].transport
+    original = ice._recv
+
+    async def recv() -> bytes:
+        while True:
+            data = await original()
+            if not (128 <= data[0] < 192 and rule.should_drop(data)):   # SRTP's header is in the clear
+                return data
+
+    ice._recv = recv

@@ -5,7 +5,7 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
 import av
@@ -169,6 +169,8 @@ class WhepViewer:
         self.resource_base = base_url  # the node that answered (another one after a 307)
         self.started_at = 0.0
         self.http = client_session(ssl_context)
+        self.tap: Optional[adapter.PacketTap] = None             # count_only: the transport's tap (sends RTCP too)
+        self.rtp_listeners: list[Callable[[RtpView], None]] = []  # count_only: each packet, after it is counted
         self._tasks: list[asyncio.Task] = []
 
     def _on_rtp(self, data: bytes, arrival: float) -> None:
@@ -184,6 +186,8 @@ class WhepViewer:
             delta = ((v.timestamp - rtp_ts + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
             capture = ntp / (1 << 32) - 2208988800 + delta / clock   # sender's wall clock for this packet
             self.sync_offsets[v.payload_type].append(time.time() - capture)
+        for listener in self.rtp_listeners:
+            listener(v)
 
     def _on_rtcp(self, data: bytes) -> None:
         from aiortc.rtp import RtcpPacket, RtcpSrPacket
@@ -210,7 +214,7 @@ class WhepViewer:
                     self.clock_rates[c.payloadType] = c.clockRate
                     self.kinds[c.payloadType] = t.kind
                     self.sync_offsets[c.payloadType] = []
-            adapter.PacketTap(self.pc, self._on_rtp, self._on_rtcp)
+            self.tap = adapter.PacketTap(self.pc, self._on_rtp, self._on_rtcp)
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         try:

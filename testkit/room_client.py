@@ -94,6 +94,10 @@ class RoomClient:
     def unread(self, type: Optional[str] = None) -> list[Message]:
         return [m for m in self._unread if type is None or m["type"] == type]
 
+    def discard(self, *types: str) -> None:
+        """Mark the unread messages of these types read (what a test has seen enough of)."""
+        self._unread = [m for m in self._unread if m["type"] not in types]
+
     async def closed(self, timeout: float = 3.0) -> int:
         """Wait for the server to close; the close code."""
         assert self._reader is not None

@@ -225,7 +225,7 @@ async function refreshStats() {
   const c = server && (server.consumers || []).find((x) => x.kind === "video");
   if (c) {
     liveclass.server = c;
-    lines.push(`layer ${c.layer ?? "–"}${c.target_layer !== c.layer ? `→${c.target_layer}` : ""} T${c.temporal_limit} · estimate ${fmtRate(c.remb_bps)} · RTT ${c.rtt_ms ?? "–"} ms · switches ↑${c.switches_up} ↓${c.switches_down}`);
+    lines.push(`layer ${c.layer ?? "–"}${c.target_layer !== c.layer ? `→${c.target_layer}` : ""} T${c.temporal_limit} · estimate ${fmtRate(c.estimate_bps)} · RTT ${c.rtt_ms ?? "–"} ms · switches ↑${c.switches_up} ↓${c.switches_down}`);
   }
   if (!lines.length) lines.push("no media yet");
   lines.push(`server ${serverLabel()}`);  // which cluster node this classroom uses now

@@ -19,6 +19,10 @@ it lowers the resolution. The rules, in the spirit of Galene's short rule set:
   in a few probes. A probe that met loss or a cut estimate blocks probing for a back-off that doubles up to
   PROBE_BACKOFF_MAX.
   An upgrade followed by a downgrade within FAILED_UP_WINDOW doubles `hold`; a quiet period resets it.
+- random loss is not congestion: a rural link may lose a few per cent of packets at any rate, with no queue
+  behind it. The report's `loss_floor` is that link's own steady loss; a probe is judged by the loss and the
+  NACKs *above* it (a queue that overflows adds loss as the rate rises), never by "any loss" (libwebrtc's GoogCC
+  likewise leaves loss under 10 % to its delay-based controller).
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ FAILED_UP_WINDOW = 4.0
 BIG_STEP = 0.5              # a step down to less than this share of the rate is a big one ...
 SHALLOW_DIP = 0.7           # ... and is not taken while the estimate is above this share, with no loss
 NACKED_RECENTLY_S = 2.0
+NACK_FLOOR_MARGIN = 2.0      # NACKs beyond this multiple of what the link's own loss explains are a queue's
 FALLING_WINDOW_S = 2.0       # the estimate is falling when under FALLING_SHARE of its peak over this window
 FALLING_SHARE = 0.95
 PROBE_S = 1.0               # short: a probe into a full link must stop before the queue overflows
@@ -72,12 +77,14 @@ class AllocatorState:
     probe_until: float = 0.0             # padding until then
     probe_judge_at: float = 0.0          # the probe's outcome is judged then (0: no probe under way)
     probe_start_nacks: int = 0
+    probe_start_sent: int = 0
     probe_bps: int = 0
     probe_blocked_until: float = 0.0
     probe_backoff: float = HOLD_MIN
     probe_wins: int = 0                  # probes proven in a row
-    nacks_seen: int = 0                  # the viewer's NACK count, and when it last grew
-    nacked_at: float = -1e9
+    nacks_seen: int = 0                  # the viewer's NACK count, and when it last grew beyond what the
+    nacked_at: float = -1e9              # link's own loss explains
+    sent_seen: int = 0
     ceiling_bps: float = 0.0             # the rate of the last probe that failed, and when
     ceiling_at: float = -1e9
     probe_start_estimate: float = 0.0
@@ -121,6 +128,12 @@ def congested(usable: float, loss: float, sending_bps: float, current_bps: float
 
 
 
+def unexplained_nacks(loss_floor: float, sent: int) -> float:
+    """NACKs above this many, over `sent` packets, are more than the link's own random loss explains (a margin
+    for its randomness: 3 % of 100 packets is 3 on average, 7 now and then)."""
+    return NACK_FLOOR_MARGIN * loss_floor * max(0, sent)
+
+
 @dataclass(frozen=True)
 class LinkReport:
     """What the allocator decides from, each tick. `rates[s][t]` is layer s's bitrate with temporal layers
@@ -131,7 +144,8 @@ class LinkReport:
     lower layer's keyframe): a reflex then re-aims the switch as if that layer were current, since nothing can
     be thinned meanwhile; `unrepaired` whether a loss just proved beyond repair (resent until the limit, lost
     again): the viewer needs a keyframe, and on a full link the next lower resolution's is the one that gets
-    through."""
+    through. `loss_floor` is the link's own steady random loss (0..1), `sent_packets` how many packets the
+    viewer has been sent so far: together they say how many NACKs plain random loss explains."""
     estimate_bps: Optional[float]
     loss: float
     sending_bps: float
@@ -141,6 +155,8 @@ class LinkReport:
     reflex: bool = False
     forwarding_single: bool = False
     unrepaired: bool = False
+    loss_floor: float = 0.0
+    sent_packets: int = 0
 
 class Allocator:
     def __init__(self) -> None:
@@ -159,11 +175,13 @@ class Allocator:
         st.best, st.worst = options[-1][0], options[0][0]
         measured = usable_bps(estimate_bps, loss, sending_bps)
         falling = self._falling(now, measured)
-        if nacks > st.nacks_seen:
-            st.nacks_seen, st.nacked_at = nacks, now
-        if st.proven_bps and (loss > LOSS_CLEAN or measured < st.proven_estimate * PROBE_CUT):
+        excess = max(0.0, loss - link.loss_floor)   # loss the link's own random loss does not explain
+        if nacks - st.nacks_seen > unexplained_nacks(link.loss_floor, link.sent_packets - st.sent_seen):
+            st.nacked_at = now
+        st.nacks_seen, st.sent_seen = nacks, link.sent_packets
+        if st.proven_bps and (excess > LOSS_CLEAN or measured < st.proven_estimate * PROBE_CUT):
             st.proven_bps = 0.0
-        just_proven = self._end_probe(now, measured, loss, nacks)
+        just_proven = self._end_probe(now, measured, excess, link)
         usable = max(measured, st.proven_bps)
         cost = dict(options)
         single = st.current in cost and (len(rates[st.current[0]]) == 1 or forwarding_single)
@@ -188,8 +206,8 @@ class Allocator:
             if single:  # nothing to thin while the lower layer's keyframe comes
                 budget *= KEYFRAME_MARGIN
             lower = self._best_fitting(options[:index], budget) or options[0][0]
-            if lower != st.current and self._big_step_unproven(now, cost[lower], cost[st.current], usable, loss,
-                                                                nacks, reflex):
+            if lower != st.current and self._big_step_unproven(now, cost[lower], cost[st.current], usable, excess,
+                                                                reflex):
                 lower = st.current  # hold: a dip of the delay-based estimate alone, no loss anywhere
             if lower != st.current:
                 self._step_down(now, lower, f"down: {cost[lower]:.0f} fits {usable:.0f}")
@@ -219,7 +237,7 @@ class Allocator:
         st.fits_since = None
         nxt, nxt_bps = options[index + 1]
         fill = UP_FILL if nxt[0] == st.current[0] else SPATIAL_UP_FILL
-        self._plan_probe(now, measured, usable, loss, nacks, nxt_bps / fill, cost[st.current], index == 0)
+        self._plan_probe(now, measured, usable, excess, link, nxt_bps / fill, cost[st.current], index == 0)
         return st.current
 
     def _step_down(self, now: float, lower: Quality, reason: str) -> None:
@@ -235,7 +253,7 @@ class Allocator:
         self._move(now, lower, reason)
 
     def _big_step_unproven(self, now: float, lower_bps: float, current_bps: float, usable: float, loss: float,
-                           nacks: int, reflex: bool) -> bool:
+                           reflex: bool) -> bool:
         """A step down to less than BIG_STEP of the rate (a ladder rung below the original, say) on nothing
         but a shallow dip of the delay-based estimate: receivers on a busy machine report such dips when their
         own processing lags. It waits for loss, NACKs or a deeper cut."""
@@ -264,18 +282,19 @@ class Allocator:
     def _stop_probe(self) -> None:
         self.state.probe_until = self.state.probe_judge_at = 0.0
 
-    def _probe_hurt(self, measured: float, loss: float, nacks: int) -> bool:
+    def _probe_hurt(self, measured: float, excess_loss: float, link: LinkReport) -> bool:
         st = self.state
-        return (loss > LOSS_CLEAN or measured < st.probe_start_estimate * PROBE_CUT
-                or nacks - st.probe_start_nacks > PROBE_NACKS)
+        allowed = PROBE_NACKS + unexplained_nacks(link.loss_floor, link.sent_packets - st.probe_start_sent)
+        return (excess_loss > LOSS_CLEAN or measured < st.probe_start_estimate * PROBE_CUT
+                or link.nacks - st.probe_start_nacks > allowed)
 
-    def _end_probe(self, now: float, measured: float, loss: float, nacks: int) -> bool:
+    def _end_probe(self, now: float, measured: float, excess_loss: float, link: LinkReport) -> bool:
         """Judge a probe: one that hurt stops at once and backs off; one that left the link clean until its
         judgement proves its rate. True when a rate was just proven."""
         st = self.state
         if not st.probe_judge_at:
             return False
-        if self._probe_hurt(measured, loss, nacks):
+        if self._probe_hurt(measured, excess_loss, link):
             self._probe_failed(now)
             self._stop_probe()
             return False
@@ -290,14 +309,14 @@ class Allocator:
         st.proven_bps, st.proven_estimate = st.probe_total_bps, measured
         return True
 
-    def _plan_probe(self, now: float, measured: float, usable: float, loss: float, nacks: int,
+    def _plan_probe(self, now: float, measured: float, usable: float, excess_loss: float, link: LinkReport,
                     needed_bps: float, current_bps: float, at_bottom: bool) -> None:
         """Probe toward `needed_bps` (the usable rate at which the next step fits), in slow-start steps,
         and never past halfway to the rate of a recent failed probe."""
         st = self.state
         if st.probe_judge_at:  # one under way (its harm was checked in _end_probe)
             return
-        if loss > LOSS_CLEAN or now < st.probe_blocked_until or now - st.last_down < st.hold:
+        if excess_loss > LOSS_CLEAN or now < st.probe_blocked_until or now - st.last_down < st.hold:
             return
         gain = min(PROBE_GAIN_MAX, 1 + (PROBE_GAIN - 1) * 2 ** st.probe_wins)
         if current_bps > usable and not at_bottom:
@@ -311,7 +330,8 @@ class Allocator:
         st.probe_total_bps = total
         st.probe_bps = int(max(0.0, st.probe_total_bps - current_bps))
         st.probe_start_estimate = measured
-        st.probe_start_nacks = nacks
+        st.probe_start_nacks = link.nacks
+        st.probe_start_sent = link.sent_packets
         st.probe_until = now + PROBE_S
         st.probe_judge_at = st.probe_until + PROBE_GRACE_S
 

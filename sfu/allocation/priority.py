@@ -8,14 +8,28 @@ never touched. Applied once a second from the room's timer; pure decision in `yi
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
-
-if TYPE_CHECKING:
-    from sfu.webrtc.sessions import ViewerSession
+from typing import Iterable, Protocol, Sequence
 
 YIELD_NONE = 0      # take what the link carries
 YIELD_LOWEST = 1    # the smallest layer at its lowest frame rate
 YIELD_PAUSE = 2     # no video until the teacher's picture recovers
+
+
+class YieldingConsumer(Protocol):
+    trimmed: bool      # its allocator holds it below the best quality on offer
+    at_bottom: bool    # ... at the smallest layer
+
+    def set_yield(self, level: int, now: float) -> None: ...
+
+
+class SessionSlot(Protocol):
+    source: str   # "camera" (the teacher's picture), "screen", "classroom", "stage"
+
+
+class YieldingSession(Protocol):
+    owner: str    # the classroom's identity
+    slot: SessionSlot
+    consumers: Sequence[tuple[str, YieldingConsumer]]
 
 
 def yield_level(main_trimmed: bool, main_at_bottom: bool) -> int:
@@ -24,9 +38,9 @@ def yield_level(main_trimmed: bool, main_at_bottom: bool) -> int:
     return YIELD_LOWEST if main_trimmed else YIELD_NONE
 
 
-def apply(viewers: Iterable["ViewerSession"], now: float) -> None:
+def apply(viewers: Iterable[YieldingSession], now: float) -> None:
     """Group a room's viewer sessions by their owner's identity and make the secondary ones yield."""
-    groups: dict[str, list["ViewerSession"]] = {}
+    groups: dict[str, list[YieldingSession]] = {}
     for v in viewers:
         if v.owner:
             groups.setdefault(v.owner, []).append(v)

@@ -1,3 +1,4 @@
-"""The viewer side: one Consumer per viewer and track applies the layer plan to each packet (sequence and
-timestamp munging, VP8 picture ids), repairs loss with RTX within a budget, and sends. May import sfu.rtp and
-sfu.allocation; the transport reaches it through sfu.webrtc.aiortc_adapter's PacketTap."""
+"""The viewer side: per viewer and track a SwitchPlanner (pure) decides each packet's fate and numbers, and a
+Consumer applies the plan (rewrite, send), repairs loss with RTX within a budget, probes and reports. May import
+sfu.rtp, sfu.allocation, sfu.congestion and sfu.ingest's value types; reaches its track through the
+ConsumerOwner contract and the transport through sfu.webrtc.aiortc_adapter's PacketTap."""

@@ -8,17 +8,18 @@ from typing import TYPE_CHECKING, Optional
 
 from sfu.rtp import rtcp_builder, rtcp_dispatch
 from sfu.rtp.rtcp_dispatch import RtcpReceiver
+from sfu.ingest.contracts import IngestFeed
 from sfu.ingest.inbound import InboundStream
 from sfu.ingest.ingest_estimator import IngestEstimator
 from sfu.rtp.rtp_header import RtpParseError, RtpView, seq_diff
 
 if TYPE_CHECKING:
     from sfu.webrtc.aiortc_adapter import PacketTap
-    from sfu.room.feed import Feed
 
 log = logging.getLogger(__name__)
 
 _OSN_LEN = 2
+DOWNSTREAM_LOSS_CAP = 0.019
 MAX_DROPOUT = 3000      # RFC 3550 A.1: a jump further ahead than this is not loss
 MAX_MISORDER = 100      # ... and one further back is not reordering
 SSRC_TAKEOVER_SILENCE = 1.0  # a new SSRC replaces a kind's stream only after the old one fell silent
@@ -35,7 +36,7 @@ class PayloadInfo:
 
 
 class PublisherIngest(RtcpReceiver):
-    def __init__(self, feed: "Feed", payloads: dict[int, PayloadInfo], rtcp_ssrc: int,
+    def __init__(self, feed: IngestFeed, payloads: dict[int, PayloadInfo], rtcp_ssrc: int,
                  rids: Optional[dict[str, list[str]]] = None, rid_ext: int = 0, repaired_rid_ext: int = 0) -> None:
         self.feed = feed
         self.payloads = payloads
@@ -54,6 +55,7 @@ class PublisherIngest(RtcpReceiver):
         self._audio_gap = False
         self.probe_bytes = 0
         self.remb_bps = 0
+        self.downstream_audio_loss = 0.0
 
     # --- packets in ----------------------------------------------------------------------------------------
 
@@ -226,6 +228,12 @@ class PublisherIngest(RtcpReceiver):
         if self.tap is not None:
             self.tap.send_rtcp(data)
 
+    def set_downstream_loss(self, audio_loss: float) -> None:
+        """The steady loss of the lossiest classroom that hears this publisher. Told to the publisher as its
+        audio's loss, capped under the 2 % at which a sender's loss-based estimate stops growing (audio is a
+        small share of the packets such an estimate weighs)."""
+        self.downstream_audio_loss = min(audio_loss, DOWNSTREAM_LOSS_CAP)
+
     def request_keyframe(self, stream: InboundStream, now: float) -> None:
         if stream.keyframes.request(now):
             self._feedback(rtcp_builder.pli(self.rtcp_ssrc, stream.ssrc))
@@ -248,6 +256,9 @@ class PublisherIngest(RtcpReceiver):
             stream.update_rates(interval)
             fl = stream.stats.interval_fraction_lost()
             worst = max(worst, fl)
+            if stream.kind == "audio":
+                # what the publisher's Opus encoder plans its in-band FEC for: the classrooms' loss too
+                fl = max(fl, self.downstream_audio_loss)
             dlsr = int((now - stream.lsr_time) * 65536) if stream.lsr else 0
             blocks.append(rtcp_builder.report_block(stream.ssrc, fl, stream.stats.lost, stream.stats.extended_max,
                                                     stream.stats.jitter, stream.lsr, dlsr))

@@ -109,7 +109,7 @@ class TrackLadder:
     def tick(self, now: float) -> None:
         """Free the ladder once it has been unwanted for a while."""
         if self.ladder is not None and self._idle_since is not None and now - self._idle_since > IDLE_CLOSE_S:
-            self._close_later()
+            self.close_later()
 
     def _emit(self, index: int, data: bytes) -> None:
         stream = self.streams[index]
@@ -128,7 +128,7 @@ class TrackLadder:
     def stats(self) -> Optional[dict]:
         return self.ladder.stats() if self.ladder is not None else None
 
-    def _close_later(self) -> None:
+    def close_later(self) -> None:
         ladder, self.ladder = self.ladder, None
         if ladder is None:
             return

@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from sfu.errors import RoomBusy
 from sfu.allocation import priority
 from sfu.room.contracts import FeedPublisher
+from sfu.room.members import RelayLink, Viewer
 from sfu.room.feed import KINDS, MAIN, Feed, LessonFacts, Slot
 from sfu.ladder.ladder_rung import Rung
 from sfu.room.track import Track
-
-if TYPE_CHECKING:
-    from sfu.cascade.relay_out import RelayOutSession
-    from sfu.webrtc.sessions import ViewerSession
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +34,8 @@ class Room:
         self.idle_tracks: dict[str, Track] = {k: Track(k, time.time) for k in KINDS}  # the stage, when empty
         self.stage: Optional[str] = None
         self.facts: Optional[LessonFacts] = None  # None: no lesson (plain WHIP/WHEP), every microphone open
-        self.viewers: set["ViewerSession"] = set()
-        self.relays: set["RelayOutSession"] = set()  # links to edge nodes (cascade): they keep the room too
+        self.viewers: set[Viewer] = set()
+        self.relays: set[RelayLink] = set()  # links to edge nodes (cascade): they keep the room too
         self._timer: Optional[asyncio.Task] = None
 
     # --- compatibility: the teacher's main feed is "the room's" tracks and publisher ----------------------
@@ -163,9 +160,10 @@ class Room:
         """One tick of the timer; True when it was a report tick. A function of its own so that its loop
         variables end with it: left in the timer's frame, the last viewer iterated (its peer connection, sockets
         and buffers) stayed alive for as long as the room did after that viewer left."""
-        publishers = [p for p in self.publishers() if p.ingest is not None]
+        publishing = [f for f in self.feeds() if f.publisher is not None and f.publisher.ingest is not None]
+        publishers = [f.publisher for f in publishing]
         for p in publishers:
-            p.ingest.fast_tick(now)
+            p.ingest.fast_tick(now)  # type: ignore[union-attr]
         for v in self.viewers:
             for kind, c in v.consumers:
                 if kind == "video":
@@ -177,9 +175,12 @@ class Room:
         if n % REPORT_EVERY != 0:
             return False
         interval = max(0.001, now - last_report)
-        for p in publishers:
-            p.ingest.report_tick(now, interval)
-            p.feed.tracks["video"].order_layers()
+        audio_loss = self._audio_loss_by_track()
+        for f in publishing:
+            ingest = f.publisher.ingest  # type: ignore[union-attr]
+            ingest.set_downstream_loss(audio_loss.get(id(f.tracks["audio"]), 0.0))  # type: ignore[union-attr]
+            ingest.report_tick(now, interval)  # type: ignore[union-attr]
+            f.tracks["video"].order_layers()
         for f in self.feeds():
             f.tracks["video"].tick(now)
         priority.apply(self.viewers, now)
@@ -188,6 +189,16 @@ class Room:
             for _, c in v.consumers:
                 c.tick(now, wall, interval)
         return True
+
+    def _audio_loss_by_track(self) -> dict[int, float]:
+        """Per audio track (by id): the steady loss of its lossiest local listener."""
+        worst: dict[int, float] = {}
+        for v in self.viewers:
+            for kind, c in v.consumers:
+                if kind == "audio":
+                    key = id(c.owner)
+                    worst[key] = max(worst.get(key, 0.0), c.loss_floor)
+        return worst
 
     def dump(self) -> dict:
         main = self.main.dump()

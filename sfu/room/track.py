@@ -72,7 +72,7 @@ class Track:
     def _drop_ladder(self) -> None:
         if self.ladder is not None:
             self.ladder.set_wanted(set(), 0.0)
-            self.ladder._close_later()
+            self.ladder.close_later()
             self.ladder = None
 
     def order_layers(self) -> None:

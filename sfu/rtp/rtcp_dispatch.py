@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiortc.rtp import RtcpReceiverInfo
 
 from . import rtcp_builder
+from .transport_feedback import TransportFeedback, parse_feedback, split_transport_feedback
 
 
 class RtcpReceiver:
@@ -29,11 +30,26 @@ class RtcpReceiver:
     def rtcp_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int, now: float) -> None:
         """An SR's sender info about a stream the peer sends."""
 
+    def rtcp_transport_feedback(self, feedback: TransportFeedback, now: float) -> None:
+        """Transport-wide congestion control feedback: what arrived of the packets sent, and when."""
+
 
 def dispatch(data: bytes, receiver: RtcpReceiver, now: float) -> bool:
-    """Hand each part of a compound RTCP packet to its handler; False when the packet does not parse."""
+    """Hand each part of a compound RTCP packet to its handler; False when a part does not parse."""
     try:
-        packets = rtcp_builder.parse(data)
+        rest, feedback = split_transport_feedback(data)
+    except ValueError:
+        return False
+    parsed = True
+    for part in feedback:
+        try:
+            receiver.rtcp_transport_feedback(parse_feedback(part), now)
+        except ValueError:
+            parsed = False
+    if not rest:
+        return parsed
+    try:
+        packets = rtcp_builder.parse(rest)
     except ValueError:
         return False
     for p in packets:
@@ -48,4 +64,4 @@ def dispatch(data: bytes, receiver: RtcpReceiver, now: float) -> bool:
         if isinstance(p, (rtcp_builder.RtcpRrPacket, rtcp_builder.RtcpSrPacket)):
             for block in p.reports:
                 receiver.rtcp_report(block, now)
-    return True
+    return parsed

@@ -21,7 +21,7 @@ import aiortc
 import aiortc.codecs as aiortc_codecs
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
@@ -409,6 +409,38 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list:
 def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
     """Header-extension URI → negotiated id."""
     return {e.uri: e.id for e in transceiver._headerExtensions}
+
+
+def accept_transport_cc(transceiver: RTCRtpTransceiver, ext_id: int, uri: str, feedback_pts: set[int]) -> None:
+    """Answer the viewer's offer of transport-wide congestion control, which aiortc does not know: the header
+    extension (under the offer's id) and `transport-cc` feedback on the codecs that offered it. Call between
+    setRemoteDescription and createAnswer; aiortc then writes both into the answer."""
+    if not any(e.uri == uri for e in transceiver._headerExtensions):
+        transceiver._headerExtensions.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+    for codec in transceiver._codecs:
+        if codec.payloadType in feedback_pts and not any(f.type == "transport-cc" for f in codec.rtcpFeedback):
+            codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+
+
+def keep_opus_fec(transceiver: RTCRtpTransceiver) -> None:
+    """Say `useinbandfec=1` for Opus in the answer (aiortc writes no Opus parameters): a publisher's Chromium
+    then lets its encoder add in-band FEC as the loss it is told of grows, and a viewer knows we pass it on."""
+    for codec in transceiver._codecs:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters.setdefault("minptime", 10)
+            codec.parameters["useinbandfec"] = 1
+
+
+def accept_red(transceiver: RTCRtpTransceiver, red_pt: int, opus_pt: int, fmtp: str) -> bool:
+    """Answer the viewer's offer of redundant audio over Opus (RFC 2198), which aiortc does not know, if Opus
+    itself was negotiated under `opus_pt`. Call between setRemoteDescription and createAnswer."""
+    codecs = transceiver._codecs
+    if not any(c.payloadType == opus_pt and c.mimeType.lower() == "audio/opus" for c in codecs):
+        return False
+    if not any(c.payloadType == red_pt for c in codecs):
+        codecs.append(RTCRtpCodecParameters(mimeType="audio/red", clockRate=48000, channels=2,
+                                            payloadType=red_pt, parameters={fmtp: None}))
+    return True
 
 
 def self_test() -> list[str]:

@@ -16,7 +16,14 @@ from sfu.rtp import rtcp_dispatch
 from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.webrtc import sdp_hints
 from sfu.webrtc import simulcast_sdp
+from sfu.webrtc.offer_feedback import SectionFeedback, offered_feedback
+from sfu.congestion.estimator import SendSideEstimator
+from sfu.rtp.transport_feedback import TRANSPORT_CC_EXTENSION_URI, TransportFeedback
+from sfu.forward.audio_redundancy import AudioRedundancy
 from sfu.forward.consumer import Consumer
+from sfu.forward.pacer import PACING_FACTOR, Pacer
+from sfu.forward.transport_wide import TransportWideSequencer
+from sfu.forward.viewer_out import ViewerOut
 from sfu.errors import BadOffer
 from sfu.room.feed import MAIN, Feed, Slot
 from sfu.ingest.publisher import PayloadInfo, PublisherIngest
@@ -28,6 +35,7 @@ log = logging.getLogger(__name__)
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 CONNECT_TIMEOUT = 20.0
 MAX_OFFER_MEDIA = 8
+ESTIMATE_DROP = 0.95   # a transport-cc estimate this far under its recent peak re-allocates at once
 
 
 def _check_offer_text(sdp: str) -> None:
@@ -127,6 +135,7 @@ class PublisherSession(Session):
         for t in self.pc.getTransceivers():
             if adapter.remote_direction(t) in ("sendonly", "sendrecv"):
                 receiving = True
+            adapter.keep_opus_fec(t)
             for c in adapter.negotiated_codecs(t):
                 name = c.mimeType.split("/")[1]
                 rtx_for = c.parameters.get("apt") if name.lower() == "rtx" else None
@@ -170,6 +179,12 @@ class ViewerSession(Session, RtcpReceiver):
                  slot: Slot = MAIN, owner: str = "") -> None:
         super().__init__(room, on_closed, slot, owner)
         self.consumers: list[tuple[str, Consumer]] = []
+        self.tracks: dict[str, Track] = {}   # the track each kind's consumer is on (once attached)
+        # send-side estimation, when the viewer gives transport-wide feedback (else its REMB is the estimate)
+        self.estimator: Optional[SendSideEstimator] = None
+        self.transport: Optional[TransportWideSequencer] = None
+        self.out: Optional[ViewerOut] = None   # the connection's paced way out, once negotiated
+        self._estimate_allocated = 0   # the estimate's peak since the consumers last allocated on a fall
         self._consumer_of: dict[int, Consumer] = {}   # by SSRC, for the RTCP handlers
         self.max_height = max_height  # the viewer's own cap on picture height
         self.attached = False  # consumers are on their tracks (after negotiation)
@@ -194,8 +209,17 @@ class ViewerSession(Session, RtcpReceiver):
             adapter.set_stream_id(sender, stream_id)
         if not any(t.sender.track is not None for t in transceivers):
             raise BadOffer("offer receives no media (a viewer's media must be recvonly or sendrecv)")
+        for t in transceivers:
+            adapter.keep_opus_fec(t)
+        offered = offered_feedback(offer)
+        self._accept_transport_cc(offered, transceivers)
+        with_red = {t: offered[t.mid].red_pt for t in transceivers
+                    if t.sender.track is not None and t.kind == "audio" and t.mid in offered
+                    and offered[t.mid].red_pt >= 0
+                    and adapter.accept_red(t, offered[t.mid].red_pt, offered[t.mid].opus_pt, offered[t.mid].red_fmtp)}
         self.tap = adapter.PacketTap(self.pc, lambda data, arrival: None, self.on_rtcp)
         self.tap.on_ready = self._on_transport_ready
+        self.out = out = ViewerOut(self.tap, self.transport, Pacer())
         for t in transceivers:
             if t.sender.track is None:
                 continue
@@ -210,9 +234,9 @@ class ViewerSession(Session, RtcpReceiver):
                 pts[name] = (c.payloadType, rtx)
             ssrc, rtx_ssrc = adapter.sender_ssrcs(t.sender)
             track = self.room.tracks_for(self.slot)[t.kind]  # re-resolved when attached, below
-            consumer = Consumer(t.kind, self.tap, ssrc, rtx_ssrc, pts,
+            consumer = Consumer(t.kind, out, ssrc, rtx_ssrc, pts,
                                 adapter.negotiated_extensions(t).get(ABS_SEND_TIME, 0) if t.kind == "video" else 0,
-                                track)
+                                track, AudioRedundancy(with_red[t]) if t in with_red else None)
             consumer.max_height = self.max_height
             self.consumers.append((t.kind, consumer))
         self._consumer_of = {c.ssrc: c for _, c in self.consumers}
@@ -222,11 +246,26 @@ class ViewerSession(Session, RtcpReceiver):
             self._attach(self.room.tracks_for(self.slot))
         return answer
 
+    def _accept_transport_cc(self, offered: dict[str, SectionFeedback], transceivers: list) -> None:
+        """Accept transport-wide congestion control if the viewer offered it on every media section we send:
+        one sequence and one estimator for the whole connection (audio and video share the link)."""
+        sending = [t for t in transceivers if t.sender.track is not None]
+        sections = [offered.get(t.mid or "") for t in sending]
+        if not sections or not all(s is not None and s.transport_cc for s in sections):
+            return   # REMB it is
+        ids = {s.transport_cc_id for s in sections if s is not None}
+        if len(ids) != 1:   # ids that differ within one BUNDLE
+            return
+        for t, s in zip(sending, sections):
+            adapter.accept_transport_cc(t, s.transport_cc_id, TRANSPORT_CC_EXTENSION_URI, s.transport_cc_pts)  # type: ignore[union-attr]
+        self.estimator = SendSideEstimator()
+        self.transport = TransportWideSequencer(ids.pop(), self.estimator.on_packet_sent)
+
     def _attach(self, tracks: dict[str, Track]) -> None:
         now = time.monotonic()
         for kind, consumer in self.consumers:
-            consumer.track = tracks[kind]
-            consumer.track.add(consumer, now)
+            self.tracks[kind] = consumer.owner = tracks[kind]
+            tracks[kind].add(consumer, now)
         self.attached = True
 
     def repoint(self, tracks: dict[str, Track]) -> None:
@@ -237,10 +276,10 @@ class ViewerSession(Session, RtcpReceiver):
         now = time.monotonic()
         for kind, consumer in self.consumers:
             new = tracks[kind]
-            if consumer.track is new:
+            if self.tracks[kind] is new:
                 continue
-            consumer.track.remove(consumer)
-            consumer.track = new
+            self.tracks[kind].remove(consumer)
+            self.tracks[kind] = consumer.owner = new
             new.add(consumer, now)  # re-allocates: targets the new layers and asks their publisher for a keyframe
         self.repoints += 1
 
@@ -248,7 +287,7 @@ class ViewerSession(Session, RtcpReceiver):
         now = time.monotonic()
         for kind, consumer in self.consumers:
             if kind == "video" and self.attached:
-                consumer.track.request_keyframe(now, consumer.target)
+                consumer.owner.request_keyframe(now, consumer.target)
 
     def on_rtcp(self, data: bytes) -> None:
         rtcp_dispatch.dispatch(data, self, time.monotonic())
@@ -264,17 +303,42 @@ class ViewerSession(Session, RtcpReceiver):
             c.on_keyframe_request(now)
 
     def rtcp_estimate(self, bitrate: int, now: float) -> None:
+        if self.estimator is not None:
+            return  # our own estimate from the viewer's transport feedback is the better one
+        audio_bps = sum(c.media_bps for kind, c in self.consumers if kind == "audio")
+        if self.out is not None:
+            self.out.set_rate((bitrate + audio_bps) * PACING_FACTOR)   # REMB counts the video only
         for _, c in self.consumers:
             c.on_estimate(bitrate, now)
+
+    def rtcp_transport_feedback(self, feedback: TransportFeedback, now: float) -> None:
+        if self.estimator is None or self.out is None:
+            return
+        self.estimator.on_feedback(now, feedback)
+        estimate = self.estimator.estimate(now)
+        self.out.set_rate(estimate * PACING_FACTOR)
+        # allocate at once only when the estimate fell (congestion must move down within the second); the
+        # consumers' once-a-second tick takes rises
+        fell = estimate < ESTIMATE_DROP * self._estimate_allocated
+        if fell or estimate > self._estimate_allocated:
+            self._estimate_allocated = estimate   # from the last fall: its peak
+        audio_bps = sum(c.media_bps for kind, c in self.consumers if kind == "audio")
+        for kind, c in self.consumers:
+            c.on_transport_estimate(max(0, int(estimate - audio_bps)), self.estimator.loss_level, now, fell)
 
     def rtcp_report(self, block: RtcpReceiverInfo, now: float) -> None:
         c = self._consumer_of.get(block.ssrc)
         if c is not None:
             c.on_report(block.fraction_lost, block.packets_lost, block.lsr, block.dlsr, now)
+            if self.estimator is not None and c.rtt is not None:
+                self.estimator.on_rtt(now, c.rtt)
 
     def _detach(self) -> None:
         for kind, consumer in self.consumers:
-            consumer.track.remove(consumer)
+            if kind in self.tracks:
+                self.tracks[kind].remove(consumer)
+        if self.out is not None:
+            self.out.close()
         self.room.viewers.discard(self)
 
     def dump(self) -> dict:

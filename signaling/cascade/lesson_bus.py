@@ -22,10 +22,11 @@ from redis.exceptions import RedisError
 from sfu.room.feed import LessonFacts
 from sfu.node import SfuNode
 
-from signaling.http.app_keys import HUB, LESSON_BUS, SFU
+from signaling.http.app_keys import LESSON_BUS, SFU
 from signaling.cluster.placement import PREFIX
 from signaling.cluster.cluster_registry import Registry
 from signaling.live.room_media import FOLLOWED, lesson_facts
+from signaling.live.room_ws import HUB
 from signaling.http import lifetime
 
 log = logging.getLogger(__name__)

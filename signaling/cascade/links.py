@@ -20,6 +20,7 @@ from typing import Optional
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from redis.exceptions import RedisError
 
 from sfu.errors import SfuError
@@ -27,11 +28,11 @@ from sfu.node import SfuNode
 from sfu.cascade.relay_in import RelayNotNeeded, RelayUnavailable, Signal
 
 from signaling.cluster import peer_requests
-from signaling.http.app_keys import CASCADE, LESSON_BUS, SECRET, SFU
+from signaling.http.app_keys import LESSON_BUS, SECRET, SFU
 from signaling.cascade.cascade_policy import EDGE, FULL, LOCAL, CascadeConfig, EdgeInfo, route_viewer
 from signaling.cluster.placement import PREFIX, NodeInfo
 from signaling.cluster.cluster_registry import LOOKUP_CACHE_S, ClusterUnavailable, Registry
-from signaling.cluster.cluster_routes import node_http_session
+from signaling.cluster.cluster_routes import CASCADE, node_http_session
 from signaling.http.http_errors import CORS_HEADERS, text_error
 from signaling.http.access import ROOM_RE, room_of
 from signaling.media.media_endpoints import read_offer
@@ -96,7 +97,7 @@ class Cascade:
     async def viewer_node(self, request: web.Request, room: str, owner: Optional[NodeInfo]) -> Optional[NodeInfo]:
         """For the cluster middleware, a WHEP POST: the node to serve it (this one: the handler runs here)."""
         here = self.registry.me()
-        if owner is None or not self._token_ok(request, room):
+        if owner is None or not self.token_ok(request, room):
             return owner  # unplaced, or a request its handler refuses anyway
         try:
             live = await self.live_edges()
@@ -117,7 +118,7 @@ class Cascade:
             log.info("viewer of %s sent to %s (%s)", room, route.node.node_id if route.node else "?", route.reason)
         return route.node
 
-    def _token_ok(self, request: web.Request, room: str) -> bool:
+    def token_ok(self, request: web.Request, room: str) -> bool:
         try:
             grant = access.verified(request)
         except TokenError:
@@ -224,29 +225,31 @@ def _http_error(status: int, reason: str) -> web.HTTPException:
     return cls(text=reason, headers={"Retry-After": RETRY_AFTER_S})
 
 
-@web.middleware
-async def forwarded_viewer_middleware(request: web.Request, handler):
+def forwarded_viewer_middleware(cascade: Cascade) -> Middleware:
     """A WHEP POST proxied here by a full origin (`--cluster-forward proxy`) skips the cluster middleware: this
     node serves it as an edge, so the room's link must be open first."""
-    if request.method == "POST" and peer_requests.from_peer(request):
-        m = WHEP_POST.match(request.path)
-        cascade: Cascade = request.app[CASCADE]
-        local = m is not None and m.group(1) in cascade.node.local_rooms()
-        if m and not local and ROOM_RE.match(m.group(1)) and cascade._token_ok(request, m.group(1)):
-            try:
-                owner = await cascade.registry.owner(m.group(1))
-            except ClusterUnavailable:
-                owner = None
-            if owner is not None and owner.node_id != cascade.registry.node_id:
-                await cascade.ensure_relay(m.group(1))
-    return await handler(request)
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if request.method == "POST" and peer_requests.from_peer(request):
+            m = WHEP_POST.match(request.path)
+            local = m is not None and m.group(1) in cascade.node.local_rooms()
+            if m and not local and ROOM_RE.match(m.group(1)) and cascade.token_ok(request, m.group(1)):
+                try:
+                    owner = await cascade.registry.owner(m.group(1))
+                except ClusterUnavailable:
+                    owner = None
+                if owner is not None and owner.node_id != cascade.registry.node_id:
+                    await cascade.ensure_relay(m.group(1))
+        return await handler(request)
+
+    return middleware
 
 
 def setup(app: web.Application, registry: Registry, config: CascadeConfig) -> Cascade:
     """Serve /relay/{room}, route viewers to edges, publish this node's region and viewer count."""
     cascade = Cascade(app, registry, config)
-    app[CASCADE] = cascade
-    app.middlewares.append(forwarded_viewer_middleware)
+    app[CASCADE] = cascade  # the cluster middleware's viewer router
+    app.middlewares.append(forwarded_viewer_middleware(cascade))
     app.router.add_post("/relay/{room}", cascade.relay_create)
     app.router.add_delete("/relay/{room}/{session}", cascade.relay_delete)
 

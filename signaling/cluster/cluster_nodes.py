@@ -20,8 +20,8 @@ from typing import Any, Callable, Optional
 
 from aiohttp import web
 
-from signaling.http.app_keys import NODES_CACHE, REGISTRY
 from signaling.cluster.cluster_registry import ClusterUnavailable, Registry
+from signaling.cluster.cluster_routes import REGISTRY
 from signaling.http.http_errors import CORS_HEADERS
 from signaling.http import access
 
@@ -62,6 +62,9 @@ class NodeCache:
             self._live = None  # only this node is known to answer now
         self._at = self._clock()
         return self._live
+
+
+NODES_CACHE = web.AppKey("cluster_nodes_cache", NodeCache)  # setup
 
 
 async def nodes_handler(request: web.Request) -> web.Response:

@@ -19,19 +19,20 @@ import asyncio
 import logging
 import re
 import time
-from typing import Optional
+from typing import Optional, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from signaling.cluster import peer_requests
-from signaling.http.app_keys import CASCADE, CLIENT_SSL, CLUSTER_HTTP, CLUSTER_WS, HUB, REGISTRY, SECRET, SFU
+from signaling.http.app_keys import CLIENT_SSL, SECRET, SFU
 from signaling.cluster.placement import ClusterConfig, NodeInfo
 from signaling.cluster.cluster_registry import ClusterUnavailable, Registry
 from signaling.http.http_errors import CORS_HEADERS
 from signaling.http.access import ROOM_RE
 from signaling.auth.tokens import TokenError
 from signaling.http import access
+from signaling.live.room_ws import HUB
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,21 @@ WS_CONNECT_TIMEOUT_S = 5.0
 WS_HEARTBEAT_S = 20.0
 WS_MAX_MSG_BYTES = 1 << 20   # what the room's node sends (rosters can be long); clients are limited upstream
 ABNORMAL_CLOSE = (None, 1005, 1006, 1015)  # codes that cannot be sent in a close frame
+
+
+class ViewerRouter(Protocol):
+    """Where a viewer's WHEP POST is served when nodes relay rooms to each other (cascade/links.Cascade)."""
+
+    async def viewer_node(self, request: web.Request, room: str, owner: Optional[NodeInfo]) -> Optional[NodeInfo]:
+        """The node to serve it: `owner`, this node (as an edge of the room), or another node."""
+        ...
+
+
+REGISTRY = web.AppKey("cluster", Registry)                        # setup
+CLUSTER_HTTP = web.AppKey("cluster_http", aiohttp.ClientSession)  # set at startup, for proxying
+# the proxied room sockets of this node, closed (1001) at shutdown
+CLUSTER_WS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("cluster_ws")
+CASCADE: web.AppKey[ViewerRouter] = web.AppKey("cascade")         # cascade/links.setup
 
 
 def local_rooms(app: web.Application) -> set[str]:

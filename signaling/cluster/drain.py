@@ -22,7 +22,8 @@ from typing import Optional
 
 from aiohttp import web
 
-from signaling.http.app_keys import DRAINER, HUB, SFU
+from signaling.http.app_keys import SFU
+from signaling.live.room_ws import HUB
 from signaling.cluster.cluster_registry import ClusterUnavailable, Registry
 from signaling.http import access
 
@@ -137,6 +138,9 @@ class Drainer:
         return {"node": self.registry.node_id if self.registry else None, "draining": self.draining,
                 "grace_s": self.grace_s, "elapsed_s": round(elapsed, 3), "busy_rooms": sorted(self.busy_rooms()),
                 "sessions": node.counts()["sessions"]}
+
+
+DRAINER = web.AppKey("drainer", Drainer)  # setup
 
 
 def _grace(request: web.Request, default: float) -> float:

@@ -22,7 +22,6 @@ from typing import Callable, Optional
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from signaling.http.app_keys import ROOM_STORE
 from signaling.cluster.placement import PREFIX, room_key
 from signaling.cluster.cluster_registry import Registry
 from signaling.live.room_hub import RoomHub
@@ -188,6 +187,9 @@ class RoomStore:
                 await asyncio.wait_for(self.flush(), timeout_s)
             except asyncio.TimeoutError:
                 pass
+
+
+ROOM_STORE = web.AppKey("room_store", RoomStore)  # setup
 
 
 def setup(app: web.Application, hub: RoomHub, registry: Registry) -> RoomStore:

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from signaling.cluster.processes import stop_process
+from signaling.page_links import print_pages
 
 REPO = Path(__file__).resolve().parents[2]
 POLL_S = 0.2
@@ -285,8 +286,6 @@ class Supervisor:
 
 def supervise(args: argparse.Namespace, secret: str, tls: bool = False) -> int:
     """`liveclass serve --workers N`: returns the exit code."""
-    from signaling.cli import print_pages
-
     n = worker_count(args.workers)
     redis_url = args.redis or os.environ.get("LIVECLASS_REDIS_URL")
     private: Optional[PrivateRedis] = None

@@ -15,7 +15,6 @@ from sfu.room.feed import Slot
 from sfu.node import SfuNode
 
 from signaling.cluster import peer_requests
-from signaling.http.app_keys import ADMISSION
 from signaling.http.request_limits import Limits, RequestLimiter, capacity_refusal, retry_after
 from signaling.auth.tokens import TokenError
 from signaling.http import access
@@ -58,6 +57,9 @@ class Admission:
         return {"node_capacity": self.node_capacity, "room_capacity": self.limits.room_capacity(self.node_capacity),
                 "refused": dict(self.refused), "replaced": self.replaced,
                 "tracked_addresses": len(self.limiter.addresses), "tracked_identities": len(self.limiter.identities)}
+
+
+ADMISSION = web.AppKey("admission", Admission)  # setup: rates, capacity, session caps
 
 
 def _identity(request: web.Request) -> Optional[str]:

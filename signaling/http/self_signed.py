@@ -85,7 +85,8 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def _load_key(path: Path):
+def load_key(path: Path):
+    """The private key in the PEM file at `path`, or None when it cannot be read (a new key is made then)."""
     from cryptography.hazmat.primitives import serialization
     try:
         return serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -137,7 +138,7 @@ def ensure(library: Path, names: list[str], now: datetime.datetime) -> tuple[Pat
     if why is None:
         return p, None
     p.cert.parent.mkdir(parents=True, exist_ok=True)
-    key = _load_key(p.key) if p.key.exists() else None
+    key = load_key(p.key) if p.key.exists() else None
     cert_pem, key_pem = make(names, now, key)
     _write_atomic(p.key, key_pem, 0o600)
     _write_atomic(p.cert, cert_pem, 0o644)

@@ -31,6 +31,14 @@ class Connection(Protocol):
     def close(self, code: int, error: Optional[dict[str, Any]] = None) -> None: ...
 
 
+class LessonRecorder(Protocol):
+    """What the hub asks of the node's recorder (recorder.service.Recorder); a call may return an awaitable."""
+
+    def start(self, room: str, grant: Optional[Grant]) -> object: ...
+
+    def stop(self, room: str) -> object: ...
+
+
 @dataclass
 class Room:
     state: LessonState
@@ -41,10 +49,10 @@ class Room:
 
 class RoomHub:
     def __init__(self, limits: Limits = Limits(), max_rooms: int = 1000,
-                 recorder: Callable[[], Any] = lambda: None, clock: Callable[[], float] = time.time) -> None:
+                 recorder: Optional[LessonRecorder] = None, clock: Callable[[], float] = time.time) -> None:
         self.limits = limits
         self.max_rooms = max_rooms
-        self.recorder = recorder  # looked up at each use: whoever sets app[RECORDER] (app_keys) may do so late
+        self.recorder = recorder  # None: no recording on this node; library_api.setup sets the node's recorder
         self.clock = clock
         self.rooms: dict[str, Room] = {}
         self._listeners: list[Callable[[str, Change], None]] = []
@@ -242,7 +250,7 @@ class RoomHub:
         del self.rooms[room]
 
     async def _recording(self, r: Room, grant: Grant, start: bool, ref: Any) -> None:
-        if self.recorder() is None:
+        if self.recorder is None:
             raise ProtocolError(Code.NOT_AVAILABLE, "recording is not available on this server", ref)
         async with r.recorder_lock:  # one start/stop at a time per room
             if r.state.recording == start:
@@ -262,7 +270,7 @@ class RoomHub:
             log.exception("recorder stop failed in %s", room)
 
     async def _call_recorder(self, what: str, room: str, grant: Optional[Grant]) -> None:
-        recorder = self.recorder()
+        recorder = self.recorder
         if recorder is None:
             return
         result = recorder.start(room, grant) if what == "start" else recorder.stop(room)

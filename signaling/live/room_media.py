@@ -16,8 +16,9 @@ from aiohttp import web
 from sfu.room.feed import LessonFacts
 from sfu.node import SfuNode
 
-from signaling.http.app_keys import HUB, LESSON_MEDIA, SFU
+from signaling.http.app_keys import SFU
 from signaling.live.room_hub import RoomHub
+from signaling.live.room_ws import HUB
 from signaling.lesson.room_state import Change, LessonState
 from signaling.http import lifetime
 
@@ -96,6 +97,9 @@ class LessonMediaBridge:
             self._links = None
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+LESSON_MEDIA = web.AppKey("lesson_media", LessonMediaBridge)  # setup
 
 
 def setup(app: web.Application) -> LessonMediaBridge:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 from aiohttp import WSMsgType, web
 
-from signaling.http.app_keys import HUB, RECORDER, SECRET
+from signaling.http.app_keys import SECRET
 from signaling.http.access import ROOM_RE
 from signaling.http.rate_limit import FloodGuard, Verdict
 from signaling.live.room_hub import RoomHub
@@ -28,6 +28,8 @@ OUTBOX_LIMIT = 512       # messages queued for one client before it counts as no
 RATE, BURST = 20.0, 40.0
 STATS_RATE, STATS_BURST = 1.0, 3.0
 FLOOD_CLOSE_AFTER = 100  # messages dropped within 10 s before the connection is closed (4008)
+
+HUB = web.AppKey("rooms_ws", RoomHub)  # the room WebSocket's lesson state (setup)
 
 
 @dataclass(frozen=True)
@@ -237,8 +239,8 @@ def _refresh(hub: RoomHub, secret: str, room: str, conn: WsConnection, token: st
 
 
 def setup(app: web.Application, limits: Limits = Limits(), max_rooms: int = 1000) -> RoomHub:
-    """Register /ws/{room} and the hub at app[HUB]. Recording goes to app[RECORDER] if set."""
-    hub = RoomHub(limits, max_rooms, recorder=lambda: app.get(RECORDER))
+    """Register /ws/{room} and the hub at app[HUB]. Recording: the hub's recorder, set by library_api.setup."""
+    hub = RoomHub(limits, max_rooms)
     app[HUB] = hub
     app.router.add_get("/ws/{room}", room_socket)
 

@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterable, Optional
 
 from aiohttp import web
 
-from signaling.http.app_keys import TURN
 from signaling.http.http_errors import CORS_HEADERS
 from signaling.http import access
 
@@ -81,6 +80,9 @@ def config_from_options(urls: Optional[list[str]], secret: Optional[str],
     """`liveclass serve` options, else LIVECLASS_TURN_URL (comma-separated) / LIVECLASS_TURN_SECRET."""
     env_urls = env("LIVECLASS_TURN_URL")
     return TurnConfig.build(urls or ([env_urls] if env_urls else []), secret or env("LIVECLASS_TURN_SECRET"))
+
+
+TURN: web.AppKey[Optional[TurnConfig]] = web.AppKey("turn")  # setup: None without TURN
 
 
 async def ice_servers_handler(request: web.Request) -> web.Response:

@@ -33,7 +33,9 @@ from recorder.service import MEDIA_NAME, Recorder, RecorderError
 from recorder.session import SessionConfig
 
 from signaling.http import access
-from signaling.http.app_keys import HUB, RECORDER, REGISTRY, SFU
+from signaling.http.app_keys import SFU
+from signaling.cluster.cluster_routes import REGISTRY
+from signaling.live.room_ws import HUB
 from signaling.auth.tokens import Grant
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 RECOVERY_SWEEP_S = 5.0    # cluster mode: how often a node looks for lessons whose recording node died
 MAX_LIMIT = 100
 MAX_BODY = 16 * 1024
+RECORDER = web.AppKey("recorder", Recorder)  # setup; the room WebSocket's hub records through it too
 CONSOLE_ROLES = ("teacher", "admin")
 
 
@@ -288,15 +291,19 @@ async def delete_lesson(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, library_dir: str | Path, config: SessionConfig = SessionConfig(),
           analyze: bool = True, auto_rooms: Iterable[str] = (), node_id: str = "") -> Recorder:
-    """The library at `library_dir`, the recorder at app[RECORDER] (the room WebSocket's recording messages
-    use it too) and the routes. Unfinished recordings are recovered when the app starts. Lessons of the rooms in
-    `auto_rooms` ('*': every room) are recorded from `lesson_start` to `lesson_end` without anyone asking.
+    """The library at `library_dir`, the recorder at app[RECORDER] (also the recorder of the room WebSocket's hub,
+    for its recording messages: set up after room_ws) and the routes. Unfinished recordings are recovered when the
+    app starts. Lessons of the rooms in `auto_rooms` ('*': every room) are recorded from `lesson_start` to
+    `lesson_end` without anyone asking.
 
     `node_id` (cluster mode): the nodes share the folder and its catalogue, so any node answers the library API
     for every lesson; each recovers its own lessons at start, and, every few seconds, those of a dead node."""
     library = Library(library_dir, shared=bool(node_id))
     recorder = Recorder(library, app[SFU], config, analyze, node_id=node_id)
     app[RECORDER] = recorder
+    hub = app.get(HUB)
+    if hub is not None:
+        hub.recorder = recorder
     r = app.router
     r.add_post("/api/rooms/{room}/recording", start_recording)
     r.add_delete("/api/rooms/{room}/recording", stop_recording)

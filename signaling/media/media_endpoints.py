@@ -16,7 +16,8 @@ from sfu.errors import SfuError
 from sfu.node import SfuNode
 
 from signaling.media import media_rights
-from signaling.http.app_keys import ADMISSION, LESSON_BUS, SFU
+from signaling.http.admission import ADMISSION
+from signaling.http.app_keys import LESSON_BUS, SFU
 from signaling.http.http_errors import CORS_HEADERS, text_error
 from signaling.live.room_media import lesson_of
 from signaling.lesson.room_state import CONSOLE_ROLES

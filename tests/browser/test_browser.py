@@ -248,6 +248,10 @@ def test_teacher_camera_plays_on_the_classroom_screen(server, browsers, tmp_path
         assert s["packetsLost"] <= 0.01 * s["packetsReceived"], \
             f"{kind}: {s['packetsLost']} of {s['packetsReceived']} packets lost on loopback"
 
+    # the server estimates the terminal's link itself, from Chromium's transport-wide feedback
+    video = next(c for v in room_stats(server, "lesson")["viewers"] for c in v["consumers"] if c["kind"] == "video")
+    assert video["estimate_from"] == "transport-cc" and video["estimate_bps"] >= 500_000, video
+
     # the classroom sees what the teacher sends, at the size it is sent (Chromium adapts the sent size to
     # its bandwidth estimate; retry across such a change)
     sizes: dict = {}

@@ -20,7 +20,6 @@ import pytest
 import redis
 from aiortc import VideoStreamTrack
 
-from sfu.webrtc import aiortc_adapter as adapter
 from sfu.rtp import rtcp_builder
 from sfu.rtp.codec_info import parse_vp8
 from sfu.rtp.rtp_header import RtpView
@@ -190,21 +189,15 @@ class KeyframeWatcher(WhepViewer):
         super().__init__(*args, count_only=True, **kw)
         self.keyframes: list[float] = []
         self.video_ssrc: Optional[int] = None
-        self.tap: Optional[adapter.PacketTap] = None
+        self.rtp_listeners.append(self.watch)
 
-    def _on_rtp(self, data: bytes, arrival: float) -> None:
-        super()._on_rtp(data, arrival)
-        v = RtpView(data)
+    def watch(self, v: RtpView) -> None:
         if self.kinds.get(v.payload_type) != "video":
             return
         self.video_ssrc = v.ssrc
         d = parse_vp8(v.data, v.payload_start, v.payload_end)
         if d is not None and d.keyframe:
             self.keyframes.append(time.monotonic())
-
-    async def start(self) -> None:
-        await super().start()
-        self.tap = adapter.PacketTap(self.pc, self._on_rtp, self._on_rtcp)  # ours: to send RTCP too
 
     def send_pli(self) -> bool:
         assert self.tap is not None and self.video_ssrc is not None

@@ -448,6 +448,7 @@ async def test_track_ladder_serves_a_capped_viewer_and_idles_otherwise(clip720):
     import time as _time
 
     from sfu.forward.consumer import Consumer
+    from sfu.forward.viewer_out import ViewerOut
     from sfu.ingest.inbound import InboundStream
     from sfu.room.track import Track
 
@@ -458,7 +459,7 @@ async def test_track_ladder_serves_a_capped_viewer_and_idles_otherwise(clip720):
     track.attach(source, 0.0)
     assert [s.height for s in track.layers[:2]] == [180, 360] and track.layers[-1] is source
     full_tap, capped_tap = RecordingTap(), RecordingTap()
-    full = Consumer("video", full_tap, 1, 2, {"VP8": (96, 97)}, 0, track)
+    full = Consumer("video", ViewerOut(full_tap), 1, 2, {"VP8": (96, 97)}, 0, track)
     track.add(full, 0.0)
     src = vp8_clip_rtp(clip720, 5000)
     for n, pkts in enumerate(src[:30]):
@@ -469,7 +470,7 @@ async def test_track_ladder_serves_a_capped_viewer_and_idles_otherwise(clip720):
     full.allocate(1.0)
     assert full.target is source and full_tap.sent and track.ladder is not None and track.ladder.ladder is None  # nobody wants a rung
 
-    capped = Consumer("video", capped_tap, 3, 4, {"VP8": (96, 97)}, 0, track)
+    capped = Consumer("video", ViewerOut(capped_tap), 3, 4, {"VP8": (96, 97)}, 0, track)
     capped.max_height = 360
     track.add(capped, 1.0)
     assert capped.target is track.layers[1]

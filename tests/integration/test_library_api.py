@@ -14,7 +14,7 @@ from aiohttp import web
 
 from recorder.store.library import Library
 from signaling.app import create_app
-from signaling.http.app_keys import RECORDER
+from signaling.media.library_api import RECORDER
 from signaling.auth.tokens import mint
 from testkit.inprocess import serve_app
 from testkit.webm_files import clip_packets, write_lesson_file

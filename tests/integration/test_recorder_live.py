@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from signaling.app import create_app
-from signaling.http.app_keys import RECORDER
+from signaling.media.library_api import RECORDER
 from signaling.auth.tokens import mint
 from testkit.inprocess import serve_app
 from testkit.peers import WhipPublisher

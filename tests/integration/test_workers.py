@@ -196,7 +196,7 @@ def test_tls_workers_share_the_self_signed_certificate_and_reload_it_on_sighup(t
             other = port + 1 + (1 if owner.endswith("-w0") else 0)   # the worker the room is not on
             await plays_through(other, "tls-room")          # proxied worker to worker, over https
             first = leaf_der(cert)
-            key = self_signed._load_key(cert.with_name(self_signed.KEY_FILE))
+            key = self_signed.load_key(cert.with_name(self_signed.KEY_FILE))
             names = list(certificate_info(cert.read_bytes()).names)
             renewed, _ = self_signed.make(names, datetime.datetime.now(datetime.timezone.utc), key)
             cert.write_bytes(renewed)

@@ -4,8 +4,11 @@ changes, the catalogue's search and the library's paths."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
@@ -34,6 +37,18 @@ def write(path: Path, packets: list[Packet], seconds: float = 99.0, finish: bool
 def decoded_video(path: Path) -> int:
     with av.open(str(path)) as c:
         return sum(1 for _ in c.decode(video=0))
+
+
+@contextmanager
+def disk_full_past(size: int) -> Iterator[None]:
+    """The kernel refuses to grow any file past `size` bytes (RLIMIT_FSIZE), as a full disk refuses: a write that
+    crosses it is cut short, the next fails (EFBIG: Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 # ---- the file ------------------------------------------------------------------------------------------------
@@ -100,13 +115,10 @@ def test_a_failed_write_leaves_the_file_ending_on_a_whole_cluster(tmp_path, clip
         w.add(track_number(kind), round(t * 1000), data, key)
     w.flush()
     good = w.end
-    fd = w._fd
-    w._fd = os.open(os.devnull, os.O_RDONLY)    # the next write fails (EBADF), as on a full disk
-    with pytest.raises(WriteFailed):
+    with disk_full_past(good + 4096), pytest.raises(WriteFailed):   # the next Cluster is written in part
         for t, kind, data, key in packets[300:]:
             w.add(track_number(kind), round(t * 1000), data, key)
-    os.close(w._fd)
-    w._fd = fd
+    assert path.stat().st_size == w.end and w.end < good + 4096      # the part written is gone again
     done = w.finish()
     assert path.stat().st_size == done.size and done.size > good
     with av.open(str(path)) as c:

@@ -2,6 +2,7 @@
 no-ops, and a packet that does not parse is refused without a call."""
 from __future__ import annotations
 
+from sfu.rtp.transport_feedback import TransportFeedback, build_feedback
 from sfu.rtp import rtcp_builder
 from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo, dispatch
 
@@ -45,3 +46,25 @@ def test_a_packet_that_does_not_parse_is_refused() -> None:
     r = Recorder()
     assert not dispatch(b"\x80\xc9\x00\x07garbage", r, now=0.0)
     assert r.calls == []
+
+
+class FeedbackRecorder(Recorder):
+    def rtcp_transport_feedback(self, feedback: TransportFeedback, now: float) -> None:
+        self.calls.append(("twcc", feedback.base_seq, feedback.arrivals))
+
+
+def test_transport_feedback_reaches_its_handler_once_each() -> None:
+    one = build_feedback(0xA, 0xB, 100, 1, 0, [0.001, None, 0.004])
+    two = build_feedback(0xA, 0xB, 103, 2, 1, [0.0])
+    r = FeedbackRecorder()
+    assert dispatch(rtcp_builder.pli(0xA, 0xC) + one + two, r, now=1.0)
+    assert r.calls == [("twcc", 100, [0.001, None, 0.004]), ("twcc", 103, [0.0]), ("keyframe", 0xC)]
+    assert not any(c[0] == "nack" for c in r.calls)             # never read as the NACK list aiortc makes of it
+
+
+def test_a_malformed_transport_feedback_is_refused_and_the_rest_still_read() -> None:
+    bad = bytearray(build_feedback(0xA, 0xB, 100, 1, 0, [0.001, None, 0.004]))
+    bad[20:22] = b"\xff\xff"                     # a chunk of reserved symbols
+    r = FeedbackRecorder()
+    assert not dispatch(rtcp_builder.pli(0xA, 0xC) + bytes(bad), r, now=1.0)
+    assert r.calls == [("keyframe", 0xC)]

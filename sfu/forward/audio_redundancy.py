@@ -1,0 +1,55 @@
+"""Redundant audio for one lossy viewer (RFC 2198 over Opus): each packet carries the previous one or two Opus
+frames beside its own, so a lost packet's frame arrives with the next one and the viewer's decoder plays it
+instead of concealing a gap (a click). Built from the publisher's own packets: nothing is decoded or encoded.
+
+Off on a clean link (it costs a frame's size per redundant copy); one copy from ENABLE_LOSS, two from
+TWO_COPIES_LOSS, with hysteresis so the choice does not flap with each loss report. Pure: time-free, IO-free.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+from sfu.rtp.red import MAX_OFFSET, RedBlock, build_red
+
+ENABLE_LOSS = 0.005
+DISABLE_LOSS = 0.002
+TWO_COPIES_LOSS = 0.04
+ONE_COPY_LOSS = 0.025
+MAX_DISTANCE = 2
+
+
+class AudioRedundancy:
+    __slots__ = ("red_pt", "distance", "_history")
+
+    def __init__(self, red_pt: int) -> None:
+        self.red_pt = red_pt
+        self.distance = 0   # earlier frames carried per packet
+        self._history: deque[tuple[int, bytes]] = deque(maxlen=MAX_DISTANCE)
+
+    def set_loss(self, loss: float) -> None:
+        """The viewer's link loss (its own steady level, or the latest report's): how many copies it needs."""
+        if self.distance == 0:
+            self.distance = 0 if loss < ENABLE_LOSS else 1
+        elif loss < DISABLE_LOSS:
+            self.distance = 0
+        if self.distance == 1 and loss >= TWO_COPIES_LOSS:
+            self.distance = 2
+        elif self.distance == 2 and loss < ONE_COPY_LOSS:
+            self.distance = 1
+
+    def restart(self) -> None:
+        """A new stream on the viewer's side (a new publisher, a switch): earlier frames no longer belong."""
+        self._history.clear()
+
+    def wrap(self, opus_pt: int, timestamp: int, frame: bytes) -> Optional[bytes]:
+        """The RED payload for a packet carrying `frame` at `timestamp` (the viewer's RTP timestamp), or None to
+        send it plain. Every frame is remembered, so redundancy is there from the first packet it is turned on."""
+        blocks = []
+        if self.distance:
+            for ts, data in list(self._history)[-self.distance:]:
+                offset = (timestamp - ts) & 0xFFFFFFFF
+                if 0 < offset <= MAX_OFFSET:
+                    blocks.append(RedBlock(opus_pt, offset, data))
+        self._history.append((timestamp, bytes(frame)))
+        return build_red(opus_pt, frame, blocks) if self.distance else None

@@ -1,0 +1,224 @@
+"""The allocator's layer choice from one LinkReport at a time (time passed in): estimates, loss, probing, holds."""
+from __future__ import annotations
+
+import pytest
+
+from sfu.allocation.allocator import HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_S, SPATIAL_UP_FILL, Allocator, LinkReport
+from tests.unit.sfu.forward.simulcast_rig import RATES
+
+
+def test_allocator_starts_high_and_drops_within_one_estimate():
+    a = Allocator()
+    assert a.update(0.0, LinkReport(None, 0.0, 0.0, RATES)) == (2, 2)
+    assert a.update(0.25, LinkReport(500e3, 0.0, 1.5e6, RATES)) == (1, 2)        # fits 450k in 475k
+    assert a.update(0.5, LinkReport(100e3, 0.0, 450e3, RATES)) == (0, 1)          # drops frame rate, then resolution
+
+
+def test_allocator_climbs_after_the_hold_straight_to_what_fits():
+    a = Allocator()
+    a.update(0.0, LinkReport(100e3, 0.0, 0, RATES))
+    assert a.state.current == (0, 1)
+    t = 0.0
+    while t < HOLD_MIN - 0.1:
+        t += 0.25
+        assert a.update(t, LinkReport(2.5e6, 0.0, 90e3, RATES)) == (0, 1)          # not before the hold
+    t += 0.25
+    assert a.update(t, LinkReport(2.5e6, 0.0, 90e3, RATES)) == (2, 2)             # the link came back: all the way up
+
+
+def test_allocator_wants_headroom_for_a_higher_resolution():
+    a = Allocator()
+    assert a.update(0.0, LinkReport(500e3, 0.0, 0, RATES)) == (1, 2)
+    # (3 % loss: no probing, to look at the rule alone)
+    for i in range(20):  # 720p at half rate (1.1M) would fit in 0.85 of 1.35M, but its keyframe would not
+        assert a.update(0.25 * (i + 1), LinkReport(1.35e6, 0.03, 450e3, RATES)) == (1, 2)
+    assert a.update(6.0, LinkReport(1.6e6, 0.03, 450e3, RATES)) == (1, 2)
+    assert a.update(8.5, LinkReport(1.6e6, 0.03, 450e3, RATES)) == (2, 1)
+
+
+def test_allocator_does_not_trim_a_viewer_that_receives_well():
+    # Chromium's REMB hovers near what it receives (it cannot exceed 1.5x that): no congestion, no trim
+    a = Allocator()
+    assert a.update(0.0, LinkReport(None, 0.0, 0.0, RATES)) == (2, 2)
+    for i in range(40):
+        assert a.update(0.25 * (i + 1), LinkReport(1.45e6 if i % 2 else 1.55e6, 0.0, 1.45e6, RATES)) == (2, 2)
+    # the estimate falls under what it is sent: congestion, down at once
+    assert a.update(11.0, LinkReport(1.2e6, 0.0, 1.45e6, RATES)) == (2, 1)
+    assert a.update(11.25, LinkReport(300e3, 0.0, 1.1e6, RATES)) == (0, 2)         # never 720p or 360p at 5 fps
+
+
+def test_allocator_ignores_a_keyframe_burst_while_the_estimate_rises():
+    a = Allocator()
+    a.update(0.0, LinkReport(None, 0.0, 0.0, RATES))
+    for i in range(8):
+        assert a.update(0.25 * i + 0.25, LinkReport(1.6e6 + 20e3 * i, 0.0, 1.5e6, RATES)) == (2, 2)
+    # another viewer's keyframe request: this one is sent 2.4M for a second, its estimate keeps rising
+    assert a.update(2.25, LinkReport(1.8e6, 0.0, 2.4e6, RATES)) == (2, 2)
+    assert a.update(2.5, LinkReport(1.82e6, 0.0, 2.4e6, RATES)) == (2, 2)
+
+
+def test_allocator_probes_prove_rates_in_slow_start_steps():
+    a = Allocator()
+    assert a.update(0.0, LinkReport(150e3, 0.0, 0, RATES)) == (0, 2)
+    t, totals = 0.0, []
+    while a.state.current == (0, 2) and t < 20:   # the estimate stays flat (as Chromium's REMB does)
+        t += 0.25
+        a.update(t, LinkReport(150e3, 0.0, 120e3, RATES))
+        if a.probe_rate(t) and (not totals or a.state.probe_total_bps != totals[-1]):
+            totals.append(a.state.probe_total_bps)
+    # each clean probe proves its rate and the step above it doubles, until 360p fits with its headroom
+    assert totals == pytest.approx([150e3 * 1.2, 180e3 * 1.4, 252e3 * 1.8], rel=0.01)
+    assert 252e3 * 1.8 * SPATIAL_UP_FILL >= 320e3
+    assert a.state.current == (1, 1) and t < 3 * (PROBE_S + PROBE_GRACE_S) + 1
+
+
+def test_allocator_probe_backs_off_and_stays_under_a_failed_rate():
+    a = Allocator()
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    a.update(0.25, LinkReport(150e3, 0.0, 120e3, RATES))
+    assert a.probe_rate(0.25) == pytest.approx(150e3 * PROBE_GAIN - 120e3, rel=0.01)
+    a.update(1.0, LinkReport(150e3, 0.05, 120e3, RATES))                         # loss while probing: stop, back off
+    assert a.probe_rate(1.0) == 0
+    a.update(2.0, LinkReport(150e3, 0.0, 120e3, RATES))
+    assert a.probe_rate(2.0) == 0                                   # still backing off (2 s)
+    t = 1.0 + HOLD_MIN + 0.1
+    a.update(t, LinkReport(150e3, 0.0, 120e3, RATES))
+    assert a.state.probe_total_bps == pytest.approx((150e3 + 180e3) / 2)   # halfway to the failed rate
+    t += PROBE_S + PROBE_GRACE_S + 0.1
+    a.update(t, LinkReport(150e3, 0.0, 120e3, RATES))
+    assert a.state.proven_bps == pytest.approx(165e3)
+    # an estimate cut disproves the rate: back to what the estimate says (down at once if congested)
+    assert a.update(t + 0.25, LinkReport(100e3, 0.0, 120e3, RATES)) == (0, 1)
+    assert a.state.proven_bps == 0
+
+
+def test_allocator_probe_stops_when_the_estimate_is_cut():
+    a = Allocator()
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    a.update(0.25, LinkReport(150e3, 0.0, 120e3, RATES))
+    assert a.probe_rate(0.25) > 0
+    a.update(0.5, LinkReport(130e3, 0.0, 120e3, RATES))                          # the receiver saw its queue grow
+    assert a.probe_rate(0.5) == 0 and a.state.proven_bps == 0
+    a.update(1.5, LinkReport(150e3, 0.0, 120e3, RATES))
+    assert a.probe_rate(1.5) == 0                                   # backing off
+
+
+def test_allocator_probe_fails_on_nacks():
+    a = Allocator()
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES, nacks=10))
+    a.update(0.25, LinkReport(150e3, 0.0, 120e3, RATES, nacks=10))
+    assert a.probe_rate(0.25) > 0
+    a.update(0.5, LinkReport(150e3, 0.0, 120e3, RATES, nacks=12))                # two: a reordering, not an overflow
+    assert a.probe_rate(0.5) > 0
+    a.update(0.75, LinkReport(150e3, 0.0, 120e3, RATES, nacks=20))               # the probe overflowed a queue
+    assert a.probe_rate(0.75) == 0
+    a.update(PROBE_S + PROBE_GRACE_S + 0.5, LinkReport(150e3, 0.0, 120e3, RATES, nacks=20))
+    assert a.state.proven_bps == 0 and a.probe_rate(PROBE_S + PROBE_GRACE_S + 0.5) == 0
+
+
+def test_allocator_probes_from_the_bottom_when_the_estimate_starved():
+    # an estimate under the lowest layer (it cannot exceed 1.5x what little arrives): stay, but probe
+    a = Allocator()
+    assert a.update(0.0, LinkReport(40e3, 0.0, 0, RATES)) == (0, 0)
+    t, probed = 0.0, []
+    for _ in range(12):
+        t += 0.25
+        assert a.update(t, LinkReport(40e3, 0.0, 55e3, RATES)) == (0, 0)
+        probed.append(a.probe_rate(t))
+    assert probed[0] > 0 and max(probed) > probed[0]   # proven, the next probe goes higher
+
+
+def test_allocator_backs_off_after_a_failed_upgrade_and_respects_cap():
+    a = Allocator()
+    a.update(0.0, LinkReport(500e3, 0.0, 0, RATES))
+    t = 0.0
+    switches = 0
+    last = a.state.current
+    for _ in range(400):                                            # estimate oscillating every 1.5 s
+        t += 0.25
+        estimate = 800e3 if int(t / 1.5) % 2 == 0 else 480e3
+        q = a.update(t, LinkReport(estimate, 0.0, 0, RATES))
+        if q != last:
+            switches += 1
+            last = q
+    assert switches <= 12, f"{switches} switches in 100 s: flapping"
+    capped = Allocator()
+    assert capped.update(0.0, LinkReport(5e6, 0.0, 0, RATES, cap=1)) == (1, 2)
+
+
+def test_allocator_heavy_loss_cuts_the_rate():
+    a = Allocator()
+    a.update(0.0, LinkReport(2e6, 0.0, 0, RATES))
+    assert a.update(1.0, LinkReport(2e6, 0.3, 1.5e6, RATES)) < (2, 2)
+
+
+def test_allocator_reflex_sheds_resolution_where_no_temporal_layer_can_go():
+    single = [[60e3, 90e3, 150e3], [200e3, 300e3, 500e3], [1.5e6]]      # ladder rungs, then the source
+    a = Allocator()
+    assert a.update(0.0, LinkReport(None, 0.0, 0.0, single)) == (2, 0)
+    assert a.update(0.25, LinkReport(2.2e6, 0.0, 1.5e6, single)) == (2, 0)
+    # what fits in 15 % of 1.5M, with room for its keyframe (nothing to thin meanwhile)
+    assert a.update(0.5, LinkReport(2.2e6, 0.0, 1.5e6, single, reflex=True)) == (0, 1)
+    c = Allocator()                       # already switching to the 360p rung, still sent the 1.5M source
+    c.update(0.0, LinkReport(None, 0.0, 0.0, single))
+    c.update(0.25, LinkReport(2.2e6, 0.0, 1.5e6, single))
+    assert c.update(0.5, LinkReport(1.0e6, 0.0, 1.5e6, single, nacks=10)) == (1, 1)
+    assert c.update(0.55, LinkReport(1.0e6, 0.0, 1.5e6, single, nacks=30, reflex=True)) == (1, 1)   # it could thin
+    assert c.update(0.6, LinkReport(1.0e6, 0.0, 1.5e6, single, nacks=40, reflex=True, forwarding_single=True)) == (0, 1)
+    b = Allocator()                                                   # with temporal layers: the consumer thins
+    b.update(0.0, LinkReport(None, 0.0, 0.0, RATES))
+    assert b.update(0.5, LinkReport(2.2e6, 0.0, 1.5e6, RATES, reflex=True)) == (2, 2)
+
+
+def test_allocator_big_step_down_waits_for_loss_or_a_deep_cut():
+    single = [[60e3, 90e3, 150e3], [200e3, 300e3, 500e3], [1.5e6]]      # ladder rungs, then the source
+    a = Allocator()
+    a.update(0.0, LinkReport(None, 0.0, 0.0, single))
+    a.update(0.25, LinkReport(2.0e6, 0.0, 1.5e6, single, nacks=0))
+    assert a.update(0.5, LinkReport(1.2e6, 0.0, 1.5e6, single, nacks=0)) == (2, 0)      # a shallow dip, nothing lost
+    # ... with NACKs: down, with room for the lower layer's keyframe (the estimate still lags the link)
+    assert a.update(0.75, LinkReport(1.2e6, 0.0, 1.5e6, single, nacks=5)) == (1, 2)
+    b = Allocator()
+    b.update(0.0, LinkReport(None, 0.0, 0.0, single))
+    b.update(0.25, LinkReport(2.0e6, 0.0, 1.5e6, single))
+    assert b.update(0.5, LinkReport(0.9e6, 0.0, 1.5e6, single)) == (1, 1)               # a deep cut: down at once
+
+
+def lossy_run(a: Allocator, seconds: float, estimate: float, floor: float, loss_of=lambda t: 0.03,
+              nack_share_of=lambda t: 0.03, pkts_per_s: int = 100) -> list[tuple[float, tuple[int, int]]]:
+    """Reports every 0.25 s from a link that loses `loss_of(t)` at random, with the viewer NACKing that share
+    of what it is sent; the estimate stays flat (Chromium's REMB on such a link)."""
+    t, sent, nacks, out = 0.0, 0, 0, []
+    while t < seconds:
+        t += 0.25
+        sent += pkts_per_s // 4
+        nacks += round(nack_share_of(t) * pkts_per_s / 4 + (t * 4 % 2) * 0.5)  # uneven, as random loss is
+        out.append((t, a.update(t, LinkReport(estimate, loss_of(t), 120e3, RATES, nacks=nacks,
+                                               loss_floor=floor, sent_packets=sent))))
+    return out
+
+
+def test_allocator_probes_succeed_on_a_link_with_random_loss():
+    # 3 % of packets lost at random, no queue: the probes must still prove their rates (loss and NACKs at the
+    # link's own level are not a queue overflowing)
+    a = Allocator()
+    a.update(0.0, LinkReport(150e3, 0.03, 0, RATES, loss_floor=0.03))
+    out = lossy_run(a, 10.0, 150e3, floor=0.03)
+    assert out[-1][1] >= (1, 1) and a.state.switches_up >= 1
+    # the same link judged as if its loss were congestion (no floor known): stuck at the bottom
+    b = Allocator()
+    b.update(0.0, LinkReport(150e3, 0.03, 0, RATES))
+    assert lossy_run(b, 10.0, 150e3, floor=0.0)[-1][1] == (0, 2)
+
+
+def test_allocator_probe_fails_when_loss_rises_above_the_links_own():
+    steady = Allocator()
+    steady.update(0.0, LinkReport(150e3, 0.03, 0, RATES, loss_floor=0.03))
+    lossy_run(steady, 0.75, 150e3, floor=0.03)
+    assert steady.probe_rate(0.75) > 0                               # the link's own loss: the probe goes on
+    a = Allocator()
+    a.update(0.0, LinkReport(150e3, 0.03, 0, RATES, loss_floor=0.03))
+    # the probe overflows a queue: loss and NACKs climb to 9 % while it runs
+    lossy_run(a, 0.75, 150e3, floor=0.03, loss_of=lambda t: 0.03 if t < 0.5 else 0.09,
+              nack_share_of=lambda t: 0.03 if t < 0.5 else 0.09)
+    assert a.probe_rate(0.75) == 0 and a.state.probe_blocked_until > 0.75 and a.state.ceiling_bps > 0

@@ -1,0 +1,43 @@
+"""Redundant audio per viewer: off on a clean link, one or two earlier frames per packet as loss grows."""
+from __future__ import annotations
+
+from sfu.forward.audio_redundancy import AudioRedundancy
+from sfu.rtp.red import RedBlock, parse_red
+
+OPUS, RED = 111, 63
+
+
+def frames(r: AudioRedundancy, start: int, count: int) -> list:
+    return [r.wrap(OPUS, (start + i * 960) & 0xFFFFFFFF, bytes([i]) * 50) for i in range(count)]
+
+
+def test_plain_opus_on_a_clean_link_then_redundancy_as_loss_shows():
+    r = AudioRedundancy(RED)
+    r.set_loss(0.001)
+    assert frames(r, 0, 3) == [None, None, None]                 # clean: plain Opus
+    r.set_loss(0.03)
+    assert r.distance == 1
+    out = parse_red(frames(r, 3 * 960, 1)[0])                    # the frame before comes along at once
+    assert out == [RedBlock(OPUS, 960, bytes([2]) * 50), RedBlock(OPUS, 0, bytes([0]) * 50)]
+    r.set_loss(0.05)
+    assert r.distance == 2 and len(parse_red(frames(r, 4 * 960, 1)[0])) == 3
+
+
+def test_the_choice_holds_steady_around_its_thresholds():
+    r = AudioRedundancy(RED)
+    seen = []
+    for loss in (0.006, 0.003, 0.004, 0.045, 0.03, 0.035, 0.02, 0.001):
+        r.set_loss(loss)
+        seen.append(r.distance)
+    assert seen == [1, 1, 1, 2, 2, 2, 1, 0]
+
+
+def test_no_redundancy_across_a_restart_or_a_timestamp_jump():
+    r = AudioRedundancy(RED)
+    r.set_loss(0.05)
+    frames(r, 0, 2)
+    r.restart()
+    assert len(parse_red(frames(r, 5000, 1)[0])) == 1             # only its own frame
+    assert len(parse_red(frames(r, 5000 + 40000, 1)[0])) == 1     # too far back for a 14-bit offset
+    wrapped = frames(r, 0xFFFFFFFF - 959, 2)                      # across the timestamp wrap
+    assert parse_red(wrapped[1])[0].timestamp_offset == 960
