@@ -113,14 +113,18 @@ class ClipPublisher:
 
 
 # what the SFU reports per video consumer (see sfu/forward/consumer.py dump())
-CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "estimate_bps", "bitrate_bps", "fraction_lost",
+CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "estimate_bps", "estimate_from", "loss_floor", "red_distance", "bitrate_bps", "fraction_lost",
                  "allocator", "nacks", "rtx_packets", "plis", "probing_bps", "probe_packets", "switches_up",
                  "switches_down", "thinning", "rtx_skipped", "rtx_suppressed", "rtx_over_budget", "switches",
                  "keyframes_for_loss")
 
 
+AUDIO_KEYS = ("red_distance", "fraction_lost", "loss_floor", "bitrate_bps", "packets")
+
+
 class ServerStatsPoller:
-    """Polls /api/stats every `interval` s on a thread: per viewer session, its video consumer's state."""
+    """Polls /api/stats every `interval` s on a thread: per viewer session, its video consumer's state (and a few
+    of its audio consumer's, as audio_*, and its send-side estimator's, as bwe_*)."""
 
     def __init__(self, base_url: str, room: str, token: str, interval: float = 0.5) -> None:
         self.url = f"{base_url}/api/stats?" + urllib.parse.urlencode({"room": room, "token": token})
@@ -142,8 +146,12 @@ class ServerStatsPoller:
             for room in rooms:
                 for v in room.get("viewers", []):
                     c = next((c for c in v.get("consumers", []) if c.get("kind") == "video"), None)
+                    a = next((c for c in v.get("consumers", []) if c.get("kind") == "audio"), None)
                     if c:
-                        self.samples.setdefault(v["id"], []).append({"t": t, **{k: c.get(k) for k in CONSUMER_KEYS}})
+                        audio = {f"audio_{k}": a.get(k) for k in AUDIO_KEYS} if a else {}
+                        bwe = {f"bwe_{k}": x for k, x in (v.get("bwe") or {}).items()}
+                        self.samples.setdefault(v["id"], []).append({"t": t, **{k: c.get(k) for k in CONSUMER_KEYS},
+                                                                     **audio, **bwe})
 
     def __enter__(self) -> "ServerStatsPoller":
         self._thread.start()
@@ -154,18 +162,18 @@ class ServerStatsPoller:
         self._thread.join(5)
 
 
-def _session_id(page: Any) -> str:
+def session_id_of(page: Any) -> str:
     resource = page.evaluate("window.liveclass.resource") or ""
     return resource.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _url(base: str, page: str, room: str, token: str) -> str:
+def page_url(base: str, page: str, room: str, token: str) -> str:
     return f"{base}/{page}.html?" + urllib.parse.urlencode({"room": room, "token": token})
 
 
-def _go_live(pool: BrowserPool, base: str, server: ServerProcess, room: str) -> Any:
+def go_live(pool: BrowserPool, base: str, server: ServerProcess, room: str) -> Any:
     from playwright.sync_api import expect
-    page = pool.open(_url(base, "teacher", room, server.token(room, "teacher")), "teacher")
+    page = pool.open(page_url(base, "teacher", room, server.token(room, "teacher")), "teacher")
     expect(page.locator("#message")).to_contain_text("Camera ready", timeout=15_000)
     page.locator("#go-live").click()
     expect(page.locator("#state")).to_have_text("Live", timeout=15_000)
@@ -201,16 +209,16 @@ def run_scenario(playwright: Any, workdir: Path, sc: Scenario) -> ScenarioResult
         poller = stack.enter_context(ServerStatsPoller(loop_base, sc.room, server.token(sc.room, "admin")))
         pool = stack.enter_context(BrowserPool(playwright, workdir))
         if sc.source == "teacher-page":
-            _go_live(pool, loop_base, server, sc.room)
+            go_live(pool, loop_base, server, sc.room)
         else:
             assert sc.clip is not None, "whip-clip needs a clip"
             stack.enter_context(ClipPublisher(loop_base, sc.room, server.token(sc.room, "teacher"), sc.clip))
         token = server.token(sc.room, "terminal")
         sampler = sampler_script(100)
         pages = {
-            "A": pool.open(_url(ns_base, "terminal", sc.room, token), "terminal-A", sampler,
+            "A": pool.open(page_url(ns_base, "terminal", sc.room, token), "terminal-A", sampler,
                            netns=ns.name, extra_args=insecure_origin_args(ns_base)),
-            "B": pool.open(_url(loop_base, "terminal", sc.room, token), "terminal-B", sampler),
+            "B": pool.open(page_url(loop_base, "terminal", sc.room, token), "terminal-B", sampler),
         }
         wait_for(f"both terminals decoding {sc.full_height} lines",
                  lambda: all(_playing_at(p, sc.full_height) for p in pages.values()), sc.start_timeout_s, 0.25,
@@ -230,7 +238,7 @@ def run_scenario(playwright: Any, workdir: Path, sc: Scenario) -> ScenarioResult
             time.sleep(0.25)
         time.sleep(1.0)  # a little playback after the return, for the freeze accounting
         samples = {k: drain_samples(p) for k, p in pages.items()}
-        sessions = {k: _session_id(p) for k, p in pages.items()}
+        sessions = {k: session_id_of(p) for k, p in pages.items()}
         errors = list(pool.errors)
     result = ScenarioResult(sc, samples, t_cap, t_lift, t_full, ice, ns.host_ip, ns.ns_ip, qdisc,
                             errors=errors, server_log=server.log_tail(2000))

@@ -1,11 +1,13 @@
 """A real thin link for tests: a network namespace joined to the host by a veth pair, shaped with `tc tbf`.
 
 The kernel here has htb/tbf but no netem, so the link is a token bucket with a bounded queue: packets beyond
-the queue are dropped, as on a school's DSL or LTE uplink. Loss and delay without a rate cap are injected
-in-process elsewhere (testkit/lossy.py).
+the queue are dropped, as on a school's DSL or LTE uplink. Random loss with no queue behind it (rural copper,
+4G, Wi-Fi) is an nftables rule inside the namespace (`random_loss`); loss and delay in-process are in
+testkit/lossy.py.
 
     with LinkNamespace() as ns:          # ns.host_ip (root namespace side), ns.ns_ip (inside)
         ns.cap_downlink(500)             # host → namespace at 500 kbit/s
+        ns.random_loss(30)               # and 3 % of the UDP arriving inside dropped at random
         ns.run(["python3", "-c", "..."])  # a command inside the namespace
         ns.lift()
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import json
 import os
 import random
 import re
@@ -110,6 +113,45 @@ def tbf_args(kbit: int, burst_bytes: Optional[int], latency_ms: float) -> list[s
     return ["tbf", "rate", f"{kbit}kbit", "burst", str(burst), "latency", f"{latency_ms:g}ms"]
 
 
+def nft_script(ns_name: str, script: str) -> None:
+    """Load an nftables script (`nft -f -`) inside namespace `ns_name`; its tables vanish with the namespace."""
+    if shutil.which("nft") is None:
+        raise NetnsUnavailable("nftables' `nft` is not installed")
+    r = subprocess.run(["ip", "netns", "exec", ns_name, "nft", "-f", "-"], input=script, capture_output=True,
+                       text=True, timeout=_CMD_TIMEOUT)
+    if r.returncode != 0:
+        raise NetnsUnavailable(f"nft: {r.stderr.strip()}")
+
+
+def nft_counters(ns_name: str, table: str) -> dict[str, int]:
+    """Packets counted by each named counter of `table` (family inet) inside `ns_name`; {} when it is gone."""
+    r = _run(["ip", "netns", "exec", ns_name, "nft", "-j", "list", "counters", "table", "inet", table], check=False)
+    if r.returncode != 0:
+        return {}
+    out = {}
+    for item in json.loads(r.stdout or "{}").get("nftables", []):
+        c = item.get("counter")
+        if c:
+            out[c["name"]] = int(c["packets"])
+    return out
+
+
+# Random loss on what reaches the namespace: an input hook (after the veth, after the host-side cap) that
+# drops UDP only, so page loads and the room WebSocket stay whole as on a link whose loss TCP repairs.
+LOSS_TABLE = "lcloss"
+
+
+def random_loss_script(permille: int) -> str:
+    if not 0 <= permille <= 1000:
+        raise ValueError(f"loss of {permille}‰ is outside 0..1000")
+    return (f"table inet {LOSS_TABLE}\ndelete table inet {LOSS_TABLE}\n"
+            f"table inet {LOSS_TABLE} {{\n  counter udp_in {{}}\n  counter udp_dropped {{}}\n"
+            "  chain in {\n    type filter hook input priority 0; policy accept;\n"
+            '    meta l4proto udp counter name "udp_in"\n'
+            f'    meta l4proto udp numgen random mod 1000 < {permille} counter name "udp_dropped" drop\n'
+            "  }\n}\n")
+
+
 class _Namespaces:
     """Made on entering (after removing what crashed runs left), removed on leaving, whatever happened."""
 
@@ -202,6 +244,18 @@ class LinkNamespace(_Namespaces):
         _run(["tc", "qdisc", "del", "dev", self.host_dev, "root"], check=False)
         _run(["ip", "netns", "exec", self.name, "tc", "qdisc", "del", "dev", self.ns_dev, "root"], check=False)
         self.caps.clear()
+
+    def random_loss(self, permille: int) -> None:
+        """Drop `permille`‰ of the UDP packets arriving in the namespace (the downlink), at random, counting
+        what arrived and what was dropped (`loss_counters`). Replaces an earlier loss; 0 still counts."""
+        nft_script(self.name, random_loss_script(permille))
+
+    def clear_loss(self) -> None:
+        _run(["ip", "netns", "exec", self.name, "nft", "delete", "table", "inet", LOSS_TABLE], check=False)
+
+    def loss_counters(self) -> dict[str, int]:
+        """{"udp_in": UDP packets that reached the namespace, "udp_dropped": those the loss rule dropped}."""
+        return nft_counters(self.name, LOSS_TABLE)
 
     def qdisc_stats(self, inside: bool = False) -> str:
         """`tc -s qdisc` of one end (sent/dropped/overlimits), for reports."""
@@ -324,10 +378,7 @@ class SchoolNetwork(_Namespaces):
     # --- the school's firewall (nftables; this kernel has no netem, but nftables works) -----------------------
 
     def _nft(self, script: str) -> None:
-        r = subprocess.run(self.command("school", ["nft", "-f", "-"]), input=script, capture_output=True,
-                           text=True, timeout=_CMD_TIMEOUT)
-        if r.returncode != 0:
-            raise NetnsUnavailable(f"nft: {r.stderr.strip()}")
+        nft_script(self.names["school"], script)
 
     def firewall(self, rules: Sequence[str]) -> None:
         """Replace the school's outbound rules with `rules` (nft rule statements, e.g. "meta l4proto udp drop")."""

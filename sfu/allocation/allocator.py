@@ -39,6 +39,7 @@ PLAINLY_TOO_BIG = 1.15       # a layer this much above the estimate is moved off
 START_BPS = 2_000_000        # before the first estimate: optimistic (the first REMB corrects it within 1 s)
 LOSS_HEAVY = 0.10            # receiver-reported loss above this cuts the usable rate
 LOSS_CLEAN = 0.02            # probing only below this
+MIN_FPS = 14.0               # above the lowest resolution, no frame rate slower than this (if the layer has one)
 HOLD_MIN = 2.0
 HOLD_MAX = 16.0
 FAILED_UP_WINDOW = 4.0
@@ -74,6 +75,7 @@ class AllocatorState:
     hold: float = HOLD_MIN
     last_up: float = -1e9
     last_down: float = -1e9
+    probe_started_at: float = 0.0
     probe_until: float = 0.0             # padding until then
     probe_judge_at: float = 0.0          # the probe's outcome is judged then (0: no probe under way)
     probe_start_nacks: int = 0
@@ -98,16 +100,26 @@ class AllocatorState:
     recent_estimates: list[tuple[float, float]] = field(default_factory=list)
 
 
-def qualities(rates: Sequence[Sequence[float]]) -> list[tuple[Quality, float]]:
-    """Every (spatial, temporal) quality with a known bitrate, worst first. Above the lowest spatial layer
-    the base temporal layer alone (a quarter of the frame rate: 5 fps from a 20 fps camera) is left out: a
-    teacher at 5 fps is a slide show, the next lower resolution at full rate serves a classroom better."""
+def qualities(rates: Sequence[Sequence[float]],
+              frame_rates: Sequence[Sequence[float]] = ()) -> list[tuple[Quality, float]]:
+    """Every (spatial, temporal) quality with a known bitrate, worst first. Above the lowest spatial layer a
+    frame rate under MIN_FPS is left out (a teacher at 10 fps from a 20 fps camera looks jerky; the next lower
+    resolution at full rate serves a classroom better), unless the layer has no faster rate; with the frame
+    rates not measured yet, its base temporal layer alone (a quarter of the rate) is."""
     out = []
     for s, per_tid in enumerate(rates):
+        fps = frame_rates[s] if s < len(frame_rates) else ()
         for t, bps in enumerate(per_tid):
-            if bps > 0 and not (s > 0 and t == 0 and len(per_tid) > 2):
-                out.append(((s, t), bps))
+            if bps <= 0 or s > 0 and _too_slow(t, per_tid, fps):
+                continue
+            out.append(((s, t), bps))
     return out
+
+
+def _too_slow(tid: int, per_tid: Sequence[float], fps: Sequence[float]) -> bool:
+    if len(fps) == len(per_tid) and fps[-1] > 0:
+        return tid < len(per_tid) - 1 and fps[tid] < MIN_FPS
+    return tid == 0 and len(per_tid) > 2
 
 
 def usable_bps(estimate_bps: Optional[float], loss: float, sending_bps: float) -> float:
@@ -157,6 +169,7 @@ class LinkReport:
     unrepaired: bool = False
     loss_floor: float = 0.0
     sent_packets: int = 0
+    frame_rates: Sequence[Sequence[float]] = ()   # [s][t]: pictures/s with temporal layers 0..t, where measured
 
 class Allocator:
     def __init__(self) -> None:
@@ -168,7 +181,7 @@ class Allocator:
         cap, nacks, reflex = link.cap, link.nacks, link.reflex
         forwarding_single, unrepaired = link.forwarding_single, link.unrepaired
         st = self.state
-        options = [(q, bps) for q, bps in qualities(rates) if cap is None or q[0] <= cap]
+        options = [(q, bps) for q, bps in qualities(rates, link.frame_rates) if cap is None or q[0] <= cap]
         if not options:
             st.current = st.best = st.worst = None
             return None
@@ -332,6 +345,7 @@ class Allocator:
         st.probe_start_estimate = measured
         st.probe_start_nacks = link.nacks
         st.probe_start_sent = link.sent_packets
+        st.probe_started_at = now
         st.probe_until = now + PROBE_S
         st.probe_judge_at = st.probe_until + PROBE_GRACE_S
 

@@ -137,6 +137,15 @@ class SendSideEstimator:
     def acked_bps(self) -> Optional[float]:
         return self.history.acked_bps()
 
+    def dump(self, now: float) -> dict:
+        acked = self.acked_bps()
+        return {"estimate_bps": self.estimate(now), "delay_based_bps": int(self.rate.bitrate),
+                "loss_based_bps": int(self.loss.bound_bps), "acked_bps": None if acked is None else int(acked),
+                "delay_state": self.delay.state.value, "loss_level": round(self.loss.level, 4),
+                "interval_loss": None if self.loss.interval_loss is None else round(self.loss.interval_loss, 4),
+                "overuse_events": self.overuse_events, "loss_cuts": self.loss.cuts,
+                "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1)}
+
     # --- probes ---
 
     def probe_verdict(self, now: float, start: float, end: float,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 import struct
 from collections import Counter
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from sfu.allocation.allocator import Allocator, LinkReport
+from sfu.allocation.allocator import PROBE_S, Allocator, LinkReport
 from sfu.allocation.priority import YIELD_LOWEST, YIELD_PAUSE
 from sfu.congestion.loss_level import LossLevel
 from sfu.forward.audio_redundancy import AudioRedundancy
@@ -33,6 +33,7 @@ FILL_PADDING = b"\x00\x00\x00\x04"
 NACK_BURST = 8            # packets NACKed within NACK_BURST_S: a queue overflowed somewhere on the way
 NACK_BURST_S = 0.25
 REFLEX_S = 1.0            # ... then only the base temporal layer for this long, before any estimate says so
+SHARE_DECAY = 0.9
 UNREPAIRABLE_KEYFRAME_S = 1.0  # at most one keyframe request per this for losses resends could not repair
 
 
@@ -71,8 +72,12 @@ class Consumer(SentStream):
         # the viewer's link: the estimate (its REMB, or ours from its transport-wide feedback), the link's own
         # steady random loss (loss and RTT of the latest reports: SentStream's)
         self.estimate_bps: Optional[int] = None
+        self.share_bps = 0.0
         self.estimate_from = "remb"
         self.loss_floor = 0.0
+        self.link_loss: Optional[float] = None   # the latest loss interval of transport feedback (else RRs')
+        # a probe proved its rate: (now, its start, its end), for a send-side estimator to take up
+        self.on_probe_proven: Callable[[float, float, float], None] = lambda now, start, end: None
         self._own_loss = LossLevel()     # the floor from receiver reports, while no transport feedback says it
         self._report_at: Optional[float] = None
 
@@ -188,10 +193,16 @@ class Consumer(SentStream):
         measured = any(r for r, s in zip(rates, layers) if not s.on_demand)
         cur = self.planner.source
         forwarding_single = cur is not None and cur is not self.target and cur.temporal_layers == 1
-        link = LinkReport(self.estimate_bps, self.fraction_lost, self.media_bps, rates, cap, self.nacks,
+        loss = self.link_loss if self.link_loss is not None else self.fraction_lost
+        link = LinkReport(self.estimate_bps, loss, self.media_bps, rates, cap, self.nacks,
                           now < self.planner.reflex_until, forwarding_single, self._unrepaired, self.loss_floor,
-                          self.packets + self.rtx_packets + self.probe_packets)
+                          self.packets + self.rtx_packets + self.probe_packets,
+                          [s.frame_rates for s in layers])
+        proven = self.allocator.state.proven_bps
         choice = self.allocator.update(now, link) if measured else None
+        st = self.allocator.state
+        if st.proven_bps > proven:
+            self.on_probe_proven(now, st.probe_started_at, st.probe_started_at + PROBE_S)
         if choice is None:  # no rates measured yet (publisher just started): best layer, all frames
             self.set_target(layers[-1] if cap is None else layers[cap], ALL_TIDS, now)
             return
@@ -238,13 +249,13 @@ class Consumer(SentStream):
         # A retransmission the viewer cannot use only takes the link from the next keyframe: packets of an
         # earlier epoch (a keyframe of the current source followed them) or of a layer without temporal
         # layers that is being left for a lower one (its packets are held back already).
-        abandoning = p.thinning and cur is not None and cur.temporal_layers == 1  # type: ignore[attr-defined]
+        abandoning = p.thinning and cur is not None and cur.temporal_layers == 1
 
         def find(out_seq: int) -> Optional[tuple["IngressPacket", bool]]:
             found = m.to_source(out_seq)
             if found is None or abandoning or (self.kind == "video" and found[2] is not m.epoch):
                 return None
-            pkt = found[0].cached(found[1])  # type: ignore[attr-defined]
+            pkt = found[0].cached(found[1])
             if pkt is None:
                 return None
             # the picture the viewer's decoder restarts from: its repair may overdraw the budget (one picture)
@@ -293,7 +304,7 @@ class Consumer(SentStream):
         if found is None:
             return False
         source, src_seq, e = found
-        pkt = source.cached(src_seq)  # type: ignore[attr-defined]
+        pkt = source.cached(src_seq)
         if pkt is None:
             return False
         view = pkt.view
@@ -337,9 +348,12 @@ class Consumer(SentStream):
             self.loss_floor = self._own_loss.level
         self._report_at = now
 
-    def on_transport_estimate(self, bitrate: int, loss_floor: float, now: float, allocate_now: bool) -> None:
-        """Our send-side estimate of the viewer's link for this stream, and the link's own random loss."""
+    def on_transport_estimate(self, bitrate: int, loss_floor: float, loss: Optional[float], now: float,
+                              allocate_now: bool) -> None:
+        """Our send-side estimate of the viewer's link for this stream, the link's own random loss and the
+        latest interval's loss (over all its packets: steadier than one stream's receiver reports)."""
         self.estimate_bps, self.loss_floor, self.estimate_from = bitrate, loss_floor, "transport-cc"
+        self.link_loss = loss
         if allocate_now and self.kind == "video":
             self.allocate(now)
 
@@ -348,15 +362,18 @@ class Consumer(SentStream):
     def tick(self, now: float, wall: float, interval: float) -> None:
         """Once a second: media rate, layer choice, and a sender report mapped onto our timestamps."""
         self.rate_tick(interval)
+        # what this stream takes of the link, for the others' budget: up at once, down slowly (audio comes in
+        # bursts, and its redundancy comes and goes; a budget that swings with it flaps the video's layer)
+        self.share_bps = max(self.media_bps, SHARE_DECAY * self.share_bps + (1 - SHARE_DECAY) * self.media_bps)
         if self.kind == "video":
             self.allocate(now)
         if self.red is not None:
-            self.red.set_loss(max(self.loss_floor, self.fraction_lost))
+            self.red.set_loss(self.loss_floor)   # the link's steady loss: a congested moment's is no reason
         m = self.planner.munger
         source = m.source
         if source is None or not self.packets:
             return
-        clock = source.rtp_time_at(now)  # type: ignore[attr-defined]
+        clock = source.rtp_time_at(now)
         if clock is None:
             return
         ntp, src_ts = clock

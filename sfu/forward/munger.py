@@ -8,9 +8,11 @@ pictures are renumbered away so the viewer sees no holes that look like loss. Pu
 from __future__ import annotations
 
 from collections import deque
-from typing import Optional
+from typing import Generic, Optional, TypeVar
 
 from sfu.rtp.rtp_header import seq_diff
+
+S = TypeVar("S")   # what a source is (the consumer's: an inbound stream); the munger only tells them apart
 
 HISTORY = 1024    # output packets remembered for answering NACKs
 DROP_WINDOW = 512  # recent drops remembered for renumbering late packets
@@ -59,13 +61,13 @@ class DropCounter:
         return n
 
 
-class Epoch:
+class Epoch(Generic[S]):
     """One stretch of output from one source: the offsets that map its numbering onto the output's."""
 
     __slots__ = ("source", "seq_offset", "ts_offset", "pid_offset", "tl0_offset", "pid_mask", "seq_drops",
                  "pid_drops", "start_seq")
 
-    def __init__(self, source: object, start_seq: int, seq_offset: int, ts_offset: int, pid_offset: int,
+    def __init__(self, source: S, start_seq: int, seq_offset: int, ts_offset: int, pid_offset: int,
                  tl0_offset: int, pid_bits: int) -> None:
         self.source = source
         self.start_seq = start_seq
@@ -87,12 +89,12 @@ class Epoch:
         return (tl0 + self.tl0_offset) & 0xFF
 
 
-class StreamMunger:
+class StreamMunger(Generic[S]):
     __slots__ = ("epoch", "last_seq", "last_ts", "last_pid", "last_tl0", "last_time", "switches",
                  "_sent_seq", "_sent_src", "_sent_epoch", "dropped", "fills")
 
     def __init__(self, initial_seq: int = 0, initial_ts: int = 0) -> None:
-        self.epoch: Optional[Epoch] = None
+        self.epoch: Optional[Epoch[S]] = None
         self.last_seq: int = (initial_seq - 1) & 0xFFFF
         self.last_ts: int = initial_ts
         self.last_pid: Optional[int] = None   # last output PictureID / TL0PICIDX, to continue across switches
@@ -104,14 +106,14 @@ class StreamMunger:
         # output seq -> (source seq, epoch) of what was sent, to answer NACKs
         self._sent_seq = [-1] * HISTORY
         self._sent_src = [0] * HISTORY
-        self._sent_epoch: list[Optional[Epoch]] = [None] * HISTORY
+        self._sent_epoch: list[Optional[Epoch[S]]] = [None] * HISTORY
 
     @property
-    def source(self) -> object:
+    def source(self) -> Optional[S]:
         return self.epoch.source if self.epoch is not None else None
 
-    def start(self, source: object, seq: int, ts: int, now: float, clock_rate: int,
-              picture_id: Optional[int] = None, tl0: Optional[int] = None, pid_bits: int = 15) -> Epoch:
+    def start(self, source: S, seq: int, ts: int, now: float, clock_rate: int,
+              picture_id: Optional[int] = None, tl0: Optional[int] = None, pid_bits: int = 15) -> Epoch[S]:
         """Continue the output stream with a new source whose first forwarded packet is (seq, ts)."""
         out_seq = (self.last_seq + 1) & 0xFFFF
         if self.last_time is None:
@@ -182,7 +184,7 @@ class StreamMunger:
                 self.last_tl0 = out_tl0
         return out_pid, out_tl0
 
-    def to_source(self, out_seq: int) -> Optional[tuple[object, int, Epoch]]:
+    def to_source(self, out_seq: int) -> Optional[tuple[S, int, Epoch[S]]]:
         """Which source packet an output sequence number carried, and its epoch (to answer a NACK)."""
         i = out_seq % HISTORY
         e = self._sent_epoch[i]

@@ -67,7 +67,7 @@ class SwitchPlanner:
     def __init__(self, kind: str, payload_types: dict[str, tuple[int, Optional[int]]], first_seq: int,
                  first_ts: int) -> None:
         self.payload_types = payload_types  # codec name -> (payload type, rtx payload type)
-        self.munger = StreamMunger(first_seq, first_ts)
+        self.munger: StreamMunger["InboundStream"] = StreamMunger(first_seq, first_ts)
         self.pt = 0
         self.rtx_pt: Optional[int] = None
         self.last_vp8: Optional["Vp8Descriptor"] = None   # what the viewer saw last: a switch continues its ids

@@ -160,10 +160,11 @@ class Room:
         """One tick of the timer; True when it was a report tick. A function of its own so that its loop
         variables end with it: left in the timer's frame, the last viewer iterated (its peer connection, sockets
         and buffers) stayed alive for as long as the room did after that viewer left."""
-        publishing = [f for f in self.feeds() if f.publisher is not None and f.publisher.ingest is not None]
-        publishers = [f.publisher for f in publishing]
-        for p in publishers:
-            p.ingest.fast_tick(now)  # type: ignore[union-attr]
+        publishing = [(f, ingest) for f in self.feeds()
+                      if f.publisher is not None and (ingest := f.publisher.ingest) is not None]
+        publishers = [f.publisher for f, _ in publishing]
+        for _, ingest in publishing:
+            ingest.fast_tick(now)
         for v in self.viewers:
             for kind, c in v.consumers:
                 if kind == "video":
@@ -176,10 +177,9 @@ class Room:
             return False
         interval = max(0.001, now - last_report)
         audio_loss = self._audio_loss_by_track()
-        for f in publishing:
-            ingest = f.publisher.ingest  # type: ignore[union-attr]
-            ingest.set_downstream_loss(audio_loss.get(id(f.tracks["audio"]), 0.0))  # type: ignore[union-attr]
-            ingest.report_tick(now, interval)  # type: ignore[union-attr]
+        for f, ingest in publishing:
+            ingest.set_downstream_loss(audio_loss.get(id(f.tracks["audio"]), 0.0))
+            ingest.report_tick(now, interval)
             f.tracks["video"].order_layers()
         for f in self.feeds():
             f.tracks["video"].tick(now)

@@ -238,6 +238,11 @@ class ViewerSession(Session, RtcpReceiver):
                                 adapter.negotiated_extensions(t).get(ABS_SEND_TIME, 0) if t.kind == "video" else 0,
                                 track, AudioRedundancy(with_red[t]) if t in with_red else None)
             consumer.max_height = self.max_height
+            if self.estimator is not None:
+                consumer.on_probe_proven = self._probe_proven
+                # the first layer fits the estimator's start, not the allocator's optimism for REMB viewers
+                consumer.on_transport_estimate(self.estimator.estimate(time.monotonic()), 0.0, None,
+                                               time.monotonic(), False)
             self.consumers.append((t.kind, consumer))
         self._consumer_of = {c.ssrc: c for _, c in self.consumers}
         answer = await self._answer(public_ip)
@@ -322,9 +327,15 @@ class ViewerSession(Session, RtcpReceiver):
         fell = estimate < ESTIMATE_DROP * self._estimate_allocated
         if fell or estimate > self._estimate_allocated:
             self._estimate_allocated = estimate   # from the last fall: its peak
-        audio_bps = sum(c.media_bps for kind, c in self.consumers if kind == "audio")
+        audio_bps = sum(c.share_bps for kind, c in self.consumers if kind == "audio")
         for kind, c in self.consumers:
-            c.on_transport_estimate(max(0, int(estimate - audio_bps)), self.estimator.loss_level, now, fell)
+            c.on_transport_estimate(max(0, int(estimate - audio_bps)), self.estimator.loss_level,
+                                    self.estimator.interval_loss, now, fell)
+
+    def _probe_proven(self, now: float, start: float, end: float) -> None:
+        """The allocator found a probe clean: the estimate takes the rate that arrived during it."""
+        if self.estimator is not None:
+            self.estimator.accept_probe(now, self.estimator.probe_verdict(now, start, end))
 
     def rtcp_report(self, block: RtcpReceiverInfo, now: float) -> None:
         c = self._consumer_of.get(block.ssrc)
@@ -345,4 +356,10 @@ class ViewerSession(Session, RtcpReceiver):
         d = super().dump()
         d["consumers"] = [c.dump() for _, c in self.consumers]
         d["repoints"] = self.repoints
+        if self.estimator is not None:
+            d["bwe"] = self.estimator.dump(time.monotonic())
+        if self.out is not None and self.out.pacer is not None:
+            p = self.out.pacer
+            d["pacer"] = {"rate_bps": int(p.rate_bps), "queued_bytes": p.queued_bytes, "dropped": p.dropped,
+                          "probes_refused": p.probes_refused}
         return d

@@ -251,6 +251,8 @@ def test_teacher_camera_plays_on_the_classroom_screen(server, browsers, tmp_path
     # the server estimates the terminal's link itself, from Chromium's transport-wide feedback
     video = next(c for v in room_stats(server, "lesson")["viewers"] for c in v["consumers"] if c["kind"] == "video")
     assert video["estimate_from"] == "transport-cc" and video["estimate_bps"] >= 500_000, video
+    audio = next(c for v in room_stats(server, "lesson")["viewers"] for c in v["consumers"] if c["kind"] == "audio")
+    assert audio["red_distance"] == 0, audio     # RED negotiated, and not needed on a clean link
 
     # the classroom sees what the teacher sends, at the size it is sent (Chromium adapts the sent size to
     # its bandwidth estimate; retry across such a change)

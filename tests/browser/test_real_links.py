@@ -19,18 +19,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from testkit.capped_link import Scenario, ScenarioResult, run_scenario
-from testkit.chromium import CHROMIUM
-from testkit.media import make_clip
-from testkit.netns import LinkNamespace, clean_stale, tbf_args, unavailable_reason
+from testkit.netns import LinkNamespace, clean_stale, tbf_args
 from testkit.playback import (
     counter_delta, frozen_time, loss_fraction, rates_per_slice, summarize, time_to_full, time_to_lower,
 )
-from tests.conftest import CACHE
 
 CAP_KBIT = 500
 
@@ -86,29 +82,6 @@ def test_tbf_arguments():
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def netns_ok() -> None:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def chromium(netns_ok) -> Iterator:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def clip720() -> Path:
-    """1280x720 VP8 + Opus at 1.5 Mbit/s, 4 s looped (the same cached file tests/integration/test_ladder.py uses)."""
-    return make_clip(CACHE / "clip-1280x720-4s-gop30-v1.webm", seconds=4.0, width=1280, height=720,
-                     bitrate=1_500_000, gop=30)
-
 
 def _run(chromium, tmp_path_factory, name: str, sc: Scenario) -> ScenarioResult:
     workdir = tmp_path_factory.mktemp(name)

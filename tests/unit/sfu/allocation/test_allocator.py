@@ -222,3 +222,16 @@ def test_allocator_probe_fails_when_loss_rises_above_the_links_own():
     lossy_run(a, 0.75, 150e3, floor=0.03, loss_of=lambda t: 0.03 if t < 0.5 else 0.09,
               nack_share_of=lambda t: 0.03 if t < 0.5 else 0.09)
     assert a.probe_rate(0.75) == 0 and a.state.probe_blocked_until > 0.75 and a.state.ceiling_bps > 0
+
+
+def test_above_the_lowest_resolution_no_jerky_frame_rates():
+    from sfu.allocation.allocator import qualities
+    fps = [[5.0, 10.0, 20.0]] * 3                                           # a 20 fps camera, L1T3
+    assert [q for q, _ in qualities(RATES, fps)] == [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2)]
+    assert [q for q, _ in qualities(RATES)] == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
+    slow = [[2.5, 5.0, 10.0]] * 3                                           # a 10 fps source: its full rate stays
+    assert (2, 2) in [q for q, _ in qualities(RATES, slow)]
+    # 1 Mbit/s: 360p at 20 fps, not 720p at 10
+    a = Allocator()
+    assert a.update(0.0, LinkReport(1.0e6, 0.0, 0.0, RATES, frame_rates=fps)) == (1, 2)
+

@@ -183,3 +183,11 @@ def test_rtt_and_read_only_figures() -> None:
     assert est.delay_based_bps == 700e3 and est.loss_based_bps == 700e3
     est.on_feedback(1.0, parse_feedback(build_feedback(1, 2, 0, 0, 0, [0.0])))  # nothing sent: ignored
     assert est.estimate(1.0) == 700_000
+
+
+def test_the_dump_says_what_the_estimate_is_made_of() -> None:
+    sim = simulate(1.5e6, 500e3, 10.0, loss=0.03, seed=3)
+    d = sim.estimator.dump(10.0)
+    assert d["estimate_bps"] == min(d["delay_based_bps"], d["loss_based_bps"]) == sim.estimator.estimate(10.0)
+    assert d["delay_state"] in ("normal", "underusing", "overusing") and d["loss_cuts"] == 0
+    assert d["loss_level"] == pytest.approx(0.03, abs=0.015) and d["acked_bps"] > 0
