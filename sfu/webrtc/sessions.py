@@ -219,7 +219,9 @@ class ViewerSession(Session, RtcpReceiver):
                     and adapter.accept_red(t, offered[t.mid].red_pt, offered[t.mid].opus_pt, offered[t.mid].red_fmtp)}
         self.tap = adapter.PacketTap(self.pc, lambda data, arrival: None, self.on_rtcp)
         self.tap.on_ready = self._on_transport_ready
-        self.out = out = ViewerOut(self.tap, self.transport, Pacer())
+        # Paced only where our own estimate sets the pace: a REMB viewer's estimator reads the pacer's queueing
+        # as the network's (abs-send-time is written before the queue) and would pull the pace down with it.
+        self.out = out = ViewerOut(self.tap, self.transport, Pacer() if self.transport is not None else None)
         for t in transceivers:
             if t.sender.track is None:
                 continue
@@ -310,9 +312,6 @@ class ViewerSession(Session, RtcpReceiver):
     def rtcp_estimate(self, bitrate: int, now: float) -> None:
         if self.estimator is not None:
             return  # our own estimate from the viewer's transport feedback is the better one
-        audio_bps = sum(c.media_bps for kind, c in self.consumers if kind == "audio")
-        if self.out is not None:
-            self.out.set_rate((bitrate + audio_bps) * PACING_FACTOR)   # REMB counts the video only
         for _, c in self.consumers:
             c.on_estimate(bitrate, now)
 
