@@ -3,7 +3,7 @@
     .venv/bin/python bench/ladder.py                  # 20 s of 1280x720 30 fps ~1.5 Mbit/s VP8, real time
     .venv/bin/python bench/ladder.py --seconds 5      # a quick look
 
-A RoomLadder (rungs 640x360 30 fps 500 kbit/s + 320x180 15 fps 150 kbit/s) is fed the bench's
+A RoomLadder (rungs 640x360 30 fps 500 kbit/s + 320x180 30 fps 150 kbit/s) is fed the bench's
 pre-encoded clip as RTP in real time, each frame's packets in one burst as a pacer-less publisher sends them,
 on the event loop, as the SFU would: first with no rung active (the baseline: depacketizing only), then
 with both active. Measured: the worker thread's CPU (its own clock) and the process's,
@@ -27,11 +27,12 @@ if str(REPO) not in sys.path:
 
 from bench.clips import CLIP, clip_path  # noqa: E402
 from bench.procs import calibrate, host_cpu_times  # noqa: E402
-from sfu.ladder.room_ladder import RoomLadder, Rung  # noqa: E402
+from sfu.ladder.room_ladder import RoomLadder  # noqa: E402
+from sfu.ladder.track_ladder import DEFAULT_RUNGS  # noqa: E402
 from testkit.media import make_clip  # noqa: E402
 from testkit.rtp_clip import relabel, vp8_clip_rtp  # noqa: E402
 
-RUNGS = [Rung(640, 360, 500_000, 30), Rung(320, 180, 150_000, 15)]
+RUNGS = list(DEFAULT_RUNGS)
 TICK = 0.01
 
 

@@ -101,7 +101,7 @@ def rtp_header(data: bytes) -> None:
         _require(value is None or len(value) <= v.ext_end - v.ext_start, "extension value beyond its block")
 
 
-VP8_PT, VP8_RTX_PT, H264_PT, H264_RTX_PT, OPUS_PT = 96, 97, 102, 103, 111
+VP8_PT, VP8_RTX_PT, H264_PT, H264_RTX_PT, OPUS_PT, RED_PT = 96, 97, 102, 103, 111, 63
 RID_EXT_ID, REPAIRED_RID_EXT_ID, ABS_SEND_TIME_ID = 10, 11, 3
 _PAYLOADS = {VP8_PT: PayloadInfo("video", "VP8", 90000, None), VP8_RTX_PT: PayloadInfo("video", "rtx", 90000, VP8_PT),
              H264_PT: PayloadInfo("video", "H264", 90000, None),
@@ -111,9 +111,10 @@ _RIDS = {"video": ["l", "m", "h"]}
 
 
 def rtp_ingest(data: bytes) -> None:
-    """A publisher's packets through PublisherIngest (stream learning by SSRC/PT/RID, RTX unwrapping, NACK
-    generation, codec classification) and forwarded to a viewer's video and audio Consumers (layer choice,
-    VP8 PictureID/TL0PICIDX rewriting at offsets the peer's descriptor gave), with the room timer's ticks.
+    """A publisher's packets through PublisherIngest (RED unwrapping and recovery, stream learning by
+    SSRC/PT/RID, RTX unwrapping, NACK generation, codec classification) and forwarded to a viewer's video and
+    audio Consumers (layer choice, VP8 PictureID/TL0PICIDX rewriting at offsets the peer's descriptor gave),
+    with the room timer's ticks.
     First byte: bit 0 = the offer announced simulcast RIDs. Then timed records, one RTP packet each."""
     if not data:
         return
@@ -121,7 +122,7 @@ def rtp_ingest(data: bytes) -> None:
     room = Room("fuzz")
     feed = room.main
     ingest = PublisherIngest(feed, _PAYLOADS, rtcp_ssrc=1, rids=_RIDS if data[0] & 1 else None,
-                             rid_ext=RID_EXT_ID, repaired_rid_ext=REPAIRED_RID_EXT_ID)
+                             rid_ext=RID_EXT_ID, repaired_rid_ext=REPAIRED_RID_EXT_ID, red_pts={RED_PT: OPUS_PT})
     tap = RecordingTap()
     ingest.tap = tap  # type: ignore[assignment]
     out = ViewerOut(tap)
@@ -420,7 +421,7 @@ TARGETS: dict[str, Target] = {
 MODULES: dict[str, tuple[str, ...]] = {
     "rtp_header": ("sfu.rtp.rtp_header",),
     "rtp_ingest": ("sfu.rtp.rtp_header", "sfu.ingest.publisher", "sfu.ingest.inbound", "sfu.rtp.codec_info", "sfu.ingest.nack_generator",
-                   "sfu.ingest.reception_stats", "sfu.room.track", "sfu.forward.consumer", "sfu.forward.munger", "sfu.allocation.allocator"),
+                   "sfu.ingest.red_unwrap", "sfu.rtp.red", "sfu.ingest.reception_stats", "sfu.room.track", "sfu.forward.consumer", "sfu.forward.munger", "sfu.allocation.allocator"),
     "rtcp": ("sfu.rtp.rtcp_builder", "sfu.rtp.rtcp_dispatch", "aiortc.rtp", "sfu.ingest.inbound"),
     "vp8": ("sfu.rtp.codec_info", "sfu.rtp.depacketizer"),
     "h264": ("sfu.rtp.codec_info", "sfu.rtp.h264_depacketizer"),
@@ -513,6 +514,21 @@ def _rtp(payloads: list[list[bytes]], pt: int, ssrc: int, seq: int, ext: bytes =
     return out
 
 
+def _red_records(opus: list[bytes]) -> list[bytes]:
+    """RED over Opus as Chromium sends it (0, 1 and 2 earlier frames), with a loss it repairs and a duplicate."""
+    from sfu.rtp.red import RedBlock, build_red
+    from sfu.rtp.rtp_header import build_header
+
+    frames = [op[:40] for op in opus]
+    out = []
+    for i, frame in enumerate(frames):
+        blocks = [RedBlock(OPUS_PT, 960 * k, frames[i - k]) for k in (2, 1) if k <= min(i, 1 + i % 2)]
+        if i != 3:
+            out.append(bytes([20]) + bytes(build_header(int(i == 0), RED_PT, 300 + i, 960 * i, 8))
+                       + build_red(OPUS_PT, frame, blocks))
+    return out + out[-1:]
+
+
 def _seeds_rtp() -> dict[str, dict[str, bytes]]:
     from aiortc.rtp import RtpPacket, pack_header_extensions
 
@@ -563,6 +579,7 @@ def _seeds_rtp() -> dict[str, dict[str, bytes]]:
     plain = [bytes([33]) + x for x in _rtp(h264, H264_PT, 7000, 65530)]  # sequence numbers wrap
     plain += [bytes([33]) + x for x in _rtp(vp8, VP8_PT, 7100, 1)]
     ingest["h264_then_vp8.bin"] = b"\x00" + pack_records(plain)
+    ingest["red_opus.bin"] = b"\x00" + pack_records(_red_records(opus))
 
     # depacketizer: a VP8 frame sequence with one packet reordered and one duplicated; H.264 likewise
     seq = [bytes([10]) + x for x in _rtp(vp8, VP8_PT, 5000, 65533)]

@@ -3,11 +3,13 @@
 Qualities are ordered (spatial, temporal) lexicographically, so stepping down halves the frame rate before
 it lowers the resolution. The rules, in the spirit of Galene's short rule set:
 - down at once to the best quality that fits in DOWN_FILL of the estimate, but only on a sign of congestion:
-  the estimate fell under what we send, the layer plainly does not fit, or heavy loss. (Chromium's REMB
-  never exceeds 1.5x the rate it receives, so an estimate hovering near a well-received layer's rate is not
-  congestion; trimming on it would leave uncapped viewers a step below what their link carries.)
+  the estimate fell under what we send, the layer plainly does not fit, or heavy loss beyond the link's own.
+  (Chromium's REMB never exceeds 1.5x the rate it receives, so an estimate hovering near a well-received
+  layer's rate is not congestion; trimming on it would leave uncapped viewers a step below what their link
+  carries.)
 - up after the next quality has fitted in UP_FILL of the estimate (SPATIAL_UP_FILL for a higher resolution,
-  whose first frame is a keyframe) for `hold` seconds, straight to the best quality that fits (a viewer whose link came back should not climb nine steps one hold at a time);
+  whose first frame is a keyframe) for `hold` seconds, straight to the best quality that fits (a viewer whose
+  link came back should not climb nine steps one hold at a time);
 - while the next step does not fit and the link is clean, probe: for PROBE_S pad the stream up to
   PROBE_GAIN times the estimate (at least the next step's rate), so the viewer's estimator sees more arrive
   than it believes the link carries. Chromium's REMB cannot rise above 1.5x what arrives, and near its last
@@ -58,8 +60,9 @@ PROBE_GRACE_S = 0.5          # after the padding, feedback about it may still co
 PROBE_NACKS = 2              # more packets than this NACKed during a probe: it overflowed a queue
 PROBE_BACKOFF_MAX = 8.0
 PROBE_MIN_STEP = 1.1         # a probe aims at least this much above the usable rate
-PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) for this long;
-CEILING_RISE = 2.0           # each proven probe lifts that ceiling (the link may have grown since)
+PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) this long, or until
+CEILING_RISE = 2.0           # the estimate passes it; each proven probe lifts that ceiling (the link may have
+                             # grown since)
 KEYFRAME_MARGIN = 0.5        # leaving a layer without temporal layers on congestion: aim this much lower, as the
                              # estimate still lags the link and the lower layer's keyframe must get through
 REFLEX_SHARE = 0.15          # a NACK burst on a layer without temporal layers: down to what fits in this share
@@ -123,8 +126,9 @@ def _too_slow(tid: int, per_tid: Sequence[float], fps: Sequence[float]) -> bool:
 
 
 def usable_bps(estimate_bps: Optional[float], loss: float, sending_bps: float) -> float:
-    """What the link is believed to carry: the viewer's estimate, cut back when it reports heavy loss
-    (loss-based control as in GCC: the delay-based REMB can lag a policer that simply drops)."""
+    """What the link is believed to carry: the viewer's estimate, cut back when it reports heavy loss beyond
+    the link's own (loss-based control as in GCC: the delay-based REMB can lag a policer that simply drops; one
+    half-second's loss on a 3 % link reads 10 % now and then, and that is no reason to move)."""
     usable = float(estimate_bps) if estimate_bps is not None else START_BPS
     if loss > LOSS_HEAVY and sending_bps > 0:
         usable = min(usable, sending_bps * (1 - 0.5 * loss))
@@ -186,9 +190,9 @@ class Allocator:
             st.current = st.best = st.worst = None
             return None
         st.best, st.worst = options[-1][0], options[0][0]
-        measured = usable_bps(estimate_bps, loss, sending_bps)
-        falling = self._falling(now, measured)
         excess = max(0.0, loss - link.loss_floor)   # loss the link's own random loss does not explain
+        measured = usable_bps(estimate_bps, excess, sending_bps)
+        falling = self._falling(now, measured)
         if nacks - st.nacks_seen > unexplained_nacks(link.loss_floor, link.sent_packets - st.sent_seen):
             st.nacked_at = now
         st.nacks_seen, st.sent_seen = nacks, link.sent_packets
@@ -214,7 +218,7 @@ class Allocator:
                             "down: a loss beyond repair")
             return st.current
         index = [q for q, _ in options].index(st.current)
-        if cost[st.current] > usable * DOWN_FILL and congested(usable, loss, sending_bps, cost[st.current], falling):
+        if cost[st.current] > usable * DOWN_FILL and congested(usable, excess, sending_bps, cost[st.current], falling):
             budget = usable * DOWN_FILL
             if single:  # nothing to thin while the lower layer's keyframe comes
                 budget *= KEYFRAME_MARGIN
@@ -336,6 +340,8 @@ class Allocator:
             return  # sending more than the estimate already: that is probe enough
         base = max(usable, current_bps)  # an estimate starved under the lowest layer probes from what is sent
         total = max(base * PROBE_MIN_STEP, min(needed_bps * PROBE_OVERSHOOT, base * gain))
+        if now - st.ceiling_at < PROBE_CEILING_S and base >= st.ceiling_bps:
+            st.ceiling_at = -1e9  # the estimate has passed the failed probe's rate since: that failure is old news
         if now - st.ceiling_at < PROBE_CEILING_S and total >= st.ceiling_bps:
             total = (base + st.ceiling_bps) / 2
             if total < base * 1.03:

@@ -97,7 +97,7 @@ class SendSideEstimator:
                 self._overuse_send_times.append(received[-1].send_time)
         delay_based = self.rate.update(now, state, self.history.acked_bps())
         self.loss.on_feedback(now, result.lost, result.reported, state is BandwidthUsage.OVERUSING, delay_based,
-                              self.rate.rtt)
+                              self.rate.rtt, self.history.acked_bps())
 
     def on_rtt(self, now: float, rtt: float) -> None:
         self.rtt = rtt

@@ -5,8 +5,11 @@ handful of packets does not decide anything). Per interval:
 - loss over 10 % beyond the interval's sampling noise (one standard deviation of a 10 % loss over its packets)
   and over the link's own level beyond three standard deviations, in two intervals running (or in one, when it is
   over 10 % by four standard deviations), cuts the bound by (1 - 0.5 * loss), at most once per 300 ms + RTT:
-  loss rising with the rate. (One short interval of a 5 % link shows 15 % now and then: that is noise, not
-  congestion; congestion persists, or is plain at once.)
+  loss rising with the rate. The cut goes no higher than the rate acknowledged: a link losing heavily has just
+  shown what it carries (a start at 1 Mbit/s into a 300 kbit/s link loses 60 %, and halving by steps from
+  1 Mbit/s would take seconds while a full queue's delay no longer grows for the delay-based detector to see).
+  (One short interval of a 5 % link shows 15 % now and then: that is noise, not congestion; congestion
+  persists, or is plain at once.)
 - loss within 2 % of the link's own level (or under 2 %) lets the bound grow by ~8 %/s;
 - anything between holds it.
 The bound never exceeds the delay-based rate (it is a limit on it, as in GoogCC), so it follows that rate down
@@ -54,7 +57,7 @@ class LossBasedControl:
         self._held_by_cut = False                 # a loss cut keeps the bound under the delay-based rate
 
     def on_feedback(self, now: float, lost: int, reported: int, overusing: bool, delay_based_bps: float,
-                    rtt: float) -> None:
+                    rtt: float, acked_bps: Optional[float] = None) -> None:
         """Add one report's counts; when an interval is complete, act on its loss."""
         if self._interval_start is None:
             self._interval_start = now
@@ -63,7 +66,7 @@ class LossBasedControl:
         elapsed = now - self._interval_start
         if self._reported >= INTERVAL_PACKETS and elapsed >= INTERVAL_S:
             loss = self._lost / self._reported
-            self._on_interval(now, elapsed, loss, self._reported, overusing, delay_based_bps, rtt)
+            self._on_interval(now, elapsed, loss, self._reported, overusing, delay_based_bps, rtt, acked_bps)
             self._interval_start = now
             self._lost = self._reported = 0
         ceiling = max(delay_based_bps, self.min_bps)
@@ -72,14 +75,17 @@ class LossBasedControl:
         self.bound_bps = min(self.bound_bps, ceiling)
 
     def _on_interval(self, now: float, elapsed: float, loss: float, packets: int, overusing: bool,
-                     delay_based_bps: float, rtt: float) -> None:
+                     delay_based_bps: float, rtt: float, acked_bps: Optional[float]) -> None:
         self.interval_loss = loss
         heavy_before, self._heavy = self._heavy, loss > self.cut_threshold(packets)
         if self._heavy:
             plain = loss > self.cut_threshold(packets, PLAIN_SIGMAS)
             if ((heavy_before or plain)
                     and (self._last_decrease is None or now - self._last_decrease >= DECREASE_INTERVAL_S + rtt)):
-                self.bound_bps = max(self.min_bps, min(self.bound_bps, delay_based_bps) * (1 - 0.5 * loss))
+                cut = min(self.bound_bps, delay_based_bps) * (1 - 0.5 * loss)
+                if acked_bps is not None:
+                    cut = min(cut, acked_bps)
+                self.bound_bps = max(self.min_bps, cut)
                 self._last_decrease = now
                 self._held_by_cut = True
                 self.cuts += 1

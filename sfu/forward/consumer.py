@@ -35,6 +35,8 @@ NACK_BURST_S = 0.25
 REFLEX_S = 1.0            # ... then only the base temporal layer for this long, before any estimate says so
 SHARE_DECAY = 0.9
 UNREPAIRABLE_KEYFRAME_S = 1.0  # at most one keyframe request per this for losses resends could not repair
+RTX_CLEAN_RATIO = 0.15    # a viewer's repair budget on a clean link (it grows with the link's own loss) ...
+RTX_MIN_BPS = 100_000     # ... and its floor: a thin layer's keyframe still gets repaired
 
 
 class Consumer(SentStream):
@@ -51,7 +53,7 @@ class Consumer(SentStream):
         self.red = red               # redundant audio, when the viewer takes it
         self.owner = owner
         self.planner = SwitchPlanner(kind, payload_types, random.getrandbits(16), random.getrandbits(32))
-        self.limiter = RtxLimiter()
+        self.limiter = RtxLimiter(budget_ratio=RTX_CLEAN_RATIO, min_budget_bps=RTX_MIN_BPS)
         self.allocator = Allocator()
         self.rtx_seq = random.getrandbits(16)
         self.rtx_skipped = 0       # NACKed packets not resent: no longer of use to the viewer
@@ -367,6 +369,7 @@ class Consumer(SentStream):
         self.share_bps = max(self.media_bps, SHARE_DECAY * self.share_bps + (1 - SHARE_DECAY) * self.media_bps)
         if self.kind == "video":
             self.allocate(now)
+        self.limiter.observe(self.rtt, self.loss_floor)
         if self.red is not None:
             self.red.set_loss(self.loss_floor)   # the link's steady loss: a congested moment's is no reason
         m = self.planner.munger

@@ -202,7 +202,7 @@ class SwitchPlanner:
 
 def thinnest(source: Optional["InboundStream"]) -> int:
     """The fewest temporal layers a quick thinning keeps: below THIN_MIN_FPS the picture would stutter like a
-    freeze (a 15 fps ladder rung's base layer alone is 3.75 fps)."""
+    freeze (a 15 fps source's base layer alone is 3.75 fps)."""
     rates = getattr(source, "frame_rates", None) or []
     for tid, fps in enumerate(rates):
         if fps >= THIN_MIN_FPS:

@@ -11,6 +11,7 @@ from sfu.rtp.rtcp_dispatch import RtcpReceiver
 from sfu.ingest.contracts import IngestFeed
 from sfu.ingest.inbound import InboundStream
 from sfu.ingest.ingest_estimator import IngestEstimator
+from sfu.ingest.red_unwrap import RedUnwrap
 from sfu.rtp.rtp_header import RtpParseError, RtpView, seq_diff
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class PayloadInfo:
 
 class PublisherIngest(RtcpReceiver):
     def __init__(self, feed: IngestFeed, payloads: dict[int, PayloadInfo], rtcp_ssrc: int,
-                 rids: Optional[dict[str, list[str]]] = None, rid_ext: int = 0, repaired_rid_ext: int = 0) -> None:
+                 rids: Optional[dict[str, list[str]]] = None, rid_ext: int = 0, repaired_rid_ext: int = 0,
+                 red_pts: Optional[dict[int, int]] = None) -> None:
         self.feed = feed
         self.payloads = payloads
         self.rtcp_ssrc = rtcp_ssrc
@@ -49,6 +51,9 @@ class PublisherIngest(RtcpReceiver):
         self.rtx: dict[int, InboundStream] = {}          # RTX SSRC -> repaired stream
         self.by_key: dict[tuple[str, Optional[str]], InboundStream] = {}  # (kind, rid) -> stream
         self.estimator = IngestEstimator()
+        # RED payload type -> its Opus payload type, as negotiated: each pair's unwrapper under both types
+        self.red_unwraps = [RedUnwrap(red_pt, opus_pt) for red_pt, opus_pt in (red_pts or {}).items()]
+        self.red = {pt: u for u in self.red_unwraps for pt in (u.red_pt, u.opus_pt)}
         self.malformed = 0
         self.unknown = 0
         self.muted_dropped = 0   # audio packets left out while the microphone was closed
@@ -67,6 +72,14 @@ class PublisherIngest(RtcpReceiver):
             self.malformed += 1
             return
         self.estimator.on_bytes(len(data), now)
+        red = self.red.get(view.payload_type) if self.red else None
+        if red is None:
+            self._on_packet(view, now, False)
+            return
+        for unwrapped in red.push(view):   # plain Opus from here on: no one after this sees RED
+            self._on_packet(unwrapped.view, now, unwrapped.recovered)
+
+    def _on_packet(self, view: RtpView, now: float, recovered: bool) -> None:
         stream = self.streams.get(view.ssrc)
         if stream is None:
             repaired = self.rtx.get(view.ssrc)
@@ -76,9 +89,11 @@ class PublisherIngest(RtcpReceiver):
             stream = self._learn(view, now)
             if stream is None:
                 return
-        self._on_media(view, stream, now)
+        self._on_media(view, stream, now, recovered)
 
-    def _on_media(self, view: RtpView, stream: InboundStream, now: float) -> None:
+    def _on_media(self, view: RtpView, stream: InboundStream, now: float, recovered: bool = False) -> None:
+        """`recovered`: rebuilt from redundancy, not received; the reception statistics (the loss reported to
+        the publisher) leave it out, as the network lost it."""
         if view.payload_type != stream.payload_type and view.payload_type in self.payloads:
             info = self.payloads[view.payload_type]
             if info.rtx_for is not None or info.kind != stream.kind:
@@ -95,7 +110,8 @@ class PublisherIngest(RtcpReceiver):
                     return
                 stream = self._restart(stream, view, now)
         stream.last_packet_at = now
-        stream.stats.on_packet(view.seq, view.timestamp, now, view.payload_size)
+        if not recovered:
+            stream.stats.on_packet(view.seq, view.timestamp, now, view.payload_size)
         if stream.nack is not None:
             lost = stream.nack.on_packet(view.seq, now)
             if lost:
@@ -112,7 +128,8 @@ class PublisherIngest(RtcpReceiver):
                 old, stream = stream, self._restart(stream, view, now, "continues after the microphone opened")
                 stream.sr, stream.lsr, stream.lsr_time = old.sr, old.lsr, old.lsr_time  # lip sync at once
                 stream.last_packet_at = now
-                stream.stats.on_packet(view.seq, view.timestamp, now, view.payload_size)
+                if not recovered:
+                    stream.stats.on_packet(view.seq, view.timestamp, now, view.payload_size)
         pkt = stream.classify(view, now)
         track = self.feed.tracks.get(stream.kind)
         if track is not None:
@@ -283,4 +300,5 @@ class PublisherIngest(RtcpReceiver):
             "remb_bps": self.remb_bps, "received_bps": int(self.estimator.received_bps),
             "malformed": self.malformed, "unknown": self.unknown, "muted": self.feed.muted,
             "muted_dropped": self.muted_dropped,
+            "red": [u.dump() for u in self.red_unwraps],
         }

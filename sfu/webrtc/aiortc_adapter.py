@@ -431,15 +431,22 @@ def keep_opus_fec(transceiver: RTCRtpTransceiver) -> None:
             codec.parameters["useinbandfec"] = 1
 
 
-def accept_red(transceiver: RTCRtpTransceiver, red_pt: int, opus_pt: int, fmtp: str) -> bool:
-    """Answer the viewer's offer of redundant audio over Opus (RFC 2198), which aiortc does not know, if Opus
-    itself was negotiated under `opus_pt`. Call between setRemoteDescription and createAnswer."""
+def accept_red(transceiver: RTCRtpTransceiver, red_pt: int, opus_pt: int, fmtp: str, prefer: bool = False) -> bool:
+    """Answer an offer of redundant audio over Opus (RFC 2198), which aiortc does not know, if Opus itself was
+    negotiated under `opus_pt`. `prefer` lists it before Opus in the answer: a publisher's Chromium sends RED
+    only then (a viewer's answer keeps Opus first; we choose per packet what we send it). Call between
+    setRemoteDescription and createAnswer."""
     codecs = transceiver._codecs
-    if not any(c.payloadType == opus_pt and c.mimeType.lower() == "audio/opus" for c in codecs):
+    opus = next((i for i, c in enumerate(codecs) if c.payloadType == opus_pt and c.mimeType.lower() == "audio/opus"),
+                None)
+    if opus is None:
         return False
-    if not any(c.payloadType == red_pt for c in codecs):
-        codecs.append(RTCRtpCodecParameters(mimeType="audio/red", clockRate=48000, channels=2,
-                                            payloadType=red_pt, parameters={fmtp: None}))
+    taken = next((c for c in codecs if c.payloadType == red_pt), None)
+    if taken is not None:   # answered already, or the type is another codec's
+        return taken.mimeType.lower() == "audio/red"
+    red = RTCRtpCodecParameters(mimeType="audio/red", clockRate=48000, channels=2, payloadType=red_pt,
+                                parameters={fmtp: None})
+    codecs.insert(opus if prefer else len(codecs), red)
     return True
 
 

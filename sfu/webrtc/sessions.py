@@ -131,12 +131,15 @@ class PublisherSession(Session):
     async def negotiate(self, offer: str, public_ip: Optional[str]) -> str:
         await self._apply_offer(offer)
         payloads: dict[int, PayloadInfo] = {}
+        red_pts = self._accept_red(offered_feedback(offer))
         receiving = False
         for t in self.pc.getTransceivers():
             if adapter.remote_direction(t) in ("sendonly", "sendrecv"):
                 receiving = True
             adapter.keep_opus_fec(t)
             for c in adapter.negotiated_codecs(t):
+                if c.payloadType in red_pts:
+                    continue   # unwrapped into Opus at ingest: no stream of its own
                 name = c.mimeType.split("/")[1]
                 rtx_for = c.parameters.get("apt") if name.lower() == "rtx" else None
                 payloads[c.payloadType] = PayloadInfo(t.kind, name, c.clockRate, rtx_for)
@@ -144,11 +147,25 @@ class PublisherSession(Session):
             raise BadOffer("offer sends no media (a publisher's media must be sendonly or sendrecv)")
         rtcp_ssrc = adapter.sender_ssrcs(self.pc.getTransceivers()[0].sender)[0]
         simulcast, rids, rid_ext, rrid_ext = self._simulcast(offer)
-        self.ingest = PublisherIngest(self.feed, payloads, rtcp_ssrc, rids, rid_ext, rrid_ext)
+        self.ingest = PublisherIngest(self.feed, payloads, rtcp_ssrc, rids, rid_ext, rrid_ext, red_pts)
         self.tap = adapter.PacketTap(self.pc, self.ingest.on_rtp, self.ingest.on_rtcp)
         self.ingest.tap = self.tap
         answer = simulcast_sdp.complete_answer(await self._answer(public_ip), simulcast)
         return sdp_hints.add_start_bitrate(answer)
+
+    def _accept_red(self, offered: dict[str, SectionFeedback]) -> dict[int, int]:
+        """Take redundant audio where the publisher offers it, preferred in the answer (Chromium sends RED only
+        then), so that its uplink's losses can be repaired at ingest; RED payload type -> Opus payload type."""
+        accepted: dict[int, int] = {}
+        for t in self.pc.getTransceivers():
+            s = offered.get(t.mid or "")
+            if t.kind != "audio" or s is None or s.red_pt < 0 \
+                    or adapter.remote_direction(t) not in ("sendonly", "sendrecv") \
+                    or accepted.get(s.red_pt, s.opus_pt) != s.opus_pt:
+                continue
+            if adapter.accept_red(t, s.red_pt, s.opus_pt, s.red_fmtp, prefer=True):
+                accepted[s.red_pt] = s.opus_pt
+        return accepted
 
     def _simulcast(self, offer: str) -> tuple[list[simulcast_sdp.SimulcastOffer], dict[str, list[str]], int, int]:
         """The offer's simulcast video section (one is supported), if its RID extension was negotiated."""

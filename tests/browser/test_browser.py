@@ -289,6 +289,36 @@ def test_teacher_camera_plays_on_the_classroom_screen(server, browsers, tmp_path
                lambda: (r := room_stats(server, "lesson")) is not None and r["publisher"] is None, 5)
 
 
+def test_teacher_sound_comes_as_red_and_the_classroom_hears_it(server, browsers):
+    """The teacher page offers redundant audio (RED) for its microphone; the answer prefers it, so Chromium sends
+    each Opus frame with the one before. The server unwraps it at ingest and the classroom decodes its sound."""
+    teacher = open_teacher(browsers, server, "red")
+    go_live(teacher)
+    terminal = open_terminal(browsers, server, "red")
+    expect_terminal_live(terminal, timeout=15)
+
+    def unwrapped() -> int:
+        publisher = (room_stats(server, "red") or {}).get("publisher") or {}
+        return sum(r["unwrapped"] for r in publisher.get("red", []))
+
+    wait_until("RED from the teacher page unwrapped at ingest", unwrapped, 10, 0.3)
+    first, before, t0 = unwrapped(), stats(terminal)["in_audio"], time.monotonic()
+    time.sleep(3.0)
+    after, elapsed = stats(terminal)["in_audio"], time.monotonic() - t0
+    publisher = room_stats(server, "red")["publisher"]
+    red = publisher["red"]
+    assert len(red) == 1 and red[0]["dropped"] == {}, red
+    assert unwrapped() - first >= 40 * elapsed, f"RED packets unwrapped: {first} → {unwrapped()} in {elapsed:.1f} s"
+    audio = next(s for s in publisher["streams"] if s["kind"] == "audio")
+    assert audio["codec"] == "opus", audio   # learnt as Opus: nothing after the ingest sees RED
+    samples = after["totalSamplesReceived"] - before["totalSamplesReceived"]
+    concealed = after["concealedSamples"] - before["concealedSamples"]
+    assert samples >= 0.8 * 48000 * elapsed, f"{samples} samples in {elapsed:.1f} s: {before} → {after}"
+    assert concealed <= 0.02 * samples, f"{concealed} of {samples} samples concealed: {before} → {after}"
+    print(f"\nteacher sends {stats(teacher)['out_audio']['codec']}; ingest: {red[0]}; classroom decoded "
+          f"{samples} samples in {elapsed:.1f} s, {concealed} concealed, as {after['codec']}")
+
+
 def test_late_viewer_sees_a_picture_within_one_second_of_connecting(server, browsers, tmp_path):
     teacher = open_teacher(browsers, server, "late")
     go_live(teacher)

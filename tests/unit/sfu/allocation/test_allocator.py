@@ -235,3 +235,44 @@ def test_above_the_lowest_resolution_no_jerky_frame_rates():
     a = Allocator()
     assert a.update(0.0, LinkReport(1.0e6, 0.0, 0.0, RATES, frame_rates=fps)) == (1, 2)
 
+
+
+def test_a_failed_probe_stops_capping_probes_once_the_estimate_passes_it():
+    # a probe that failed while a link was capped caps the next probes; once the estimate has grown past that
+    # rate (the cap was lifted) it says nothing any more, and probing resumes after the back-off
+    a = Allocator()
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    lossy_run(a, 0.75, 150e3, floor=0.0, loss_of=lambda t: 0.0 if t < 0.5 else 0.09,
+              nack_share_of=lambda t: 0.0 if t < 0.5 else 0.09)
+    ceiling = a.state.ceiling_bps
+    assert ceiling > 0 and a.probe_rate(0.75) == 0
+    blocked_until = a.state.probe_blocked_until
+    t, probed_at = 0.75, None
+    while t < blocked_until + 2.0 and probed_at is None:
+        t += 0.25
+        a.update(t, LinkReport(1.1 * ceiling, 0.0, 120e3, RATES))   # the estimate crept past the failed rate
+        if a.probe_rate(t):
+            probed_at = t
+    assert probed_at is not None and probed_at <= blocked_until + 0.25, (probed_at, blocked_until)
+    assert a.state.probe_total_bps > 1.1 * ceiling
+    # while the estimate stays under the failed rate, the ceiling still holds probes halfway to it
+    b = Allocator()
+    b.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    lossy_run(b, 0.75, 150e3, floor=0.0, loss_of=lambda t: 0.0 if t < 0.5 else 0.09,
+              nack_share_of=lambda t: 0.0 if t < 0.5 else 0.09)
+    t = 0.75
+    while t < b.state.probe_blocked_until + 2.0:
+        t += 0.25
+        b.update(t, LinkReport(0.9 * b.state.ceiling_bps, 0.0, 120e3, RATES))
+        assert b.probe_rate(t) == 0 or b.state.probe_total_bps < b.state.ceiling_bps
+
+
+def test_a_noisy_interval_of_a_lossy_links_own_loss_does_not_move_it_down():
+    # a 3 % link's half-second intervals read 11 % now and then: its own loss, not congestion
+    a = Allocator()
+    assert a.update(0.0, LinkReport(1.0e6, 0.03, 0, RATES, loss_floor=0.03)) == (1, 2)
+    assert a.update(0.5, LinkReport(1.0e6, 0.11, 450e3, RATES, loss_floor=0.03)) == (1, 2)
+    # the same 11 % on a link that loses nothing of its own is heavy loss: down at once
+    b = Allocator()
+    assert b.update(0.0, LinkReport(1.0e6, 0.0, 0, RATES)) == (1, 2)
+    assert b.update(0.5, LinkReport(1.0e6, 0.11, 450e3, RATES)) < (1, 2)

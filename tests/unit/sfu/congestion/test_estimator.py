@@ -91,8 +91,8 @@ def test_a_policer_cuts_on_loss_without_any_queue() -> None:
     sim = simulate(capacity, 2e6, 10.0, queue_limit=0.005)  # a tiny buffer: no delay grows, packets are dropped
     est = sim.estimator
     assert est.overuse_events == 0
-    assert est.loss.cuts >= 2
-    assert max(sim.estimates(3.0, 10.0)) < 1.15 * capacity
+    assert est.loss.cuts >= 1
+    assert max(sim.estimates(1.0, 10.0)) < 1.15 * capacity   # one cut, to what the policer let through
     assert est.loss_level < 0.02  # the policer's drops are not taken for the link's own loss
 
 

@@ -100,3 +100,17 @@ def test_the_bound_follows_the_delay_based_rate_down_and_a_probe_can_raise_it() 
     assert control.bound_bps == 1_100_000
     control.raise_to(30_000_000)
     assert control.bound_bps == 20_000_000
+
+
+def test_a_heavy_loss_cut_goes_no_higher_than_what_was_acknowledged() -> None:
+    # a start at 1 Mbit/s into a 300 kbit/s link: 60 % lost, 280 kbit/s arrive; one cut takes the bound there,
+    # not to 700 kbit/s (halving by steps would leave the link flooded for seconds)
+    control = LossBasedControl(1_000_000, 50_000, 20_000_000)
+    for k in range(1, 6):
+        control.on_feedback(k * 0.125, 24, 40, False, 1_000_000, 0.1, acked_bps=280_000)
+    assert control.cuts == 1 and control.bound_bps == 280_000
+    # a cut by half the loss that is already below what arrived keeps that rule
+    other = LossBasedControl(1_000_000, 50_000, 20_000_000)
+    for k in range(1, 6):
+        other.on_feedback(k * 0.125, 16, 40, False, 1_000_000, 0.1, acked_bps=950_000)
+    assert other.cuts == 1 and other.bound_bps == pytest.approx(800_000)

@@ -12,7 +12,6 @@ from sfu.forward.munger import StreamMunger
 from sfu.ingest.nack_generator import NackGenerator
 from sfu.ingest.reception_stats import ReceptionStats
 from sfu.rtp.rtp_header import RtpParseError, RtpView, build_header, one_byte_extensions, seq_diff
-from sfu.forward.rtx_limiter import RtxLimiter
 
 
 def rtp(seq: int, ts: int = 0, ssrc: int = 1, pt: int = 96, payload: bytes = b"\x10\x00", ext: bytes = b"",
@@ -122,30 +121,6 @@ def test_keyframe_requests_are_coalesced():
     assert not k.poll(0.6)
     assert k.sent_count == 2
     assert k.poll(1.6)                                 # unanswered for a second: ask again
-
-
-def test_rtx_limiter_suppresses_repeats_and_enforces_budget():
-    r = RtxLimiter(min_interval=0.1, max_per_seq=2, budget_ratio=0.25, min_budget_bps=80_000, burst_s=0.25)
-    assert r.allow(5, 1000, 0.0, 1_000_000)
-    assert not r.allow(5, 1000, 0.05, 1_000_000)       # same seq again within the interval
-    assert r.allow(5, 1000, 0.2, 1_000_000)
-    assert not r.exhausted
-    assert not r.allow(5, 1000, 0.4, 1_000_000)        # max per seq reached
-    assert r.exhausted                                 # ... only a keyframe repairs that viewer now
-    assert r.allow(6, 1000, 0.4, 1_000_000) and not r.exhausted
-    # a storm of distinct NACKs: bounded by 25 % of 1 Mbit/s
-    sent = sum(r.allow(100 + i, 1200, 1.0 + i * 0.001, 1_000_000) for i in range(1000))
-    assert 0 < sent * 1200 * 8 <= 0.25 * 1_000_000 * (1.0 + 0.25) + 2400 * 8
-
-
-def test_rtx_limiter_lets_a_keyframe_overdraw_one_burst():
-    r = RtxLimiter(min_interval=0.1, max_per_seq=3, budget_ratio=0.25, min_budget_bps=80_000, burst_s=0.25)
-    sent = sum(r.allow(i, 1000, 0.0, 0) for i in range(10))          # the bucket: 2500 bytes
-    assert sent == 2 and not r.allow(50, 1000, 0.0, 0)
-    urgent = sum(r.allow(100 + i, 1000, 0.0, 0, urgent=True) for i in range(10))
-    assert urgent == 3                                                  # one more burst, no further
-    assert not r.allow(200, 1000, 0.01, 0) and r.allow(200, 1000, 0.3, 0) is False  # paid back first
-    assert r.allow(200, 1000, 0.6, 0)
 
 
 def test_ingest_estimator_backs_off_on_loss_and_recovers():

@@ -120,3 +120,35 @@ async def test_a_stage_viewer_follows_the_stage_on_the_same_stream(node: SfuNode
     video = viewer.of("video")
     assert len({v.ssrc for v in video}) == 1 and continuous(video)   # no renegotiation, numbering unbroken
     assert viewer_session(node, session_id).dump()["repoints"] == repoints + 1
+
+
+def offering_red(offer: str, fmtp: str) -> str:
+    """The offer's audio section with Chromium's `red/48000/2` (payload type 63) after Opus (aiortc's 96)."""
+    head, audio = offer.split("m=audio", 1)
+    first, rest = audio.split("\r\n", 1)
+    rest = rest.replace("a=rtpmap:96 opus/48000/2\r\n",
+                        f"a=rtpmap:96 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 {fmtp}\r\n", 1)
+    return f"{head}m=audio{first} 63\r\n{rest}"
+
+
+def audio_formats(answer: str) -> list[str]:
+    return re.search(r"^m=audio \S+ \S+ ([\d ]+)\r$", answer, re.M).group(1).split()
+
+
+async def test_red_is_preferred_in_a_publishers_answer_and_offered_second_to_a_viewer(node: SfuNode):
+    pc = adapter.new_peer_connection()
+    pc.addTransceiver("audio", direction="sendonly")
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = pc.localDescription.sdp
+        session_id, answer = await node.publish(ROOM, offering_red(offer, "96/96"))
+        assert audio_formats(answer)[:2] == ["63", "96"] and "a=fmtp:63 96/96\r\n" in answer   # Chromium sends RED
+        ingest = node.session(ROOM, session_id, "publisher").ingest
+        assert [(u.red_pt, u.opus_pt) for u in ingest.red_unwraps] == [(63, 96)] and 63 not in ingest.payloads
+        _, answer = await node.publish("other", offering_red(offer, "0/0"))   # redundancy of another codec
+        assert "63" not in audio_formats(answer)
+        viewer_offer = offering_red(offer.replace("a=sendonly", "a=recvonly"), "96/96")
+        _, answer = await node.play("third", viewer_offer)
+        assert audio_formats(answer)[:1] == ["96"] and "63" in audio_formats(answer)   # we choose per packet
+    finally:
+        await pc.close()
