@@ -296,6 +296,25 @@ class Allocator:
         """Padding to send now (bit/s) so the viewer's estimate can grow to the next step."""
         return self.state.probe_bps if now < self.state.probe_until else 0
 
+    def probe_window(self, now: float) -> Optional[tuple[float, float]]:
+        """The probe not yet judged: when its padding started and when it ends (None: no probe)."""
+        st = self.state
+        return (st.probe_started_at, st.probe_until) if st.probe_judge_at else None
+
+    def probe_arrived(self, bps: float) -> None:
+        """What the viewer's feedback says arrived of the probe (its stream and padding, bit/s): a probe proves
+        no more than that, whatever it aimed at (the pacer may have sent less, the link carried less)."""
+        if self.state.probe_judge_at:
+            self.state.probe_total_bps = min(self.state.probe_total_bps, bps)
+
+    def abort_probe(self, now: float) -> None:
+        """The viewer's estimator judged the probe failed (a queue building, loss above the link's own, or less
+        arriving than was sent): stop it, before a queue delays the audio, and count it failed (its rate caps
+        the next probes, which back off)."""
+        if self.state.probe_judge_at:
+            self._probe_failed(now)
+            self._stop_probe()
+
     def _stop_probe(self) -> None:
         self.state.probe_until = self.state.probe_judge_at = 0.0
 

@@ -30,6 +30,7 @@ FEEDBACK_TIMEOUT_S = 1.0      # sending, and no feedback for this long: the path
 PROBE_LOSS_MARGIN = 0.02
 PROBE_LOSS_SIGMAS = 2.0       # the window's sampling noise around the link's level, on top of the margin
 PROBE_MAX_DELAY_GROWTH_S = 0.03
+PROBE_ABORT_GROWTH_S = 0.025  # a probe under way whose packets wait this much longer than before it: stop it
 PROBE_ACKED_SHARE = 0.85      # what arrived must reach this share of the aim (after the link's own loss)
 PROBE_OVERUSE_LAG_S = 0.2     # the detector sees a queue a few groups after it starts to build
 PROBE_FEEDBACK_WAIT_S = 1.0   # how long a verdict waits for the window's feedback before judging what it has
@@ -162,10 +163,9 @@ class SendSideEstimator:
         if stats.sent == 0:
             return verdict(ProbeOutcome.FAILED, "nothing was sent in the window")
         # a queue seen on part of the feedback fails the probe at once; a success needs the whole window's
-        if any(start <= t <= end + PROBE_OVERUSE_LAG_S for t in self._overuse_send_times):
-            return verdict(ProbeOutcome.FAILED, "overuse")
-        if stats.delay_growth is not None and stats.delay_growth > PROBE_MAX_DELAY_GROWTH_S:
-            return verdict(ProbeOutcome.FAILED, "delay grew")
+        queue = self._queue_seen(start, end, stats.delay_growth)
+        if queue:
+            return verdict(ProbeOutcome.FAILED, queue)
         if now < end + PROBE_FEEDBACK_WAIT_S:
             # the queue a probe built shows on the packets sent just after it too: wait for their feedback
             due_until = min(end + PROBE_OVERUSE_LAG_S, self._last_sent or end)
@@ -181,6 +181,21 @@ class SendSideEstimator:
         if stats.acked_bps < PROBE_ACKED_SHARE * aim * (1 - level):
             return verdict(ProbeOutcome.FAILED, "the rate that arrived fell short")
         return verdict(ProbeOutcome.SUCCEEDED)
+
+    def probe_queueing(self, start: float, now: float) -> bool:
+        """Whether the packets sent since `start` already show a queue building (overuse, or their delay grew):
+        a probe under way should stop at once."""
+        if any(start <= t for t in self._overuse_send_times):
+            return True
+        growth = self.history.queue_growth(start, now)
+        return growth is not None and growth > PROBE_ABORT_GROWTH_S
+
+    def _queue_seen(self, start: float, end: float, delay_growth: Optional[float]) -> str:
+        if any(start <= t <= end + PROBE_OVERUSE_LAG_S for t in self._overuse_send_times):
+            return "overuse"
+        if delay_growth is not None and delay_growth > PROBE_MAX_DELAY_GROWTH_S:
+            return "delay grew"
+        return ""
 
     def accept_probe(self, now: float, verdict: ProbeVerdict) -> None:
         """Raise the estimate to a succeeded probe's acknowledged rate (a failed or pending one changes nothing)."""

@@ -10,15 +10,17 @@ handful of packets does not decide anything). Per interval:
   1 Mbit/s would take seconds while a full queue's delay no longer grows for the delay-based detector to see).
   (One short interval of a 5 % link shows 15 % now and then: that is noise, not congestion; congestion
   persists, or is plain at once.)
-- loss within 2 % of the link's own level (or under 2 %) lets the bound grow by ~8 %/s;
+- loss within 2 % of the link's own level (or under 2 %) lets the bound grow by ~8 %/s, but not past 1.5 times
+  what was acknowledged (as the delay-based rate: a sender held under the bound has not tried more);
 - anything between holds it.
 The bound never exceeds the delay-based rate (it is a limit on it, as in GoogCC), so it follows that rate down
 and climbs back with it.
 
 The link's own level is a slow average of the interval losses seen while no queue was building, the loss was not
-heavy and no loss cut was holding the rate down: the random loss of a lossy radio or copper link, which lowering
-the rate would not cure. (Loss right after a cut comes from our own rate, as from a policer with a short queue:
-learning it would raise every threshold.) A probe is judged against it (loss above the link's level, not any).
+heavy and no loss cut was holding the rate down (until the bound is back at the delay-based rate, or above what
+the sender uses): the random loss of a lossy radio or copper link, which lowering the rate would not cure. (Loss
+right after a cut comes from our own rate, as from a policer with a short queue: learning it would raise every
+threshold.) A probe is judged against it (loss above the link's level, not any).
 Known limit: a sender creeping into a policer slowly enough lets the level follow the policer's loss up (to 10 %
 at most, which the level never learns beyond).
 """
@@ -28,6 +30,7 @@ import math
 from typing import Optional
 
 from .loss_level import LossLevel
+from .rate_control import THROUGHPUT_HEADROOM, THROUGHPUT_SLACK_BPS
 
 LOSS_INCREASE = 0.02
 LOSS_DECREASE = 0.10
@@ -91,6 +94,12 @@ class LossBasedControl:
                 self.cuts += 1
         elif loss <= self.increase_threshold():
             grown = self.bound_bps * INCREASE_PER_S ** min(elapsed, 1.0) + INCREASE_STEP_BPS
+            tried = None if acked_bps is None else THROUGHPUT_HEADROOM * acked_bps + THROUGHPUT_SLACK_BPS
+            if tried is not None and grown >= tried:
+                # no further than was tried, as the delay-based rate; and the sender uses less than the bound
+                # allows, so the bound holds nothing down and the loss at this rate is the link's own
+                grown = max(self.bound_bps, tried)
+                self._held_by_cut = False
             self.bound_bps = min(grown, self.max_bps)
         if not overusing and not self._held_by_cut:
             self.own.learn(elapsed, loss)

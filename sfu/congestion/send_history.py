@@ -19,6 +19,8 @@ SEQ_MODULUS = 1 << 16
 ACKED_WINDOW_S = 0.5
 ACKED_MIN_SPAN_S = 0.1      # fewer arrivals than this apart say little about a rate
 DELAY_GROWTH_SHARE = 0.2    # a window's delay growth compares its last fifth with its first fifth
+QUEUE_BASELINE_S = 0.5      # a rise's queue growth compares its latest arrivals with this long before it ...
+QUEUE_LATEST_PACKETS = 3    # ... taking the quickest of this many latest ones
 
 
 def unwrap_closest(value: int, reference: int, modulus: int) -> int:
@@ -206,6 +208,36 @@ class SendHistory:
         stats.acked_bps = _rate(sorted((p.arrival, p.size) for p in window if p.arrival is not None))
         stats.delay_growth = _delay_growth(delays)
         return stats
+
+
+    def queue_growth(self, start: float, now: float, baseline_s: float = QUEUE_BASELINE_S,
+                     latest: int = QUEUE_LATEST_PACKETS) -> Optional[float]:
+        """How much longer the latest packets sent since `start` took to arrive than the quickest of those sent in
+        the `baseline_s` before it: a queue that a rise in rate at `start` is building, seen from the first
+        feedback on it (min-filtered on both sides, so jitter and a lone late packet do not count). None until
+        both sides have arrivals."""
+        if self._last is None:
+            return None
+        get = self._packets.get
+        recent: list[float] = []
+        before: Optional[float] = None
+        for seq in range(self._last, self._oldest - 1, -1):
+            packet = get(seq)
+            if packet is None or packet.send_time > now:
+                continue
+            if packet.send_time < start - baseline_s:
+                break
+            if packet.arrival is None:
+                continue
+            delay = packet.arrival - packet.send_time
+            if packet.send_time >= start:
+                if len(recent) < latest:
+                    recent.append(delay)
+            elif before is None or delay < before:
+                before = delay
+        if before is None or len(recent) < latest:
+            return None
+        return min(recent) - before
 
 
 def _rate(timed_sizes: list[tuple[float, int]]) -> Optional[float]:

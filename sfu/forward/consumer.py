@@ -228,7 +228,8 @@ class Consumer(SentStream):
         if not bps or self.planner.rtx_pt is None:
             self._probe_credit = 0.0
             return
-        self._probe_credit += bps * interval / 8
+        # refused padding is not owed later: at most one top-up's worth carries over
+        self._probe_credit = min(self._probe_credit, PROBE_PACKET_BYTES) + bps * interval / 8
         last = self.planner.munger.last_seq
         while self._probe_credit >= PROBE_PACKET_BYTES:
             self._probe_cursor = (self._probe_cursor + 1) % 64
@@ -236,6 +237,16 @@ class Consumer(SentStream):
                 break
             self._probe_credit -= PROBE_PACKET_BYTES
             self.probe_packets += 1
+
+    def probe_window(self, now: float) -> Optional[tuple[float, float]]:
+        return self.allocator.probe_window(now) if self.kind == "video" else None
+
+    def probe_arrived(self, bps: float) -> None:
+        self.allocator.probe_arrived(bps)
+
+    def abort_probe(self, now: float) -> None:
+        self.allocator.abort_probe(now)
+        self._probe_credit = 0.0
 
     # --- feedback from the viewer ---------------------------------------------------------------------------
 

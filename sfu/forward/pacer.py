@@ -2,8 +2,9 @@
 (a keyframe of dozens of packets would otherwise land in a thin link's small queue at once and overflow it).
 
 Classes, served in this order: audio (never held: it is small and late audio is a gap), retransmissions,
-video, probes. A probe is sent only into an empty queue with budget to spare (a probe behind a backlog measures
-nothing), else dropped. A queue that would take longer than MAX_QUEUE_S to drain raises the rate until it would
+video, probes. A probe never goes ahead of media: it leaves only when no media waits, paced like the rest, from
+a queue of its own that holds at most PROBE_QUEUE_S of the rate (more would only be sent late; a probe behind a
+backlog measures nothing); beyond that it is refused. A queue that would take longer than MAX_QUEUE_S to drain raises the rate until it would
 not: holding media longer than that only turns it into late, useless media. Time is an argument; no IO.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ PACING_FACTOR = 2.5
 START_BPS = 5_000_000       # before the first estimate: hardly paced
 MIN_BPS = 250_000
 BURST_S = 0.005             # what may leave at once: libwebrtc's pacer sends every 5 ms
+PROBE_QUEUE_S = 0.06        # probe padding queued at most this much of the rate (its sender tops it up every
+                            # 50 ms: refusing all but the 5 ms burst would cap a probe at a packet per top-up)
 MAX_QUEUE_S = 0.5
 
 P = TypeVar("P")
@@ -29,7 +32,9 @@ class Pacer(Generic[P]):
         self._debt = 0.0              # bytes sent beyond what the rate has paid off, as of `_at`
         self._at: Optional[float] = None
         self._queues: tuple[deque, deque] = (deque(), deque())   # retransmissions, video: (packet, size, tag)
-        self.queued_bytes = 0
+        self.queued_bytes = 0         # media waiting (probes apart)
+        self._probes: deque = deque()  # (packet, size)
+        self.probe_bytes = 0
         self._drain_bps = 0.0         # a rate that empties the queue within MAX_QUEUE_S, until it is empty
         self.dropped = 0              # packets dropped from the queue (an old layer's backlog)
         self.probes_refused = 0
@@ -57,11 +62,15 @@ class Pacer(Generic[P]):
             self._debt += size
             return True
         if cls == PROBE:
-            if self.queued_bytes or not self._room():
+            if not self.queued_bytes and not self.probe_bytes and self._room():
+                self._debt += size
+                return True
+            if (self.probe_bytes + size) * 8 > self._effective_rate() * PROBE_QUEUE_S:
                 self.probes_refused += 1
                 return False
-            self._debt += size
-            return True
+            self._probes.append((packet, size))
+            self.probe_bytes += size
+            return False
         if not self.queued_bytes and self._room():
             self._debt += size
             return True
@@ -71,21 +80,27 @@ class Pacer(Generic[P]):
             self._drain_bps = self.queued_bytes * 8 / MAX_QUEUE_S
         return False
 
-    def due(self, now: float) -> Iterator[P]:
-        """The queued packets that may leave now, in order (retransmissions first)."""
+    def due(self, now: float) -> Iterator[tuple[P, bool]]:
+        """The queued packets that may leave now, in order (retransmissions first, probes last), each with
+        whether it is a probe."""
         self._pay(now)
         for q in self._queues:
             while q and self._room():
                 packet, size, _ = q.popleft()
                 self.queued_bytes -= size
                 self._debt += size
-                yield packet
+                yield packet, False
         if not self.queued_bytes:
             self._drain_bps = 0.0
+            while self._probes and self._room():
+                packet, size = self._probes.popleft()
+                self.probe_bytes -= size
+                self._debt += size
+                yield packet, True
 
     def next_due(self, now: float) -> Optional[float]:
         """When the next queued packet may leave (None: nothing queued)."""
-        if not self.queued_bytes:
+        if not self.queued_bytes and not self.probe_bytes:
             return None
         self._pay(now)
         allowance = self._effective_rate() / 8 * BURST_S
@@ -106,4 +121,4 @@ class Pacer(Generic[P]):
         return n
 
     def __len__(self) -> int:
-        return len(self._queues[0]) + len(self._queues[1])
+        return len(self._queues[0]) + len(self._queues[1]) + len(self._probes)

@@ -46,10 +46,13 @@ class ViewerOut:
         or a probe found no room."""
         if not self.wire.ready:
             return False
-        if self.pacer is None or self.pacer.offer(now, cls, packet, len(packet), tag):
+        if self.pacer is None:
             return self._emit(packet, now, cls == PROBE)
-        if cls == PROBE:
-            return False
+        refused = self.pacer.probes_refused
+        if self.pacer.offer(now, cls, packet, len(packet), tag):
+            return self._emit(packet, now, cls == PROBE)
+        if self.pacer.probes_refused != refused:
+            return False   # a probe with no room left for it
         self._schedule(now)
         return True
 
@@ -90,6 +93,6 @@ class ViewerOut:
         now = time.monotonic()
         if not self.wire.ready:
             return
-        for packet in self.pacer.due(now):
-            self._emit(packet, now, False)
+        for packet, probe in self.pacer.due(now):
+            self._emit(packet, now, probe)
         self._schedule(now)

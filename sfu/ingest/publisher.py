@@ -293,6 +293,7 @@ class PublisherIngest(RtcpReceiver):
             "streams": [{
                 "kind": s.kind, "codec": s.codec, "ssrc": s.ssrc, "rtx_ssrc": s.rtx_ssrc, "rid": s.rid,
                 "width": s.width, "height": s.height, "bitrate_bps": [int(r) for r in s.rates],
+                "frame_rates": [round(f, 1) for f in s.frame_rates],
                 "packets": s.stats.received, "lost": s.stats.lost, "keyframes": s.keyframes_seen,
                 "plis_sent": s.keyframes.sent_count, "rtx_forwarded": s.rtx_forwarded, "rtx_dropped": s.rtx_dropped,
                 "nack_recovered": s.nack.recovered if s.nack else 0,

@@ -17,7 +17,7 @@ from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.webrtc import sdp_hints
 from sfu.webrtc import simulcast_sdp
 from sfu.webrtc.offer_feedback import SectionFeedback, offered_feedback
-from sfu.congestion.estimator import SendSideEstimator
+from sfu.congestion.estimator import ProbeOutcome, SendSideEstimator
 from sfu.rtp.transport_feedback import TRANSPORT_CC_EXTENSION_URI, TransportFeedback
 from sfu.forward.audio_redundancy import AudioRedundancy
 from sfu.forward.consumer import Consumer
@@ -336,6 +336,7 @@ class ViewerSession(Session, RtcpReceiver):
         if self.estimator is None or self.out is None:
             return
         self.estimator.on_feedback(now, feedback)
+        self._abort_failed_probes(now)
         estimate = self.estimator.estimate(now)
         self.out.set_rate(estimate * PACING_FACTOR)
         # allocate at once only when the estimate fell (congestion must move down within the second); the
@@ -347,6 +348,28 @@ class ViewerSession(Session, RtcpReceiver):
         for kind, c in self.consumers:
             c.on_transport_estimate(max(0, int(estimate - audio_bps)), self.estimator.loss_level,
                                     self.estimator.interval_loss, now, fell)
+
+    def _abort_failed_probes(self, now: float) -> None:
+        """The estimator judges each probe from the feedback on its own packets. One whose packets already show
+        a queue building stops now, not when its second is over (on a thin link that second's queue would
+        delay the audio past the viewer's jitter buffer); one that ended with less arriving than was sent, or
+        with loss above the link's own, fails before the allocator would take its rate as proven; one that
+        succeeded proves what arrived, not what it aimed at."""
+        for _, c in self.consumers:
+            window = c.probe_window(now)
+            if window is None:
+                continue
+            start, end = window
+            if now < end:
+                if self.estimator.probe_queueing(start, now):
+                    c.abort_probe(now)
+                continue
+            verdict = self.estimator.probe_verdict(now, start, end)
+            if verdict.outcome is ProbeOutcome.FAILED:
+                c.abort_probe(now)
+            elif verdict.succeeded and verdict.acked_bps is not None:
+                audio_bps = sum(a.share_bps for kind, a in self.consumers if kind == "audio")
+                c.probe_arrived(verdict.acked_bps - audio_bps)
 
     def _probe_proven(self, now: float, start: float, end: float) -> None:
         """The allocator found a probe clean: the estimate takes the rate that arrived during it."""

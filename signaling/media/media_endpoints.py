@@ -7,7 +7,7 @@ classroom's camera and microphone). Rights: media_rights.py.
 """
 from __future__ import annotations
 
-
+import logging
 from typing import Optional
 
 from aiohttp import web
@@ -24,6 +24,8 @@ from signaling.lesson.room_state import CONSOLE_ROLES
 from signaling.auth.tokens import Grant
 from signaling.http import access
 from signaling.http.access import room_of
+
+log = logging.getLogger(__name__)
 
 MAX_SDP_BYTES = 64 * 1024
 
@@ -96,6 +98,7 @@ def make_handlers(kind: str):
                                                      owner=grant.identity)
                 await admission.cap_playback(node, room, grant.identity, slot)
         except SfuError as exc:
+            log.info("%s offer for %s from %s refused (%d): %s", kind, room, grant.identity, exc.status, exc)
             return text_error(exc.status, str(exc))
         headers = dict(CORS_HEADERS)
         headers["Location"] = f"/{kind}/{room}/{session_id}"

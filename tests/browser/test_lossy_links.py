@@ -9,6 +9,7 @@ links and concealed every lost Opus packet (3 % of its sound at 3 % loss).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,9 @@ def test_a_lossy_link_keeps_the_picture_moving_and_the_voice_whole(chromium, tmp
                                                       "server_samples": r.server_samples}))
     print(f"\n{source} {sc.profile.describe()}: {json.dumps(f)}\nserver: {json.dumps(srv)}")
     assert not r.errors, r.errors
-    assert 0.6 * sc.profile.loss_permille / 1000 <= r.nft["udp_dropped"] / max(1, r.nft["udp_in"]), r.nft  # it bit
+    # the loss rule bit: as many drops as that loss gives, less 3.5 standard deviations of its randomness
+    p, n = sc.profile.loss_permille / 1000, r.nft["udp_in"]
+    assert r.nft["udp_dropped"] >= max(1.0, p * n - 3.5 * math.sqrt(n * p * (1 - p))), r.nft
     assert f["fps"] >= min_fps, f"{f['fps']} fps decoded over the window: {f}"
     assert f["height_min"] >= min_height, f"the picture fell to {f['height_min']} lines: {f}"
     assert f["frozen"] <= MAX_FROZEN, f"frozen {f['frozen']:.1%} of the window: {f}"

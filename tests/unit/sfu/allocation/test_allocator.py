@@ -276,3 +276,33 @@ def test_a_noisy_interval_of_a_lossy_links_own_loss_does_not_move_it_down():
     b = Allocator()
     assert b.update(0.0, LinkReport(1.0e6, 0.0, 0, RATES)) == (1, 2)
     assert b.update(0.5, LinkReport(1.0e6, 0.11, 450e3, RATES)) < (1, 2)
+
+
+def test_a_probe_aborted_for_a_queue_stops_at_once_and_counts_as_failed():
+    a = Allocator()
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    lossy_run(a, 0.25, 150e3, floor=0.0, loss_of=lambda t: 0.0, nack_share_of=lambda t: 0.0)
+    window = a.probe_window(0.25)
+    assert window is not None and window[1] > 0.25 and a.probe_rate(0.25) > 0
+    a.abort_probe(0.4)
+    assert a.probe_window(0.4) is None and a.probe_rate(0.4) == 0
+    assert a.state.probe_blocked_until > 0.4 and a.state.ceiling_bps > 0 and a.state.probe_wins == 0
+    a.abort_probe(0.5)                                   # nothing under way: nothing changes
+    assert a.state.probe_blocked_until == pytest.approx(0.4 + HOLD_MIN)
+
+
+def test_a_probe_proves_what_arrived_not_what_it_aimed_at():
+    def proven_after(arrived):
+        a = Allocator()
+        a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+        t, proven = 0.0, 0.0
+        while t < 3.0 and not proven:
+            t += 0.25
+            if arrived is not None and a.probe_window(t) is not None and t >= a.probe_window(t)[1]:
+                a.probe_arrived(arrived)
+            a.update(t, LinkReport(150e3, 0.0, 120e3, RATES))
+            proven = a.state.proven_bps
+        return proven
+    aimed = proven_after(None)
+    assert aimed > 160e3                         # without feedback on it, the probe proves its aim
+    assert proven_after(155e3) == 155e3          # with it, only what arrived

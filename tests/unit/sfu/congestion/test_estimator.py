@@ -191,3 +191,22 @@ def test_the_dump_says_what_the_estimate_is_made_of() -> None:
     assert d["estimate_bps"] == min(d["delay_based_bps"], d["loss_based_bps"]) == sim.estimator.estimate(10.0)
     assert d["delay_state"] in ("normal", "underusing", "overusing") and d["loss_cuts"] == 0
     assert d["loss_level"] == pytest.approx(0.03, abs=0.015) and d["acked_bps"] > 0
+
+
+def test_a_probe_under_way_shows_its_queue_within_a_few_hundred_milliseconds() -> None:
+    # a thin link: 300 kbit/s carrying 200; a probe to 450 builds a queue the audio would wait behind
+    sim = Simulation(SendSideEstimator(start_bps=250e3), LinkModel(300e3, loss=0.01, seed=2))
+    sim.run(10.0, lambda now: 200e3)
+    est = sim.estimator
+    seen_at = None
+    while sim.time < 11.0 and seen_at is None:
+        sim.run(sim.time + 0.05, lambda now: 450e3, is_probe=True)
+        if est.probe_queueing(10.0, sim.time):
+            seen_at = sim.time
+    assert seen_at is not None and seen_at < 10.4, seen_at     # from the first feedback on the rise
+    assert sim.link.queue_delay(seen_at) < 0.2                  # a whole second of it would queue ~0.5 s
+    # a probe the link has room for shows none
+    roomy = Simulation(SendSideEstimator(start_bps=600e3), LinkModel(2e6, loss=0.03, seed=3))
+    roomy.run(10.0, lambda now: 600e3)
+    roomy.run(11.0, lambda now: 1.2e6, is_probe=True)
+    assert not any(roomy.estimator.probe_queueing(10.0, t) for t in (10.3, 10.6, 11.0))

@@ -114,3 +114,18 @@ def test_a_heavy_loss_cut_goes_no_higher_than_what_was_acknowledged() -> None:
     for k in range(1, 6):
         other.on_feedback(k * 0.125, 16, 40, False, 1_000_000, 0.1, acked_bps=950_000)
     assert other.cuts == 1 and other.bound_bps == pytest.approx(800_000)
+
+
+def test_after_a_start_cut_an_app_limited_sender_learns_the_links_own_loss() -> None:
+    # a start into a 300 kbit/s link with 1 % random loss: one cut to what arrived; then the sender uses 150 kbit/s
+    # of it: the bound grows no further than 1.5x that (it was not tried), holds nothing down, and the 1 % is
+    # learnt as the link's own (redundant audio depends on it), while the delay-based rate never came down
+    control = LossBasedControl(1_000_000, 50_000, 20_000_000)
+    for k in range(1, 6):
+        control.on_feedback(k * 0.125, 24, 40, False, 1_000_000, 0.1, acked_bps=280_000)
+    assert control.cuts == 1 and control.bound_bps == 280_000 and control.level == 0.0
+    t = 0.625
+    for k in range(1, 161):   # 20 s of reports, one lost packet in every hundred
+        control.on_feedback(t + k * 0.125, 1 if k % 10 == 0 else 0, 10, False, 1_000_000, 0.1, acked_bps=150_000)
+    assert control.bound_bps == 280_000                       # not 8 %/s for 20 s: ~1.3 Mbit/s
+    assert control.level == pytest.approx(0.01, abs=0.003)

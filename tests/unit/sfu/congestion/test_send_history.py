@@ -100,3 +100,17 @@ def test_a_number_older_than_the_history_is_not_kept() -> None:
         history.on_packet_sent(seq * 0.01, seq, 100)
     history.on_packet_sent(1.3, 50, 100)
     assert len(history) <= 10 and history.on_feedback(feedback(50, [0.0])).reported == 0
+
+
+
+def test_queue_growth_compares_the_latest_arrivals_with_those_before_a_rise() -> None:
+    h = SendHistory()
+    assert h.queue_growth(1.0, 2.0) is None
+    # 20 ms one-way until t=1.0 (one packet 40 ms late: jitter), then each packet 10 ms later than the last
+    sends = [(i * 0.02, 0.02 + (0.02 if i == 30 else 0.0) + max(0, i - 50) * 0.01) for i in range(60)]
+    for seq, (t, _) in enumerate(sends):
+        h.on_packet_sent(t, seq, 1000)
+    h.on_feedback(feedback(0, [t + d for t, d in sends], ticks=0))
+    assert h.queue_growth(1.0, 1.2) == pytest.approx(0.07, abs=1e-6)   # the quickest of the latest three
+    assert h.queue_growth(0.5, 0.9) == pytest.approx(0.0, abs=1e-6)    # the late packet alone is no queue
+    assert h.queue_growth(1.0, 1.03) is None                            # too few arrivals since the rise

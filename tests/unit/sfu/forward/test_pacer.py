@@ -1,6 +1,8 @@
 """Pacing one viewer's packets: at the rate, in priority order, a keyframe spread, probes only into room."""
 from __future__ import annotations
 
+import pytest
+
 from sfu.forward.pacer import AUDIO, BURST_S, MAX_QUEUE_S, PROBE, RETRANSMISSION, VIDEO, Pacer
 
 RATE = 1_000_000   # pacing rate, bit/s
@@ -9,7 +11,7 @@ RATE = 1_000_000   # pacing rate, bit/s
 def drain(p: Pacer, start: float, until: float, step: float = 0.001) -> list[tuple[float, object]]:
     out, t = [], start
     while t <= until:
-        out += [(t, pkt) for pkt in p.due(t)]
+        out += [(t, pkt) for pkt, _ in p.due(t)]
         t = round(t + step, 6)
     return out
 
@@ -34,14 +36,24 @@ def test_audio_never_waits_and_retransmissions_go_before_video():
     assert order[0] == "r" and order[1:] == [f"v{i}" for i in range(10) if f"v{i}" in order[1:]]
 
 
-def test_a_probe_goes_only_into_an_empty_queue_with_room():
+def test_probes_are_paced_after_media_and_refused_beyond_their_queue():
     p: Pacer = Pacer(RATE)
-    assert p.offer(0.0, PROBE, "p1", 1000)
-    assert not p.offer(0.0, PROBE, "p2", 1000)                               # the burst is spent
-    assert p.offer(0.02, PROBE, "p3", 1000)                                  # paid off 20 ms later
-    p.offer(0.02, VIDEO, "v", 1250)
-    p.offer(0.02, VIDEO, "w", 1250)
-    assert not p.offer(0.02, PROBE, "p4", 1000) and p.probes_refused == 2    # never ahead of media
+    assert p.offer(0.0, PROBE, "p0", 1000)                                   # room: at once
+    queued = [p.offer(0.0, PROBE, f"p{i}", 1000) for i in range(1, 12)]
+    assert not any(queued) and p.probes_refused == 4   # 60 ms of 1 Mbit/s (7,500 bytes) queued, the rest refused
+    p.offer(0.0, VIDEO, "v", 1250)
+    out = drain(p, 0.001, 0.2)
+    order = [pkt for _, pkt in out]
+    assert order == ["v"] + [f"p{i}" for i in range(1, 8)]                  # media first, then the probes
+    times = [t for t, _ in out]
+    assert times[-1] == pytest.approx(0.066, abs=0.006)                      # paced: 9,250 bytes at 1 Mbit/s
+    assert len(p) == 0
+    q: Pacer = Pacer(RATE)
+    q.offer(0.0, VIDEO, "v", 1250)
+    q.offer(0.0, VIDEO, "w", 1250)
+    q.offer(0.0, PROBE, "p", 1000)
+    flags = [(pkt, probe) for t in (0.02, 0.04) for pkt, probe in q.due(t)]
+    assert flags == [("w", False), ("p", True)]                                # each says whether it is a probe
 
 
 def test_a_switched_layers_backlog_is_dropped_and_the_rest_kept():
