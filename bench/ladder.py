@@ -137,7 +137,8 @@ def main() -> None:
     d = r["frames"]["dropped"]
     lag, idle_lag = r["loop_lag_ms"], r["idle_baseline"]["loop_lag_ms"]
     encode = "/".join(str(e) for e in r["ms_per_frame"]["encode"])
-    print(f"ladder 720p30 -> 360p30+180p15: worker {r['worker_cpu_cores']:.2f} cores, process "
+    rungs = "+".join(f"{x.height}p{x.fps}" for x in RUNGS)
+    print(f"ladder 720p30 -> {rungs}: worker {r['worker_cpu_cores']:.2f} cores, process "
           f"{r['process_cpu_cores']:.2f} cores; decode {r['ms_per_frame']['decode']} ms, encode {encode} ms "
           f"per frame; loop lag p50 {lag['p50']} p99 {lag['p99']} ms (idle p99 {idle_lag['p99']}); on_packet p99 "
           f"{r['on_packet_us']['p99']} us; dropped {sum(v for k, v in d.items() if k != 'idle')}; "
