@@ -52,14 +52,23 @@ NACK_FLOOR_MARGIN = 2.0      # NACKs beyond this multiple of what the link's own
 FALLING_WINDOW_S = 2.0       # the estimate is falling when under FALLING_SHARE of its peak over this window
 FALLING_SHARE = 0.95
 PROBE_S = 1.0               # short: a probe into a full link must stop before the queue overflows
+PROBE_RAMP_S = 0.5          # its padding rises over this much of it, and holds its aim for the rest: a probe
+                            # into a full link is stopped by the first delay growth while its excess is still
+                            # small (a step to the aim queued its whole excess until the feedback showed it,
+                            # ~100 ms of a thin link's audio); it is judged by what arrived while held
 PROBE_GAIN = 1.2             # a probe brings what arrives to this multiple of the estimate; after each
 PROBE_GAIN_MAX = 2.0         # proven probe the step above 1 doubles (slow start), up to this
 PROBE_OVERSHOOT = 1.1        # ... and to at least this multiple of the next step's rate
 PROBE_CUT = 0.9              # the estimate fell under this share of its start: the probe hurt, stop
 PROBE_GRACE_S = 0.5          # after the padding, feedback about it may still come: judge it only then
 PROBE_NACKS = 2              # more packets than this NACKed during a probe: it overflowed a queue
-PROBE_BACKOFF_MAX = 8.0
+PROBE_BACKOFF_MAX = 16.0     # on a thin link every failed probe is a queue the audio waits in: a link that keeps
+                             # failing them is probed every 16 s at most
 PROBE_MIN_STEP = 1.1         # a probe aims at least this much above the usable rate
+NEAR_CAPACITY_PROBE = 1.1    # ... and no further than this above a known capacity: past it the excess queues up
+                             # and delays the audio until the feedback shows it (a slow-start probe at twice a
+                             # thin link's rate held the voice back ~100 ms); one that gets more through than
+                             # the capacity shows the link grew, and the estimator forgets that capacity
 PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) this long, or until
 CEILING_RISE = 2.0           # the estimate passes it; each proven probe lifts that ceiling (the link may have
                              # grown since)
@@ -92,6 +101,7 @@ class AllocatorState:
     sent_seen: int = 0
     ceiling_bps: float = 0.0             # the rate of the last probe that failed, and when
     ceiling_at: float = -1e9
+    failed_bps: float = 0.0              # the rate of the last probe that failed (its ceiling rises; this does not)
     probe_start_estimate: float = 0.0
     probe_total_bps: float = 0.0         # what a probe brings the stream to
     proven_bps: float = 0.0              # a rate the viewer was seen to take cleanly
@@ -174,6 +184,8 @@ class LinkReport:
     loss_floor: float = 0.0
     sent_packets: int = 0
     frame_rates: Sequence[Sequence[float]] = ()   # [s][t]: pictures/s with temporal layers 0..t, where measured
+    capacity_bps: Optional[float] = None          # what the link is known to carry for this stream (where a queue
+                                                  # last built); None: not known
 
 class Allocator:
     def __init__(self) -> None:
@@ -293,13 +305,20 @@ class Allocator:
         self._log(now)
 
     def probe_rate(self, now: float) -> int:
-        """Padding to send now (bit/s) so the viewer's estimate can grow to the next step."""
-        return self.state.probe_bps if now < self.state.probe_until else 0
-
-    def probe_window(self, now: float) -> Optional[tuple[float, float]]:
-        """The probe not yet judged: when its padding started and when it ends (None: no probe)."""
+        """Padding to send now (bit/s) so the viewer's estimate can grow to the next step: ramping up to the
+        probe's aim over PROBE_RAMP_S, then held."""
         st = self.state
-        return (st.probe_started_at, st.probe_until) if st.probe_judge_at else None
+        if now >= st.probe_until:
+            return 0
+        return int(st.probe_bps * min(1.0, max(0.0, now - st.probe_started_at) / PROBE_RAMP_S))
+
+    def probe_window(self, now: float) -> Optional[tuple[float, float, float]]:
+        """The probe not yet judged: when its padding started, from when it held its aim, and when it ends
+        (None: no probe). A queue is looked for from its start; what arrived is judged while it was held."""
+        st = self.state
+        if not st.probe_judge_at:
+            return None
+        return st.probe_started_at, st.probe_started_at + PROBE_RAMP_S, st.probe_until
 
     def probe_arrived(self, bps: float) -> None:
         """What the viewer's feedback says arrived of the probe (its stream and padding, bit/s): a probe proves
@@ -337,7 +356,10 @@ class Allocator:
         if now < st.probe_judge_at:
             return False
         self._stop_probe()
-        st.probe_backoff = HOLD_MIN
+        if st.probe_total_bps > st.failed_bps:
+            # past the rate that last failed: the link grew. One under it only found the same limit again, and
+            # the next probe past it would fail as the last did: the back-off stands
+            st.probe_backoff = HOLD_MIN
         st.probe_wins += 1
         st.ceiling_bps = max(st.ceiling_bps, st.probe_total_bps) * CEILING_RISE
         if st.probe_total_bps <= st.proven_bps:
@@ -359,6 +381,10 @@ class Allocator:
             return  # sending more than the estimate already: that is probe enough
         base = max(usable, current_bps)  # an estimate starved under the lowest layer probes from what is sent
         total = max(base * PROBE_MIN_STEP, min(needed_bps * PROBE_OVERSHOOT, base * gain))
+        if link.capacity_bps:
+            # from what is sent, not from the estimate: while the stream sends less than it, the estimate may
+            # climb past the capacity unchecked (to 1.5x what arrives), and that proves nothing
+            total = min(total, max(current_bps * PROBE_MIN_STEP, link.capacity_bps * NEAR_CAPACITY_PROBE))
         if now - st.ceiling_at < PROBE_CEILING_S and base >= st.ceiling_bps:
             st.ceiling_at = -1e9  # the estimate has passed the failed probe's rate since: that failure is old news
         if now - st.ceiling_at < PROBE_CEILING_S and total >= st.ceiling_bps:
@@ -378,6 +404,7 @@ class Allocator:
         st = self.state
         if st.probe_judge_at:
             st.ceiling_bps, st.ceiling_at = st.probe_total_bps, now
+            st.failed_bps = st.probe_total_bps
         st.probe_wins = 0
         st.probe_blocked_until = now + st.probe_backoff
         st.probe_backoff = min(PROBE_BACKOFF_MAX, st.probe_backoff * 2)

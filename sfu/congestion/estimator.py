@@ -127,6 +127,12 @@ class SendSideEstimator:
         """The loss of the latest complete loss interval (~0.5 s), None before the first."""
         return self.loss.interval_loss
 
+    def capacity_bps(self) -> Optional[float]:
+        """The link's capacity: what it carried when a queue built there (averaged); None while no queue was seen,
+        or since more than its band arrived (the link grew)."""
+        kbps = self.rate.link_capacity.estimate_kbps
+        return None if kbps is None else kbps * 1000
+
     @property
     def delay_based_bps(self) -> float:
         return self.rate.bitrate
@@ -142,7 +148,8 @@ class SendSideEstimator:
         acked = self.acked_bps()
         return {"estimate_bps": self.estimate(now), "delay_based_bps": int(self.rate.bitrate),
                 "loss_based_bps": int(self.loss.bound_bps), "acked_bps": None if acked is None else int(acked),
-                "delay_state": self.delay.state.value, "loss_level": round(self.loss.level, 4),
+                "delay_state": self.delay.state.value,
+                "capacity_bps": None if (capacity := self.capacity_bps()) is None else int(capacity), "loss_level": round(self.loss.level, 4),
                 "interval_loss": None if self.loss.interval_loss is None else round(self.loss.interval_loss, 4),
                 "overuse_events": self.overuse_events, "loss_cuts": self.loss.cuts,
                 "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1)}

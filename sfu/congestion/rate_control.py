@@ -7,8 +7,9 @@ capacity is unknown or the acknowledged rate has left it behind, and additive ne
 one packet per response time), so the rate creeps, rather than leaps, into a known limit. An increase never goes
 past 1.5 times what is acknowledged (plus 10 kbit/s): the estimate may not run away from what was tried.
 
-The link capacity estimate is a running average of the acknowledged rates at which overuse was seen, with its
-normalized variance: the band of ±3 standard deviations around it is "near the capacity".
+The link capacity estimate is a running average of the acknowledged rates at which overuse was seen (and of
+probes proven within its band), with its normalized variance: the band of ±3 standard deviations around it is
+"near the capacity". A rate acknowledged or proven past its top means the link grew: it is forgotten.
 """
 from __future__ import annotations
 
@@ -74,7 +75,12 @@ class LinkCapacity:
         self._update(acked_bps / 1000, CAPACITY_ALPHA_OVERUSE)
 
     def on_probe(self, probe_bps: float) -> None:
-        self._update(probe_bps / 1000, CAPACITY_ALPHA_PROBE)
+        """A probe shows the link carries *at least* its rate: within the band it refines the estimate; past its
+        top (or with none known) the link grew beyond what a queue last showed, so none is known now."""
+        if self.estimate_kbps is None or probe_bps > self.upper_bps():
+            self.reset()
+        else:
+            self._update(probe_bps / 1000, CAPACITY_ALPHA_PROBE)
 
     def _update(self, sample_kbps: float, alpha: float) -> None:
         estimate = sample_kbps if self.estimate_kbps is None else (1 - alpha) * self.estimate_kbps + alpha * sample_kbps

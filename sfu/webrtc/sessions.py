@@ -345,9 +345,11 @@ class ViewerSession(Session, RtcpReceiver):
         if fell or estimate > self._estimate_allocated:
             self._estimate_allocated = estimate   # from the last fall: its peak
         audio_bps = sum(c.share_bps for kind, c in self.consumers if kind == "audio")
+        capacity = self.estimator.capacity_bps()
         for kind, c in self.consumers:
             c.on_transport_estimate(max(0, int(estimate - audio_bps)), self.estimator.loss_level,
-                                    self.estimator.interval_loss, now, fell)
+                                    self.estimator.interval_loss, now, fell,
+                                    None if capacity is None else max(0.0, capacity - audio_bps))
 
     def _abort_failed_probes(self, now: float) -> None:
         """The estimator judges each probe from the feedback on its own packets. One whose packets already show
@@ -359,12 +361,15 @@ class ViewerSession(Session, RtcpReceiver):
             window = c.probe_window(now)
             if window is None:
                 continue
-            start, end = window
+            start, held_from, end = window
             if now < end:
                 if self.estimator.probe_queueing(start, now):
                     c.abort_probe(now)
                 continue
-            verdict = self.estimator.probe_verdict(now, start, end)
+            if self.estimator.probe_queueing(start, end):   # the ramp's own packets queued, seen late
+                c.abort_probe(now)
+                continue
+            verdict = self.estimator.probe_verdict(now, held_from, end)
             if verdict.outcome is ProbeOutcome.FAILED:
                 c.abort_probe(now)
             elif verdict.succeeded and verdict.acked_bps is not None:

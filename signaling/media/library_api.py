@@ -33,6 +33,7 @@ from recorder.service import MEDIA_NAME, Recorder, RecorderError
 from recorder.session import SessionConfig
 
 from signaling.http import access
+from signaling.http.request_body import read_body
 from signaling.http.app_keys import SFU
 from signaling.cluster.cluster_routes import REGISTRY
 from signaling.live.room_ws import HUB
@@ -129,12 +130,7 @@ def _text(value: Optional[str], name: str) -> str:
 async def _json_body(request: web.Request) -> dict:
     if not request.can_read_body:
         return {}
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length,
-                                            text="body over 16 KiB")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw), text="body over 16 KiB")
+    raw = await read_body(request, MAX_BODY, "body")
     if not raw.strip():
         return {}
     try:

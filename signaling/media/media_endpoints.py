@@ -19,6 +19,7 @@ from signaling.media import media_rights
 from signaling.http.admission import ADMISSION
 from signaling.http.app_keys import LESSON_BUS, SFU
 from signaling.http.http_errors import CORS_HEADERS, text_error
+from signaling.http.request_body import read_body
 from signaling.live.room_media import lesson_of
 from signaling.lesson.room_state import CONSOLE_ROLES
 from signaling.auth.tokens import Grant
@@ -44,11 +45,7 @@ async def read_offer(request: web.Request) -> str:
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype != "application/sdp":
         raise web.HTTPUnsupportedMediaType(text="Content-Type must be application/sdp")
-    if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
-        raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, request.content_length, text="SDP offer too large")
-    body = await request.content.read(MAX_SDP_BYTES + 1)
-    if len(body) > MAX_SDP_BYTES:
-        raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, len(body), text="SDP offer too large")
+    body = await read_body(request, MAX_SDP_BYTES, "SDP offer")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:

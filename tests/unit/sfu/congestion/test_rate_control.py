@@ -85,9 +85,15 @@ def test_bounds_and_probes() -> None:
     assert control.bitrate == 2_000_000
     probed = AimdRateControl(500_000, 50_000, 20_000_000)
     probed.on_probe(1.0, 900_000)
-    assert probed.bitrate == 900_000 and probed.link_capacity.estimate_kbps == pytest.approx(900)
+    assert probed.bitrate == 900_000 and not probed.link_capacity.known  # carries at least that: no limit known
     probed.on_probe(2.0, 400_000)  # a lower probe result does not lower the rate
     assert probed.bitrate == 900_000
+    probed.update(3.0, OVER, 1_000_000)   # a queue at 1 Mbit/s: that is the capacity
+    assert probed.link_capacity.estimate_kbps == pytest.approx(1000)
+    probed.on_probe(4.0, 960_000)          # within its band: refines it
+    assert probed.link_capacity.estimate_kbps == pytest.approx(980)
+    probed.on_probe(5.0, 1_300_000)        # well past it: the link grew, its capacity is to be found anew
+    assert not probed.link_capacity.known and probed.bitrate == 1_300_000
 
 
 def test_link_capacity_band_narrows_with_steady_samples() -> None:

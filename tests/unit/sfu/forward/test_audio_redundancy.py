@@ -26,7 +26,7 @@ def test_plain_opus_on_a_clean_link_then_redundancy_as_loss_shows():
 def test_the_choice_holds_steady_around_its_thresholds():
     r = AudioRedundancy(RED)
     seen = []
-    for loss in (0.006, 0.003, 0.004, 0.045, 0.03, 0.035, 0.02, 0.001):
+    for loss in (0.004, 0.002, 0.0015, 0.045, 0.03, 0.035, 0.02, 0.0005):
         r.set_loss(loss)
         seen.append(r.distance)
     assert seen == [1, 1, 1, 2, 2, 2, 1, 0]
