@@ -119,7 +119,7 @@ CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "estimate_bps", "est
                  "keyframes_for_loss")
 
 
-AUDIO_KEYS = ("red_distance", "fraction_lost", "loss_floor", "reported_loss_level", "bitrate_bps", "packets")
+AUDIO_KEYS = ("red_distance", "fraction_lost", "loss_floor", "bitrate_bps", "packets")
 
 
 class ServerStatsPoller:

@@ -18,7 +18,7 @@ and climbs back with it.
 
 The link's own level is a slow average of the interval losses seen while no queue was building, the loss was not
 heavy and no loss cut was holding the rate down (until the bound is back at the delay-based rate, or above what
-the sender uses): the random loss of a lossy radio or copper link, which lowering the rate would not cure. (Loss
+the sender uses, or 2 s have passed without another cut while the sender uses well under the bound): the random loss of a lossy radio or copper link, which lowering the rate would not cure. (Loss
 right after a cut comes from our own rate, as from a policer with a short queue: learning it would raise every
 threshold.) A probe is judged against it (loss above the link's level, not any).
 Known limit: a sender creeping into a policer slowly enough lets the level follow the policer's loss up (to 10 %
@@ -42,6 +42,10 @@ INCREASE_STEP_BPS = 1000
 DECREASE_INTERVAL_S = 0.3
 INTERVAL_S = 0.5
 INTERVAL_PACKETS = 20
+CUT_SETTLE_S = 2.0            # after a cut, loss is learnt as the link's own again once this long has passed
+APP_LIMITED_SHARE = 0.8       # without another, while the sender uses under this share of the bound (a thin
+                              # link's intervals of ~40 packets read one random loss as 2.5 %: the bound then
+                              # never grew back to free the level, and RED stayed off)
 
 
 class LossBasedControl:
@@ -101,7 +105,11 @@ class LossBasedControl:
                 grown = max(self.bound_bps, tried)
                 self._held_by_cut = False
             self.bound_bps = min(grown, self.max_bps)
-        if not overusing and not self._held_by_cut:
+        # a sender that uses clearly less than the bound is not pushing into a policer: once the cut is old, its
+        # loss is the link's own even while the bound is still held (it may never grow back on a lossy link)
+        settled = (self._last_decrease is not None and now - self._last_decrease >= CUT_SETTLE_S
+                   and acked_bps is not None and acked_bps < APP_LIMITED_SHARE * self.bound_bps)
+        if not overusing and (not self._held_by_cut or settled):
             self.own.learn(elapsed, loss)
 
     @property

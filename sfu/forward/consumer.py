@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 _PATCH = struct.Struct("!BHII")
 _OSN = struct.Struct("!H")
 LAYER_IDLE_S = 0.5        # a layer that sent nothing for this long is paused (the publisher cut it)
-FIRST_REPORT_S = 1.0      # the weight of an audio stream's first receiver report in its loss level
 PROBE_PACKET_BYTES = 1000
 FILL_PADDING = b"\x00\x00\x00\x04"
 NACK_BURST = 8            # packets NACKed within NACK_BURST_S: a queue overflowed somewhere on the way
@@ -82,8 +81,7 @@ class Consumer(SentStream):
         self.capacity_bps: Optional[float] = None  # the top of the link's known capacity, less the audio's share
         # a probe proved its rate: (now, its start, its end), for a send-side estimator to take up
         self.on_probe_proven: Callable[[float, float, float], None] = lambda now, start, end: None
-        self._own_loss = LossLevel()     # the stream's own steady loss from receiver reports: the floor while no
-                                         # transport feedback says it, and what the audio's redundancy follows
+        self._own_loss = LossLevel()     # the floor from receiver reports, while no transport feedback says it
         self._report_at: Optional[float] = None
 
     @property
@@ -359,15 +357,9 @@ class Consumer(SentStream):
 
     def on_report(self, fraction_lost: int, cumulative_lost: int, lsr: int, dlsr: int, now: float) -> None:
         super().on_report(fraction_lost, cumulative_lost, lsr, dlsr, now)
-        # audio's first report counts too (as a second's worth): Chromium reports on audio every ~5 s, and a lossy
-        # link's first report is the earliest word that its voice needs redundancy (a video stream's first covers
-        # its start, when a thin link is still being found, and is not the link's own loss)
-        first = self._report_at is None
-        if (not first or self.kind == "audio") and not self.allocator.probe_rate(now):   # nor is a probe's
-            elapsed = FIRST_REPORT_S if first else now - self._report_at
-            self._own_loss.learn(elapsed, self.fraction_lost)
-            if self.estimate_from == "remb":
-                self.loss_floor = self._own_loss.level
+        if self.estimate_from == "remb" and self._report_at is not None and not self.allocator.probe_rate(now):
+            self._own_loss.learn(now - self._report_at, self.fraction_lost)   # a probe's loss is not the link's
+            self.loss_floor = self._own_loss.level
         self._report_at = now
 
     def on_transport_estimate(self, bitrate: int, loss_floor: float, loss: Optional[float], now: float,
@@ -392,9 +384,7 @@ class Consumer(SentStream):
             self.allocate(now)
         self.limiter.observe(self.rtt, self.loss_floor)
         if self.red is not None:
-            # the link's steady loss (a congested moment's is no reason), or the audio's own where that is higher:
-            # each of its lost packets is a click, and its receiver reports count them directly
-            self.red.set_loss(max(self.loss_floor, self._own_loss.level))
+            self.red.set_loss(self.loss_floor)   # the link's steady loss: a congested moment's is no reason
         m = self.planner.munger
         source = m.source
         if source is None or not self.packets:
@@ -426,8 +416,7 @@ class Consumer(SentStream):
             "probing_bps": st.probe_bps if st.probe_until else 0, "dropped": p.munger.dropped,
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
             "estimate_bps": self.estimate_bps, "estimate_from": self.estimate_from,
-            "loss_floor": round(self.loss_floor, 4), "reported_loss_level": round(self._own_loss.level, 4),
-            "bitrate_bps": int(self.media_bps),
+            "loss_floor": round(self.loss_floor, 4), "bitrate_bps": int(self.media_bps),
             "rtx_suppressed": self.limiter.suppressed, "rtx_skipped": self.rtx_skipped, "drops": dict(self.drops),
             "rtx_over_budget": self.limiter.over_budget, "keyframes_for_loss": self.keyframes_for_loss,
             "red_distance": None if self.red is None else self.red.distance,

@@ -129,3 +129,19 @@ def test_after_a_start_cut_an_app_limited_sender_learns_the_links_own_loss() -> 
         control.on_feedback(t + k * 0.125, 1 if k % 10 == 0 else 0, 10, False, 1_000_000, 0.1, acked_bps=150_000)
     assert control.bound_bps == 280_000                       # not 8 %/s for 20 s: ~1.3 Mbit/s
     assert control.level == pytest.approx(0.01, abs=0.003)
+
+
+def test_after_a_start_cut_the_level_is_learnt_even_while_the_bound_stays_held() -> None:
+    # the same start, then 185 kbit/s used of the 280: 1.5x that is above the bound, and a random loss in each
+    # interval of 40 packets reads 2.5 %, over the growth threshold: the bound stays where the cut left it, yet
+    # once the cut is 2 s old the random loss is the link's own
+    control = LossBasedControl(1_000_000, 50_000, 20_000_000)
+    for k in range(1, 6):
+        control.on_feedback(k * 0.125, 24, 40, False, 1_000_000, 0.1, acked_bps=280_000)
+    assert control.cuts == 1
+    t = 0.625
+    for k in range(1, 121):   # 15 s, one loss in every 40 packets
+        control.on_feedback(t + k * 0.125, 1 if k % 4 == 0 else 0, 10, False, 1_000_000, 0.1, acked_bps=185_000)
+    assert control.level == pytest.approx(0.025, abs=0.005)
+    # with the level known, 2.5 % is within it: the bound grows again, as far as was tried
+    assert control.cuts == 1 and control.bound_bps == pytest.approx(1.5 * 185_000 + 10_000)
