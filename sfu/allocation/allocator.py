@@ -384,7 +384,13 @@ class Allocator:
         if link.capacity_bps:
             # from what is sent, not from the estimate: while the stream sends less than it, the estimate may
             # climb past the capacity unchecked (to 1.5x what arrives), and that proves nothing
-            total = min(total, max(current_bps * PROBE_MIN_STEP, link.capacity_bps * NEAR_CAPACITY_PROBE))
+            capped = max(current_bps * PROBE_MIN_STEP, link.capacity_bps * NEAR_CAPACITY_PROBE)
+            if capped < total and capped <= st.proven_bps * PROBE_MIN_STEP:
+                # held at a capacity that a probe has already proven: another would only push the link to its
+                # limit again (now and then past it, into the audio's way) and learn nothing new
+                st.probe_blocked_until = now + PROBE_BACKOFF_MAX
+                return
+            total = min(total, capped)
         if now - st.ceiling_at < PROBE_CEILING_S and base >= st.ceiling_bps:
             st.ceiling_at = -1e9  # the estimate has passed the failed probe's rate since: that failure is old news
         if now - st.ceiling_at < PROBE_CEILING_S and total >= st.ceiling_bps:
