@@ -102,6 +102,8 @@ class AllocatorState:
     ceiling_bps: float = 0.0             # the rate of the last probe that failed, and when
     ceiling_at: float = -1e9
     failed_bps: float = 0.0              # the rate of the last probe that failed (its ceiling rises; this does not)
+    probe_capped: bool = False           # the probe under way was held at the link's known capacity
+    capacity_passed_until: float = -1e9  # a probe held there succeeded: the capacity does not hold probes till then
     probe_start_estimate: float = 0.0
     probe_total_bps: float = 0.0         # what a probe brings the stream to
     proven_bps: float = 0.0              # a rate the viewer was seen to take cleanly
@@ -356,6 +358,11 @@ class Allocator:
         if now < st.probe_judge_at:
             return False
         self._stop_probe()
+        if st.probe_capped:
+            # the link took more than its known capacity: that capacity is out of date (a cap was lifted, or it
+            # was measured on a start's burst), and probes held at it would only push the link to its limit
+            # again and again; the next ones go by slow start until a failure or a new capacity says otherwise
+            st.capacity_passed_until = now + PROBE_CEILING_S
         if st.probe_total_bps > st.failed_bps:
             # past the rate that last failed: the link grew. One under it only found the same limit again, and
             # the next probe past it would fail as the last did: the back-off stands
@@ -381,15 +388,12 @@ class Allocator:
             return  # sending more than the estimate already: that is probe enough
         base = max(usable, current_bps)  # an estimate starved under the lowest layer probes from what is sent
         total = max(base * PROBE_MIN_STEP, min(needed_bps * PROBE_OVERSHOOT, base * gain))
-        if link.capacity_bps:
+        st.probe_capped = False
+        if link.capacity_bps and now >= st.capacity_passed_until:
             # from what is sent, not from the estimate: while the stream sends less than it, the estimate may
             # climb past the capacity unchecked (to 1.5x what arrives), and that proves nothing
             capped = max(current_bps * PROBE_MIN_STEP, link.capacity_bps * NEAR_CAPACITY_PROBE)
-            if capped < total and capped <= st.proven_bps * PROBE_MIN_STEP:
-                # held at a capacity that a probe has already proven: another would only push the link to its
-                # limit again (now and then past it, into the audio's way) and learn nothing new
-                st.probe_blocked_until = now + PROBE_BACKOFF_MAX
-                return
+            st.probe_capped = capped < total
             total = min(total, capped)
         if now - st.ceiling_at < PROBE_CEILING_S and base >= st.ceiling_bps:
             st.ceiling_at = -1e9  # the estimate has passed the failed probe's rate since: that failure is old news
