@@ -67,8 +67,8 @@ PROBE_BACKOFF_MAX = 16.0     # on a thin link every failed probe is a queue the 
 PROBE_MIN_STEP = 1.1         # a probe aims at least this much above the usable rate
 NEAR_CAPACITY_PROBE = 1.1    # ... and no further than this above a known capacity: past it the excess queues up
                              # and delays the audio until the feedback shows it (a slow-start probe at twice a
-                             # thin link's rate held the voice back ~100 ms); one that gets more through than
-                             # the capacity shows the link grew, and the estimator forgets that capacity
+                             # thin link's rate held the voice back ~100 ms); one held there that succeeds shows
+                             # the capacity out of date, and frees the next probes from it
 PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) this long, or until
 CEILING_RISE = 2.0           # the estimate passes it; each proven probe lifts that ceiling (the link may have
                              # grown since)

@@ -148,18 +148,19 @@ class SendSideEstimator:
         acked = self.acked_bps()
         return {"estimate_bps": self.estimate(now), "delay_based_bps": int(self.rate.bitrate),
                 "loss_based_bps": int(self.loss.bound_bps), "acked_bps": None if acked is None else int(acked),
-                "delay_state": self.delay.state.value,
-                "capacity_bps": None if (capacity := self.capacity_bps()) is None else int(capacity), "loss_level": round(self.loss.level, 4),
+                "delay_state": self.delay.state.value, "loss_level": round(self.loss.level, 4),
+                "capacity_bps": None if (capacity := self.capacity_bps()) is None else int(capacity),
                 "interval_loss": None if self.loss.interval_loss is None else round(self.loss.interval_loss, 4),
                 "overuse_events": self.overuse_events, "loss_cuts": self.loss.cuts,
                 "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1)}
 
     # --- probes ---
 
-    def probe_verdict(self, now: float, start: float, end: float,
-                      target_bps: Optional[float] = None) -> ProbeVerdict:
+    def probe_verdict(self, now: float, start: float, end: float, target_bps: Optional[float] = None,
+                      queue_from: Optional[float] = None) -> ProbeVerdict:
         """Judge the packets sent within [start, end]. `target_bps`: the rate the probe aimed at (by default what
-        was sent in the window). Pending while much of the window's feedback is still due."""
+        was sent in the window); `queue_from`: an earlier start from which a queue building fails it too (a
+        ramp's packets, not judged for their rate). Pending while much of the window's feedback is still due."""
         stats = self.history.window_stats(start, end)
         level = self.loss.level
 
@@ -171,6 +172,8 @@ class SendSideEstimator:
             return verdict(ProbeOutcome.FAILED, "nothing was sent in the window")
         # a queue seen on part of the feedback fails the probe at once; a success needs the whole window's
         queue = self._queue_seen(start, end, stats.delay_growth)
+        if not queue and queue_from is not None and self.probe_queueing(queue_from, end):
+            queue = "a queue built during the ramp"
         if queue:
             return verdict(ProbeOutcome.FAILED, queue)
         if now < end + PROBE_FEEDBACK_WAIT_S:

@@ -18,7 +18,8 @@ and climbs back with it.
 
 The link's own level is a slow average of the interval losses seen while no queue was building, the loss was not
 heavy and no loss cut was holding the rate down (until the bound is back at the delay-based rate, or above what
-the sender uses, or 2 s have passed without another cut while the sender uses well under the bound): the random loss of a lossy radio or copper link, which lowering the rate would not cure. (Loss
+the sender uses, or 2 s have passed without another cut while the sender uses well under the bound): the random
+loss of a lossy radio or copper link, which lowering the rate would not cure. (Loss
 right after a cut comes from our own rate, as from a policer with a short queue: learning it would raise every
 threshold.) A probe is judged against it (loss above the link's level, not any).
 Known limit: a sender creeping into a policer slowly enough lets the level follow the policer's loss up (to 10 %

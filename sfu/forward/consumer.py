@@ -78,7 +78,7 @@ class Consumer(SentStream):
         self.estimate_from = "remb"
         self.loss_floor = 0.0
         self.link_loss: Optional[float] = None   # the latest loss interval of transport feedback (else RRs')
-        self.capacity_bps: Optional[float] = None  # the top of the link's known capacity, less the audio's share
+        self.capacity_bps: Optional[float] = None  # the link's known capacity, less the audio's share
         # a probe proved its rate: (now, its start, its end), for a send-side estimator to take up
         self.on_probe_proven: Callable[[float, float, float], None] = lambda now, start, end: None
         self._own_loss = LossLevel()     # the floor from receiver reports, while no transport feedback says it

@@ -366,10 +366,7 @@ class ViewerSession(Session, RtcpReceiver):
                 if self.estimator.probe_queueing(start, now):
                     c.abort_probe(now)
                 continue
-            if self.estimator.probe_queueing(start, end):   # the ramp's own packets queued, seen late
-                c.abort_probe(now)
-                continue
-            verdict = self.estimator.probe_verdict(now, held_from, end)
+            verdict = self.estimator.probe_verdict(now, held_from, end, queue_from=start)
             if verdict.outcome is ProbeOutcome.FAILED:
                 c.abort_probe(now)
             elif verdict.succeeded and verdict.acked_bps is not None:
