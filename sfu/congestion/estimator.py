@@ -123,6 +123,11 @@ class SendSideEstimator:
         return self.loss.level
 
     @property
+    def heard_loss_level(self) -> float:
+        """Loss seen lately without a queue, whatever its cause (what audio redundancy answers)."""
+        return self.loss.heard_level
+
+    @property
     def interval_loss(self) -> Optional[float]:
         """The loss of the latest complete loss interval (~0.5 s), None before the first."""
         return self.loss.interval_loss
@@ -149,6 +154,7 @@ class SendSideEstimator:
         return {"estimate_bps": self.estimate(now), "delay_based_bps": int(self.rate.bitrate),
                 "loss_based_bps": int(self.loss.bound_bps), "acked_bps": None if acked is None else int(acked),
                 "delay_state": self.delay.state.value, "loss_level": round(self.loss.level, 4),
+                "heard_loss_level": round(self.loss.heard_level, 4),
                 "capacity_bps": None if (capacity := self.capacity_bps()) is None else int(capacity),
                 "interval_loss": None if self.loss.interval_loss is None else round(self.loss.interval_loss, 4),
                 "overuse_events": self.overuse_events, "loss_cuts": self.loss.cuts,

@@ -55,6 +55,7 @@ class LossBasedControl:
         self.max_bps = max_bps
         self.bound_bps = min(max(start_bps, min_bps), max_bps)
         self.own = LossLevel()                    # the link's own (random) loss
+        self.heard = LossLevel()                  # any loss seen while no queue builds (see heard_level)
         self.interval_loss: Optional[float] = None
         self.cuts = 0
         self._interval_start: Optional[float] = None
@@ -112,11 +113,21 @@ class LossBasedControl:
                    and acked_bps is not None and acked_bps < APP_LIMITED_SHARE * self.bound_bps)
         if not overusing and (not self._held_by_cut or settled):
             self.own.learn(elapsed, loss)
+        if not overusing and (self._last_decrease is None or now - self._last_decrease >= CUT_SETTLE_S):
+            self.heard.learn(elapsed, loss)
 
     @property
     def level(self) -> float:
         """The link's own steady loss."""
         return self.own.level
+
+    @property
+    def heard_level(self) -> float:
+        """The loss seen lately while no queue built and no cut was fresh, whatever its cause: the link's own, or
+        a policer's at the rate we send. Unlike `level` it does not wait for a held bound to grow back, so it is
+        known within seconds on a thin link that a start's cut holds; what it answers is audio redundancy, which
+        any loss calls for (the bound must not learn a policer's loss, or every threshold would rise)."""
+        return self.heard.level
 
     def cut_threshold(self, packets: int, sigmas: float = 1.0) -> float:
         packets = max(packets, 1)

@@ -3,7 +3,8 @@ frames beside its own, so a lost packet's frame arrives with the next one and th
 instead of concealing a gap (a click). Built from the publisher's own packets: nothing is decoded or encoded.
 
 Off on a clean link (it costs a frame's size per redundant copy); one copy from ENABLE_LOSS, two from
-TWO_COPIES_LOSS, with hysteresis so the choice does not flap with each loss report. Pure: time-free, IO-free.
+TWO_COPIES_LOSS, with hysteresis so the choice does not flap with each loss report; never more than the link
+affords. Pure: time-free, IO-free.
 """
 from __future__ import annotations
 
@@ -17,18 +18,23 @@ DISABLE_LOSS = 0.001   # one frame per packet (~24-32 kbit/s) that even a 300 kb
 TWO_COPIES_LOSS = 0.04
 ONE_COPY_LOSS = 0.025
 MAX_DISTANCE = 2
+MAX_SHARE = 0.2        # copies of the voice cost at most this share of the link: a classroom's ~32 kbit/s Opus
+                       # gets one from 160 kbit/s up; a 180 kbit/s music stream none on 500 kbit/s (video first)
 
 
 class AudioRedundancy:
-    __slots__ = ("red_pt", "distance", "_history")
+    __slots__ = ("red_pt", "distance", "_sent_distance", "_history")
 
     def __init__(self, red_pt: int) -> None:
         self.red_pt = red_pt
         self.distance = 0   # earlier frames carried per packet
+        self._sent_distance = 0   # the distance the last rate was measured with
         self._history: deque[tuple[int, bytes]] = deque(maxlen=MAX_DISTANCE)
 
-    def set_loss(self, loss: float) -> None:
-        """The viewer's link loss (its own steady level, or the latest report's): how many copies it needs."""
+    def set_loss(self, loss: float, sent_bps: float = 0.0, link_bps: Optional[float] = None) -> None:
+        """The viewer's link loss (what it lost lately without a queue): how many copies it needs. `sent_bps` is
+        what the audio is sent now (copies included) and `link_bps` what the link carries (None: not known):
+        copies costing more than MAX_SHARE of it are not sent (they would starve the picture)."""
         if self.distance == 0:
             self.distance = 0 if loss < ENABLE_LOSS else 1
         elif loss < DISABLE_LOSS:
@@ -37,6 +43,11 @@ class AudioRedundancy:
             self.distance = 2
         elif self.distance == 2 and loss < ONE_COPY_LOSS:
             self.distance = 1
+        if link_bps is not None:
+            frame_bps = sent_bps / (1 + self._sent_distance)   # the voice alone
+            while self.distance and self.distance * frame_bps > MAX_SHARE * link_bps:
+                self.distance -= 1
+        self._sent_distance = self.distance
 
     def restart(self) -> None:
         """A new stream on the viewer's side (a new publisher, a switch): earlier frames no longer belong."""

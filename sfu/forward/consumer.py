@@ -78,6 +78,7 @@ class Consumer(SentStream):
         self.estimate_from = "remb"
         self.loss_floor = 0.0
         self.link_loss: Optional[float] = None   # the latest loss interval of transport feedback (else RRs')
+        self.heard_loss = 0.0                     # loss seen lately without a queue, whatever its cause
         self.capacity_bps: Optional[float] = None  # the link's known capacity, less the audio's share
         # a probe proved its rate: (now, its start, its end), for a send-side estimator to take up
         self.on_probe_proven: Callable[[float, float, float], None] = lambda now, start, end: None
@@ -363,12 +364,14 @@ class Consumer(SentStream):
         self._report_at = now
 
     def on_transport_estimate(self, bitrate: int, loss_floor: float, loss: Optional[float], now: float,
-                              allocate_now: bool, capacity_bps: Optional[float] = None) -> None:
+                              allocate_now: bool, capacity_bps: Optional[float] = None,
+                              heard_loss: float = 0.0) -> None:
         """Our send-side estimate of the viewer's link for this stream, the link's own random loss, the
-        latest interval's loss (over all its packets: steadier than one stream's receiver reports) and the
-        most the link is known to carry for it (None: not known)."""
+        latest interval's loss (over all its packets: steadier than one stream's receiver reports), the
+        most the link is known to carry for it (None: not known) and the loss seen lately without a queue,
+        whatever its cause (what audio redundancy answers)."""
         self.estimate_bps, self.loss_floor, self.estimate_from = bitrate, loss_floor, "transport-cc"
-        self.link_loss, self.capacity_bps = loss, capacity_bps
+        self.link_loss, self.capacity_bps, self.heard_loss = loss, capacity_bps, heard_loss
         if allocate_now and self.kind == "video":
             self.allocate(now)
 
@@ -384,7 +387,10 @@ class Consumer(SentStream):
             self.allocate(now)
         self.limiter.observe(self.rtt, self.loss_floor)
         if self.red is not None:
-            self.red.set_loss(self.loss_floor)   # the link's steady loss: a congested moment's is no reason
+            # the loss seen without a queue (a congested moment's is no reason), if a copy of the voice is
+            # affordable on this link
+            link_bps = None if self.estimate_bps is None else self.estimate_bps + self.share_bps
+            self.red.set_loss(max(self.loss_floor, self.heard_loss), self.media_bps, link_bps)
         m = self.planner.munger
         source = m.source
         if source is None or not self.packets:

@@ -349,7 +349,8 @@ class ViewerSession(Session, RtcpReceiver):
         for kind, c in self.consumers:
             c.on_transport_estimate(max(0, int(estimate - audio_bps)), self.estimator.loss_level,
                                     self.estimator.interval_loss, now, fell,
-                                    None if capacity is None else max(0.0, capacity - audio_bps))
+                                    None if capacity is None else max(0.0, capacity - audio_bps),
+                                    self.estimator.heard_loss_level)
 
     def _abort_failed_probes(self, now: float) -> None:
         """The estimator judges each probe from the feedback on its own packets. One whose packets already show

@@ -145,3 +145,23 @@ def test_after_a_start_cut_the_level_is_learnt_even_while_the_bound_stays_held()
     assert control.level == pytest.approx(0.025, abs=0.005)
     # with the level known, 2.5 % is within it: the bound grows again, as far as was tried
     assert control.cuts == 1 and control.bound_bps == pytest.approx(1.5 * 185_000 + 10_000)
+
+
+def test_loss_heard_at_a_held_bound_is_known_for_redundancy_but_not_learnt_as_the_links() -> None:
+    # the same start, then the sender uses all the cut left it (as into a policer): its loss is not learnt as the
+    # link's own (that would raise every threshold), but redundant audio hears it once the cut is 2 s old
+    control = LossBasedControl(1_000_000, 50_000, 20_000_000)
+    for k in range(1, 6):
+        control.on_feedback(k * 0.125, 24, 40, False, 1_000_000, 0.1, acked_bps=280_000)
+    t = 0.625
+    for k in range(1, 9):     # the first second after the cut: its loss is the cut's own rate's
+        control.on_feedback(t + k * 0.125, 2, 10, False, 1_000_000, 0.1, acked_bps=280_000)
+    assert control.heard_level == 0.0
+    t += 1.0
+    for k in range(1, 121):   # 15 s, one loss in every 40 packets, at the bound
+        control.on_feedback(t + k * 0.125, 1 if k % 4 == 0 else 0, 10, False, 1_000_000, 0.1, acked_bps=280_000)
+    assert control.level == 0.0
+    assert control.heard_level == pytest.approx(0.025, abs=0.005)
+    for k in range(1, 9):     # a queue building: its loss is congestion, not heard as the link's
+        control.on_feedback(t + 15 + k * 0.125, 3, 10, True, 1_000_000, 0.1, acked_bps=280_000)
+    assert control.heard_level == pytest.approx(0.025, abs=0.005)

@@ -32,6 +32,22 @@ def test_the_choice_holds_steady_around_its_thresholds():
     assert seen == [1, 1, 1, 2, 2, 2, 1, 0]
 
 
+def test_copies_only_where_the_link_affords_them():
+    voice = 32_000
+    thin = AudioRedundancy(RED)
+    thin.set_loss(0.05, voice, 300_000)            # one copy is 11 % of a 300 kbit/s link: taken
+    assert thin.distance == 1
+    thin.set_loss(0.05, 2 * voice, 300_000)        # (measured with its copy) a second would take 21 %: not
+    assert thin.distance == 1
+    thin.set_loss(0.05, 2 * voice, 1_000_000)      # on 1 Mbit/s both are
+    assert thin.distance == 2
+    music = AudioRedundancy(RED)
+    music.set_loss(0.05, 180_000, 500_000)         # a copy of a 180 kbit/s stream would starve the picture
+    assert music.distance == 0 and frames(music, 0, 1) == [None]
+    music.set_loss(0.05, 180_000, 4_000_000)       # 9 % for both copies on 4 Mbit/s
+    assert music.distance == 2
+
+
 def test_no_redundancy_across_a_restart_or_a_timestamp_jump():
     r = AudioRedundancy(RED)
     r.set_loss(0.05)
