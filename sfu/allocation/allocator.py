@@ -367,7 +367,8 @@ class Allocator:
             # past the rate that last failed: the link grew. One under it only found the same limit again, and
             # the next probe past it would fail as the last did: the back-off stands
             st.probe_backoff = HOLD_MIN
-        st.probe_wins += 1
+        if not st.probe_capped:
+            st.probe_wins += 1   # (one held near the capacity proved little: the next steps as gently)
         st.ceiling_bps = max(st.ceiling_bps, st.probe_total_bps) * CEILING_RISE
         if st.probe_total_bps <= st.proven_bps:
             return False
@@ -387,6 +388,11 @@ class Allocator:
         if current_bps > usable and not at_bottom:
             return  # sending more than the estimate already: that is probe enough
         base = max(usable, current_bps)  # an estimate starved under the lowest layer probes from what is sent
+        if link.capacity_bps and now < st.capacity_passed_until:
+            # a link that has shown a queue, and a probe just passed it: the estimate may have climbed past what
+            # arrives unchecked (to 1.5x it), and a step from there can overshoot the link by half (the audio
+            # waits in the queue it builds); step from what was seen to arrive
+            base = min(base, max(current_bps, st.proven_bps))
         total = max(base * PROBE_MIN_STEP, min(needed_bps * PROBE_OVERSHOOT, base * gain))
         st.probe_capped = False
         if link.capacity_bps and now >= st.capacity_passed_until:
