@@ -27,13 +27,16 @@ RELAY_LINGER_S = 2.0  # an edge keeps a room's link this long after its last vie
 
 class SfuNode:
     def __init__(self, media_hosts: Optional[Iterable[str]] = None, public_ip: Optional[str] = None,
-                 ladder_rungs: Sequence[Rung] = DEFAULT_RUNGS) -> None:
-        """`ladder_rungs`: lower layers the SFU makes for a single-layer teacher camera or screen (none: off)."""
+                 ladder_rungs: Sequence[Rung] = DEFAULT_RUNGS, udp_port: Optional[int] = 0) -> None:
+        """`ladder_rungs`: lower layers the SFU makes for a single-layer teacher camera or screen (none: off).
+        `udp_port`: every peer connection shares one UDP socket per media address on this port (0: a free one);
+        None: a socket per connection."""
         self.ladder_rungs = tuple(ladder_rungs)
         problems = adapter.self_test()
         if problems:
             raise RuntimeError("aiortc adapter self-test failed: " + "; ".join(problems))
         adapter.configure_host_addresses(media_hosts)
+        self.port = None if udp_port is None else adapter.NodePort(udp_port)
         self.public_ip = public_ip
         self.rooms: dict[str, Room] = {}
         self.sessions: dict[str, Session] = {}
@@ -127,6 +130,7 @@ class SfuNode:
         if starting is None:
             relay = RelayIn(room_id, lambda: self._room(room_id), signal, lambda: self._viewer_slots(room_id))
             relay.on_closed = self._relay_closed
+            relay.port = self.port
             starting = self._relays_starting[room_id] = asyncio.ensure_future(self._start_relay(relay))
         return await asyncio.shield(starting)
 
@@ -175,6 +179,7 @@ class SfuNode:
             self._drop_if_empty(room)
 
     async def _negotiate(self, session: Session, offer: str) -> str:
+        session.port = self.port
         try:
             answer = await session.negotiate(offer, self.public_ip)
         except BaseException as exc:
@@ -266,6 +271,10 @@ class SfuNode:
     async def end(self, room_id: str, session_id: str, role: str) -> None:
         await self.session(room_id, session_id, role).close()
 
+    async def open_ports(self) -> dict[str, int]:
+        """Bind the node's UDP socket now, so a port in use stops the start with a reason; address -> port."""
+        return await self.port.open() if self.port is not None else {}
+
     async def close(self) -> None:
         for handle in self._lingering.values():
             handle.cancel()
@@ -277,6 +286,8 @@ class SfuNode:
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         self.heap_relief.cancel()
+        if self.port is not None:
+            self.port.close()
 
     # --- what signaling asks of the media plane -------------------------------------------------------------
 

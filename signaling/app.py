@@ -78,6 +78,15 @@ async def metrics(request: web.Request) -> web.Response:
         "# TYPE liveclass_event_loop_lag_seconds gauge",
         f"liveclass_event_loop_lag_seconds {request.app[loop_lag.LOOP_LAG].worst():.4f}",
     ]
+    port = node.port.stats() if node.port is not None else {"connections": 0, "unrouted": 0, "rerouted": 0}
+    lines += [
+        "# HELP liveclass_udp_port_connections ICE connections on the node's one UDP port",
+        "# TYPE liveclass_udp_port_connections gauge", f"liveclass_udp_port_connections {port['connections']}",
+        "# HELP liveclass_udp_port_unrouted_total datagrams from an address no connection claimed (dropped)",
+        "# TYPE liveclass_udp_port_unrouted_total counter", f"liveclass_udp_port_unrouted_total {port['unrouted']}",
+        "# HELP liveclass_udp_port_rerouted_total addresses taken over by a peer's new connection",
+        "# TYPE liveclass_udp_port_rerouted_total counter", f"liveclass_udp_port_rerouted_total {port['rerouted']}",
+    ]
     lines.append("# tasks: " + ", ".join(sorted(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())))
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
@@ -99,7 +108,8 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
                cluster: Optional["ClusterConfig"] = None, turn: Optional["TurnConfig"] = None,
                drain_grace_s: Optional[float] = None, cascade: Optional["CascadeConfig"] = None,
                tls: Optional["ServerCertificate"] = None, client_ssl: Optional["ssl.SSLContext"] = None,
-               behind_proxy: bool = False, limits: Optional["Limits"] = None) -> web.Application:
+               behind_proxy: bool = False, limits: Optional["Limits"] = None,
+               udp_port: Optional[int] = 0) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
     quiet_bad_requests()   # unparsable requests get their 400 from aiohttp: one log line each, not a traceback
     app[SECRET] = secret
@@ -114,7 +124,18 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     from signaling.http import admission  # 429 for clients asking too fast, 503 when full, a cap on one identity's sessions
     from signaling.http.request_limits import Limits
     admission.setup(app, limits or Limits())
-    app[SFU] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else ())
+    app[SFU] = node or SfuNode(media_hosts, public_ip, DEFAULT_RUNGS if ladder else (), udp_port=udp_port)
+
+    async def open_media_port(app: web.Application) -> None:
+        try:
+            ports = await app[SFU].open_ports()
+        except OSError as exc:
+            raise SystemExit(f"liveclass serve: cannot open the media UDP port {udp_port}: {exc.strerror or exc} (in "
+                             "use by another node on this machine? --udp-port N picks another, 0 a free one)") from None
+        if ports:   # what a firewall must let through: one port, not a range
+            print("Media on UDP " + ", ".join(f"{h}:{p}" for h, p in ports.items()), flush=True)
+
+    app.on_startup.append(open_media_port)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     loop_lag.setup(app)  # the event loop's lag, for /metrics

@@ -10,6 +10,8 @@ from aiohttp import web
 from signaling.auth.tokens import ROLES, mint, new_secret, secret_from_env
 from signaling.page_links import print_pages, public_url
 
+DEFAULT_UDP_PORT = 7881   # as LiveKit's: one port a school or data-centre firewall opens for media
+
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -45,7 +47,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
                      record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster, turn=turn,
                      drain_grace_s=args.drain_grace, cascade=cascade, tls=tls, client_ssl=client_ssl,
-                     behind_proxy=behind_proxy(args), limits=limits)
+                     behind_proxy=behind_proxy(args), limits=limits,
+                     udp_port=None if args.udp_port_per_peer else args.udp_port)
     ssl_context = tls.context if tls is not None else None
     if args.worker_port is not None:  # one of `--workers N`: the shared public port and its own port
         from signaling.cluster.workers import run_worker
@@ -246,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-node-sessions", type=int, metavar="N",
                    help="sessions this node holds (default 0: what its open-file limit allows, (nofile - 128) / 2); "
                         "beyond: 503")
+    s.add_argument("--udp-port", type=int, default=DEFAULT_UDP_PORT, metavar="N",
+                   help=f"the one UDP port every peer connection of this node shares (default {DEFAULT_UDP_PORT}; "
+                        "0: a free port; with --workers, worker i uses N+i)")
+    s.add_argument("--udp-port-per-peer", action="store_true",
+                   help="a UDP port per peer connection instead (a range of ephemeral ports to open)")
     s.add_argument("--worker-port", type=int, help=argparse.SUPPRESS)  # set by the --workers supervisor
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=_serve)

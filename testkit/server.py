@@ -45,7 +45,7 @@ class ServerProcess:
         self._own_library = library is None
         self.library = Path(library) if library else Path(tempfile.mkdtemp(prefix="liveclass-library-"))
         args = [sys.executable, "-m", "signaling.cli", "serve", "--host", host, "--port", str(self.port),
-                "--secret", secret, "--library", str(self.library), *extra]
+                "--secret", secret, "--library", str(self.library), "--udp-port", "0", *extra]
         for m in media_hosts:
             args += ["--media-host", m]
         if netns:

@@ -97,6 +97,7 @@ class RelayIn(RtcpReceiver):
         self.origin = ""
         self.pc = None
         self.tap: Optional[adapter.PacketTap] = None
+        self.port: Optional[adapter.NodePort] = None   # the node's one UDP port (None: a socket of its own)
         self.channel = None
         self.rtcp_ssrc = 0
         self.installed: dict[int, RelayedStream] = {}
@@ -132,6 +133,7 @@ class RelayIn(RtcpReceiver):
         pc.addTransceiver("video", direction="recvonly")
         pc.addTransceiver("audio", direction="recvonly")
         channel = pc.createDataChannel("relay")
+        adapter.use_node_port(pc, self.port)
         try:
             await pc.setLocalDescription(await pc.createOffer())
             answer, origin = await self._signal(pc.localDescription.sdp)

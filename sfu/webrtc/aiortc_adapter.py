@@ -15,6 +15,7 @@ import time
 import weakref
 from typing import Callable, Iterable, Optional
 
+import aioice.candidate
 import aioice.ice
 import aioice.stun
 import aiortc
@@ -23,10 +24,13 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSe
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
+
+from sfu.webrtc.udp_mux import MuxedTransport, UdpMux, new_ufrag
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,110 @@ async def _query_consent(self: aioice.ice.Connection) -> None:
 
 
 aioice.ice.Connection.check_incoming = _check_incoming_noting_life  # type: ignore[method-assign]
+
+
+# --- one UDP port for the node ---------------------------------------------------------------------------------
+# aioice binds a socket per connection and address. Connections of a node with a NodePort (use_node_port) instead
+# get an endpoint on the node's one socket per address (udp_mux.py); others (test clients in the same process,
+# load peers) keep aioice's way.
+
+class NodePort:
+    """A node's one UDP port: a socket per host address, bound at start (or at the first connection)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port            # 0: a free port, chosen at the first bind
+        self.muxes: dict[str, UdpMux] = {}
+        self._opening: dict[str, asyncio.Future] = {}
+
+    async def open(self) -> dict[str, int]:
+        """Bind on each host address now (a port in use fails the start, not the first viewer): address -> port."""
+        for host in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True):
+            await self.mux_for(host)
+        return self.ports()
+
+    async def mux_for(self, host: str) -> UdpMux:
+        mux = self.muxes.get(host)
+        if mux is not None:
+            return mux
+        opening = self._opening.get(host)
+        if opening is None:   # one bind per address, however many connections gather at once
+            port = self.port or next(iter(self.ports().values()), 0)   # a free port: the same on every address
+            opening = self._opening[host] = asyncio.ensure_future(UdpMux.bind(host, port))
+            try:
+                self.muxes[host] = await opening
+            finally:
+                self._opening.pop(host, None)
+            return self.muxes[host]
+        return await asyncio.shield(opening)
+
+    def ports(self) -> dict[str, int]:
+        return {host: mux.local_addr[1] for host, mux in self.muxes.items() if mux.transport is not None}
+
+    def new_ufrag(self) -> str:
+        return new_ufrag(lambda u: any(m.has_ufrag(u) for m in self.muxes.values()))
+
+    def stats(self) -> dict:
+        return {"udp_port": self.port, "sockets": self.ports(),
+                "connections": sum(m.connections for m in self.muxes.values()),
+                "unrouted": sum(m.unrouted for m in self.muxes.values()),
+                "rerouted": sum(m.rerouted for m in self.muxes.values())}
+
+    def close(self) -> None:
+        for mux in self.muxes.values():
+            mux.close()
+        self.muxes.clear()
+
+
+class _MuxedStunProtocol(aioice.ice.StunProtocol):
+    """aioice's endpoint on the node's socket. Media skips aioice's attempt to parse every datagram as STUN (an
+    exception per RTP packet): by its first byte (RFC 7983) DTLS, RTP and RTCP are never STUN."""
+
+    def datagram_received(self, data: bytes | str, addr: tuple) -> None:
+        if data[0] > 3:   # type: ignore[operator]
+            self.receiver.data_received(data, self.local_candidate.component)
+        else:
+            super().datagram_received(data, addr)
+
+
+def use_node_port(pc: RTCPeerConnection, port: Optional[NodePort]) -> None:
+    """Put `pc`'s ICE connections on the node's port (None: a socket each). Call once the offer or the
+    transceivers made them, before the SDP is created: each gets a ufrag unique on the port, by which its first
+    checks are routed."""
+    if port is None:
+        return
+    for ice in getattr(pc, "_RTCPeerConnection__iceTransports", ()):
+        connection = ice.iceGatherer._connection
+        if getattr(connection, "_liveclass_port", None) is None:
+            connection._liveclass_port = port
+            connection._local_username = port.new_ufrag()
+
+
+async def _get_component_candidates(self: aioice.ice.Connection, component: int, addresses: list[str],
+                                    timeout: int = 5) -> list:
+    port: Optional[NodePort] = getattr(self, "_liveclass_port", None)
+    if port is None:
+        return await _original_get_component_candidates(self, component, addresses, timeout)
+    candidates = []
+    for address in addresses:
+        try:
+            mux = await port.mux_for(address)
+        except OSError as exc:
+            log.warning("could not bind the node's UDP port on %s: %s", address, exc)
+            continue
+        protocol = _MuxedStunProtocol(self)
+        protocol.connection_made(MuxedTransport(mux, protocol, self.local_username))
+        host, number = mux.local_addr
+        protocol.local_candidate = aioice.candidate.Candidate(
+            foundation=aioice.candidate.candidate_foundation("host", "udp", host), component=component,
+            transport="udp", priority=aioice.candidate.candidate_priority(component, "host"),
+            host=host, port=number, type="host")
+        self._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    return candidates
+
+
+_original_get_component_candidates = aioice.ice.Connection.get_component_candidates
+aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
 
 # Simulcast needs the RID header extensions negotiated (the SFU demuxes encodings by them); aiortc answers
 # only extensions it lists as its own.
@@ -475,7 +583,9 @@ def self_test() -> list[str]:
                         (aioice.ice.Connection, "sendto"), (aioice.ice.Connection, "check_incoming"),
                         (aioice.ice.Connection, "build_request"), (aioice.ice, "CONSENT_INTERVAL"),
                         (aioice.stun, "parse_message"),
-                        (aioice.ice, "CONSENT_FAILURES")):
+                        (aioice.ice, "CONSENT_FAILURES"), (aioice.ice, "StunProtocol"),
+                        (aioice.ice.Connection, "get_component_candidates"),
+                        (aioice.candidate, "candidate_foundation"), (aioice.candidate, "candidate_priority")):
         if not hasattr(owner, name):
             problems.append(f"{getattr(owner, '__name__', owner)}.{name} missing")
     # attributes assigned in constructors: look for them in the source
@@ -485,10 +595,14 @@ def self_test() -> list[str]:
                          (RTCRtpTransceiver, ("self._codecs", "self._headerExtensions", "self._offerDirection")),
                          (RTCPeerConnection, ("self.__dtlsTransports", "self.__iceTransports", "self.__isClosed")),
                          (aioice.ice.Connection, ("self._nominated", "self._closing", "self._query_consent_task",
-                                                  "self.remote_password"))):
+                                                  "self.remote_password", "self._local_username",
+                                                  "self._protocols")),
+                         (RTCIceGatherer, ("self._connection",))):
         source = inspect.getsource(owner.__init__)
         problems += [f"{owner.__name__}: {n} missing" for n in names if n not in source]
     import asyncio.selector_events
     if "self._sock = sock" not in inspect.getsource(asyncio.selector_events._SelectorTransport.__init__):
         problems.append("asyncio selector transport has no _sock")
+    if "pause_reading" not in asyncio.selector_events._SelectorTransport.__dict__:
+        problems.append("asyncio selector transport cannot pause reading (the node's port drains its socket)")
     return problems

@@ -65,6 +65,7 @@ class Session:
         self.slot = slot
         self.owner = owner  # the identity of the token that opened it ("" when not known)
         self.pc: RTCPeerConnection = adapter.new_peer_connection()
+        self.port: Optional[adapter.NodePort] = None   # the node's one UDP port (None: a socket of its own)
         self.tap: Optional[adapter.PacketTap] = None
         self.created = time.monotonic()
         self.closed = False
@@ -86,6 +87,7 @@ class Session:
         adapter.drop_receive_estimators(self.pc)
 
     async def _answer(self, public_ip: Optional[str]) -> str:
+        adapter.use_node_port(self.pc, self.port)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         # a timer, not a sleeping task: a connected session then holds no task for the timeout's 20 s

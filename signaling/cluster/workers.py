@@ -155,7 +155,7 @@ def plan_workers(args: argparse.Namespace, n: int, redis_url: str, tls: bool = F
         node_id = f"{base}-w{i}"
         argv = [sys.executable, "-m", "signaling.cli", *args.argv, "--redis", redis_url, "--node-id", node_id,
                 "--advertise-url", _advertise(args, port, "https" if tls else "http"), "--cluster-forward", forward,
-                "--worker-port", str(port)]
+                "--worker-port", str(port), "--udp-port", str(args.udp_port + i if args.udp_port else 0)]
         workers.append(Worker(i, node_id, port, argv))
     return workers
 

@@ -19,6 +19,7 @@ import pytest
 
 from signaling.auth.tokens import mint
 from testkit.chromium import browser_marks, VIEWPORT, BrowserPool, wait_for
+from testkit.udp_sockets import udp_sockets_of
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -427,3 +428,40 @@ def test_pages_show_the_servers_reason_when_refused(server, browsers, tmp_path):
     sync_api.expect(terminal.locator("#overlay-detail")).to_contain_text("invalid access token: Signature verification failed")
     assert terminal.evaluate("window.liveclass.state") == "error"
     terminal.screenshot(path=str(tmp_path / "terminal-refused.png"))
+
+
+# The remote end of the page's selected ICE candidate pair: where the server's media came from.
+SELECTED_REMOTE_SCRIPT = """
+async () => {
+  const pc = window.liveclass && window.liveclass.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  let pair = null;
+  report.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId); });
+  if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+  const remote = pair && report.get(pair.remoteCandidateId);
+  return remote ? { address: remote.address || remote.ip, port: remote.port } : null;
+}
+"""
+
+
+def test_classrooms_share_the_servers_one_udp_port_and_a_reloaded_page_plays_again(server, browsers):
+    teacher = open_teacher(browsers, server, "oneport")
+    go_live(teacher)
+    a = open_terminal(browsers, server, "oneport", "terminal-a")
+    b = open_terminal(browsers, server, "oneport", "terminal-b")
+    for page in (a, b):
+        expect_terminal_live(page, 20)
+        expect_frames_rising(page, "a classroom", 15)
+    ports = udp_sockets_of(server.proc.pid)
+    assert len(ports) == 1, f"the server holds UDP sockets on {ports}"
+    remotes = [wait_until("the selected pair", lambda p=p: p.evaluate(SELECTED_REMOTE_SCRIPT), 10)
+               for p in (teacher, a, b)]
+    assert {r["port"] for r in remotes} == set(ports), remotes   # the teacher's and both classrooms' media
+    # one classroom reloads its page (a new peer connection from the same machine): it plays again, and the
+    # other never stopped
+    a.reload()
+    expect_terminal_live(a, 20)
+    expect_frames_rising(a, "the reloaded classroom", 15)
+    expect_frames_rising(b, "the other classroom", 10)
+    assert udp_sockets_of(server.proc.pid) == ports

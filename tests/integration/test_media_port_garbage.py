@@ -1,5 +1,5 @@
 """Garbage on the media ports: random datagrams, malformed STUN and bogus DTLS records and unprotected RTP/RTCP,
-sent by another process at the ports of a live lesson's publisher and viewers for 30 s. The viewers keep
+sent by another process at the node's one media port (its publisher's and viewers') for 30 s. The viewers keep
 decoding without losing a packet, a new viewer joins and plays meanwhile, the server answers HTTP at once the
 whole time, and it logs no traceback."""
 from __future__ import annotations
@@ -63,7 +63,7 @@ async def test_garbage_at_the_media_ports_disturbs_no_one(tmp_path: Path, clip: 
         ports = set()
         for peer in (pub, watcher, counter):
             ports |= server_ports(peer.pc.remoteDescription.sdp)
-        assert len(ports) >= 3, ports
+        assert len(ports) == 1, ports   # the node's one UDP port carries all three: the garbage hits them all
         counter.seqs.clear()   # count from here
         flood = subprocess.Popen([sys.executable, "-m", "testkit.garbage_flood", "127.0.0.1", *map(str, sorted(ports)),
                                   "--seconds", str(FLOOD_S), "--rate", str(FLOOD_RATE)],

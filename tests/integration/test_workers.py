@@ -18,6 +18,7 @@ from testkit.lesson_peers import frames_grow
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.redis_server import RedisServer
 from testkit.server import REPO, ServerProcess
+from testkit.udp_sockets import udp_sockets_of
 from tests.integration.test_cluster import wait_for
 
 ROOM_KEY = "liveclass:room:{}"
@@ -34,8 +35,8 @@ def free_run(n: int) -> int:
     raise RuntimeError("no run of free ports")
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
+def _free(port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -57,9 +58,21 @@ def healthy(port: int) -> bool:
         return False
 
 
+def free_udp_run(n: int) -> int:
+    """A UDP port p with p .. p+n-1 free on loopback (the workers' media ports)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p + n < 65000 and all(_free(p + i, socket.SOCK_DGRAM) for i in range(1, n)):
+            return p
+    raise RuntimeError("no run of free UDP ports")
+
+
 async def test_two_workers_share_the_port_and_spread_the_rooms(redis_server, tmp_path, clip) -> None:
-    port = free_run(2)
-    sup = ServerProcess(port=port, extra=("--workers", "2", "--redis", redis_url(redis_server), "--node-id", "m"),
+    port, udp = free_run(2), free_udp_run(2)
+    sup = ServerProcess(port=port, extra=("--workers", "2", "--redis", redis_url(redis_server), "--node-id", "m",
+                                          "--udp-port", str(udp)),
                         log_path=tmp_path / "supervisor.log")
     db = redis.Redis.from_url(redis_server.url, decode_responses=True)
     pubs = [WhipPublisher(sup.base_url, room, sup.token(room, "teacher"), clip) for room in ("r1", "r2")]
@@ -79,6 +92,8 @@ async def test_two_workers_share_the_port_and_spread_the_rooms(redis_server, tmp
         # a worker killed is started again by the supervisor and registers again
         workers = children(sup.proc.pid)
         assert len(workers) == 2, workers
+        # each worker carries its media on one UDP port of its own: --udp-port, --udp-port + 1
+        assert sorted(p for w in workers for p in udp_sockets_of(w)) == [udp, udp + 1]
         os.kill(workers[1], signal.SIGKILL)
         killed = time.monotonic()
         wait_for(lambda: len(set(children(sup.proc.pid)) - set(workers)) == 1 and healthy(port + 1)
