@@ -5,6 +5,7 @@
     .venv/bin/python bench/fanout.py --quick            # N = 10, 5 s window: a CI smoke test (~10 s)
     .venv/bin/python bench/fanout.py --wait-quiet 300   # on a shared machine: measure while nothing else runs
     .venv/bin/python bench/fanout.py -n 100 --profile /tmp/sfu   # + py-spy of the SFU -> bench/pyspy_top.py
+    .venv/bin/python bench/fanout.py --against janus -n 100 -n 200   # ours and Debian's Janus VideoRoom, ratio
 
 Processes: the SFU (`liveclass serve`, the only process measured), one publisher process (testkit's WHIP
 publisher sending a pre-encoded 1280x720 30 fps VP8 ~1.5 Mbit/s + Opus clip, no encoding) and one or more
@@ -22,6 +23,16 @@ window (a backlog means the SFU is at its limit); the load generator's own CPU, 
 other processes' load (a window disturbed by them is repeated), UDP buffer drops, and a machine-speed
 calibration (this VM's speed drifts by +-15% over minutes: compare runs only with similar calibration).
 stdout: one JSON object per run, then one summary line per run.
+
+--against janus: at each N, the same run against `liveclass serve` and then against Debian's Janus 1.1
+VideoRoom (bench/janus.py: started by the bench with its own configuration, `event_loops = 1`, only the
+VideoRoom plugin and the HTTP transport), with the same publisher (same clip and aiortc sender; only the
+signalling differs: Janus's HTTP API instead of WHIP) and the same non-decoding viewers (Janus offers, the
+viewer answers; the socket draining and counting are the same code). The server is pinned to one CPU (0
+unless --pin-sfu) and the load processes to the others, for both. Janus never offers loopback candidates, so
+in this mode media runs on one of the host's own addresses (the kernel's loopback path all the same) for
+both servers. After each N's pair: a "fanout-vs-janus" JSON object with both CPU figures and the ratio
+ours/janus, and a summary line.
 """
 from __future__ import annotations
 
@@ -96,15 +107,20 @@ async def drain(viewers, quiet: float = 0.25, limit: float = 15.0) -> float:
 async def viewers_worker(args: argparse.Namespace) -> None:
     import aiohttp
     from sfu.webrtc import aiortc_adapter as adapter
-    from bench.loadpeers import CountingViewer, SocketPoller
+    from bench.loadpeers import CountingViewer, JanusCountingViewer, SocketPoller
 
-    adapter.configure_host_addresses(["127.0.0.1"])
+    adapter.configure_host_addresses([args.media_addr])
     io = WorkerIO()
     await io.open()
     deadline = time.monotonic() + args.max_seconds
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JOIN_START_TIMEOUT),
                                  connector=aiohttp.TCPConnector(limit=0))
     viewers: list[CountingViewer] = []
+    janus = None
+    if args.sfu == "janus":  # one Janus session (one long-poll) for all this process's viewers
+        from bench.janus import JanusClient
+        janus = JanusClient(args.base_url, http, timeout=JOIN_START_TIMEOUT)
+        await janus.open()
     lag = LagMonitor()
     poller = SocketPoller()
     tasks = [asyncio.create_task(lag.run(deadline)), asyncio.create_task(poller.run(deadline))]
@@ -122,8 +138,14 @@ async def viewers_worker(args: argparse.Namespace) -> None:
         except Exception as exc:  # recorded per viewer; the benchmark reports failed joins
             v.error = f"{type(exc).__name__}: {exc}"
 
+    def new_viewer(token: str) -> CountingViewer:
+        if janus is not None:
+            from bench.janus import PUBLISHER_ID
+            return JanusCountingViewer(janus, int(args.room), PUBLISHER_ID, args.viewer_mode, poller)
+        return CountingViewer(args.base_url, args.room, token, http, args.viewer_mode, poller)
+
     async def join_batch(cmd: dict) -> None:
-        batch = [CountingViewer(args.base_url, args.room, t, http, args.viewer_mode, poller) for t in cmd["tokens"]]
+        batch = [new_viewer(t) for t in cmd["tokens"]]
         viewers.extend(batch)
         await asyncio.gather(*(join(v) for v in batch))
         until = time.monotonic() + KEYFRAME_WAIT
@@ -158,6 +180,8 @@ async def viewers_worker(args: argparse.Namespace) -> None:
             await asyncio.wait_for(asyncio.gather(*(v.stop() for v in viewers), return_exceptions=True), 20)
         except asyncio.TimeoutError:
             pass
+        if janus is not None:
+            await janus.close()
         await http.close()
         poller.close()
     io.send("stopped")
@@ -167,11 +191,15 @@ async def publisher_worker(args: argparse.Namespace) -> None:
     from sfu.webrtc import aiortc_adapter as adapter
     from bench.loadpeers import CountingPublisher
 
-    adapter.configure_host_addresses(["127.0.0.1"])
+    adapter.configure_host_addresses([args.media_addr])
     io = WorkerIO()
     await io.open()
     deadline = time.monotonic() + args.max_seconds
-    pub = CountingPublisher(args.base_url, args.room, args.token, Path(args.clip))
+    signalling = None
+    if args.sfu == "janus":
+        from bench.janus import JanusPublisher
+        signalling = JanusPublisher(args.base_url, int(args.room), Path(args.clip))
+    pub = CountingPublisher(args.base_url, args.room, args.token, Path(args.clip), publisher=signalling)
 
     async def pause(cmd: dict) -> None:
         io.send("paused", sent=await pub.pause())
@@ -244,32 +272,49 @@ def summarize_server_stats(room: Optional[dict]) -> dict:
 class Run:
     """One benchmark run at one N: owns the server and its workers, and always cleans them up."""
 
-    def __init__(self, n: int, args: argparse.Namespace, clip: Path, logdir: Path) -> None:
+    def __init__(self, n: int, args: argparse.Namespace, clip: Path, logdir: Path, sfu: str = "liveclass",
+                 media_addr: str = "127.0.0.1") -> None:
         self.n, self.args, self.clip, self.logdir = n, args, clip, logdir
+        self.sfu, self.media_addr = sfu, media_addr  # "liveclass" or "janus"; the address ICE runs on
+        self.room = ROOM
         self.server = None
         self.workers: list[Worker] = []
         self.calibration: dict = {}
 
     def _argv(self, role: str, *extra: str) -> list[str]:
         return [sys.executable, str(Path(__file__).resolve()), "--worker", role, "--base-url", self.server.base_url,
-                "--room", ROOM, "--max-seconds", str(WORKER_MAX_SECONDS), *extra]
+                "--room", self.room, "--max-seconds", str(WORKER_MAX_SECONDS), "--sfu", self.sfu,
+                "--media-addr", self.media_addr, *extra]
 
-    async def execute(self) -> dict:
-        from testkit.server import ServerProcess
+    def _start_server(self) -> None:
         a, n = self.args, self.n
-        if a.wait_quiet:
-            await self._wait_quiet(a.wait_quiet)
-        self.calibration = calibrate()
+        if self.sfu == "janus":
+            from bench.janus import JanusServer
+            self.server = JanusServer(self.media_addr, log_path=self.logdir / f"janus-n{n}.log",
+                                      cpus={a.pin_sfu} if a.pin_sfu is not None else None)
+            self.room = str(self.server.room)
+            return
+        from testkit.server import ServerProcess
         # --no-ladder unless asked: the forwarding path alone, as with the teacher page's simulcast (no ladder
         # exists then); --ladder measures a one-layer (OBS-like) teacher, whose ladder decodes while watched
         # every viewer comes from this machine's one address: lift the per-address join rate
-        self.server = ServerProcess(log_path=self.logdir / f"server-n{n}.log",
-                                    extra=(*(() if a.ladder else ("--no-ladder",)), "--rate-per-address", "100000"))
+        self.server = ServerProcess(log_path=self.logdir / f"server-n{n}.log", media_hosts=(self.media_addr,),
+                                    extra=(*(() if a.ladder else ("--no-ladder",)), "--rate-per-address", "100000",
+                                           *a.sfu_arg))
+
+    async def execute(self) -> dict:
+        a, n = self.args, self.n
+        if a.wait_quiet:
+            await self._wait_quiet(a.wait_quiet)
+        if a.pin_sfu is not None:  # this orchestrating process (and what it starts) stays off the server's CPU
+            self._pin(os.getpid(), self._load_cpus())
+        self.calibration = calibrate()
+        await asyncio.get_running_loop().run_in_executor(None, self._start_server)
         server_pid = self.server.proc.pid
         if a.pin_sfu is not None:
             self._pin(server_pid, {a.pin_sfu})
-        pub = await Worker.spawn("publisher", self._argv("publisher", "--token", self.server.token(ROOM, "teacher"),
-                                                         "--clip", str(self.clip)),
+        teacher = self.server.token(self.room, "teacher")
+        pub = await Worker.spawn("publisher", self._argv("publisher", "--token", teacher, "--clip", str(self.clip)),
                                  self.logdir / f"publisher-n{n}.log", REPO)
         self.workers.append(pub)
         if a.pin_sfu is not None:
@@ -301,7 +346,7 @@ class Run:
                 staggered += pause
                 await asyncio.sleep(pause)
             w = viewer_workers[b % len(viewer_workers)]
-            tokens = [self.server.token(ROOM, "terminal") for _ in range(size)]
+            tokens = [self.server.token(self.room, "terminal") for _ in range(size)]
             msg = await w.call({"cmd": "join", "tokens": tokens}, "joined",
                                JOIN_START_TIMEOUT + KEYFRAME_WAIT + 30)
             joins.extend(msg["viewers"])
@@ -324,7 +369,7 @@ class Run:
                              "received_max": max(got, default=0)})
             if m["other_cores"] <= a.noise_limit:
                 break
-        room_stats = await fetch_stats(self.server)
+        room_stats = await fetch_stats(self.server) if self.sfu == "liveclass" else None
         result = self._result(joins, join_total, m, viewer_workers, room_stats)
         result["window_attempts"] = attempts
         result["calibration"] = self.calibration
@@ -450,8 +495,10 @@ class Run:
         cpu = m["cpu"]
         return {
             "bench": "fanout",
+            "sfu": self.sfu,
             "n": n,
-            "ladder": bool(self.args.ladder),
+            "ladder": bool(self.args.ladder) if self.sfu == "liveclass" else None,
+            "media_addr": self.media_addr,
             "window_s": round(window, 2),
             "sfu_cpu_ms_per_viewer_s": round(server_cpu * 1000 / (n * window), 3),
             "sfu_cpu_ms_per_viewer_s_exact": round(m["server_exact"] * 1000 / (n * window), 3)
@@ -481,6 +528,8 @@ class Run:
                              "min": round(min(mbps), 3) if mbps else None,
                              "what": "SRTP datagrams (RTP header + payload + auth tag), video + audio"},
             "drain_ms_after_window": [c["drain_ms"] for c in m["closed"]],
+            # RTP with a payload type the viewer did not negotiate (not counted above): should be 0
+            "viewer_unknown_pt_packets": sum(c.get("other_packets", 0) for c in m["closed"]),
             "join": {
                 "batch": self.args.batch, "total_s": round(join_total, 1), "failed": len(joins) - len(joined_ok),
                 "errors": sorted({j["error"] for j in joins if j["error"]})[:3],
@@ -496,9 +545,11 @@ class Run:
                 "viewers_first_packet_not_keyframe": sum(
                     1 for j in joined_ok if j["first_packet_ms"] is not None and j["first_keyframe_ms"] is not None
                     and j["first_keyframe_ms"] - j["first_packet_ms"] > 20),
-                "note": f"times from WHEP POST; the pre-encoded publisher cannot answer PLI, so the first "
-                        f"keyframe waits for its next keyframe (GOP {CLIP['gop'] / CLIP['fps']:.1f} s; batches "
-                        f"start at random GOP phases unless --no-stagger); total_s excludes those pauses",
+                "note": f"times from {'WHEP POST' if self.sfu == 'liveclass' else 'the subscriber join request'} "
+                        f"(answer_ms: until {'the 201' if self.sfu == 'liveclass' else 'Janus took the answer'}); "
+                        f"the pre-encoded publisher cannot answer PLI, so the first keyframe waits for its next "
+                        f"keyframe (GOP {CLIP['gop'] / CLIP['fps']:.1f} s; batches start at random GOP phases "
+                        f"unless --no-stagger); total_s excludes those pauses",
             },
             "load_generator": {
                 "viewer_procs": len(viewer_workers),
@@ -544,10 +595,11 @@ def git_state() -> dict:
         return {}
 
 
-def summary_line(r: dict) -> str:
+def summary_line(r: dict, label: bool = False) -> str:
     fk = r["join"]["first_keyframe_ms"]["p50"]
     lg = r["load_generator"]
-    return (f"fanout: N={r['n']} cpu={r['sfu_cpu_ms_per_viewer_s']:.2f} ms/viewer-s "
+    name = f"fanout [{r['sfu']}]" if label else "fanout"
+    return (f"{name}: N={r['n']} cpu={r['sfu_cpu_ms_per_viewer_s']:.2f} ms/viewer-s "
             f"loss={r['loss_pct']['mean']:.2f}% (worst viewer {r['loss_pct']['worst']:.2f}%) "
             f"bitrate={r['bitrate_mbps']['mean']:.2f} Mbit/s "
             f"first-frame p50={fk / 1000 if fk is not None else float('nan'):.2f} s "
@@ -555,6 +607,69 @@ def summary_line(r: dict) -> str:
             f"sfu {r['sfu_cpu_cores']:.2f} cores, viewers {sum(x or 0 for x in lg['viewer_procs_cpu_cores']):.2f}, "
             f"host busy {lg['host_busy_frac'] * 100:.0f}% of {lg['host_cores']}, "
             f"other load {lg['other_processes_cpu_cores']:.2f} cores")
+
+
+def comparison(ours: dict, janus: dict) -> dict:
+    """Both servers' figures at one N side by side, and ours/janus for the CPU per viewer-second."""
+    def ratio(key: str) -> Optional[float]:
+        a, b = ours.get(key), janus.get(key)
+        return round(a / b, 3) if a is not None and b else None
+
+    def pick(r: dict) -> dict:
+        j = r["join"]
+        return {
+            "sfu_cpu_ms_per_viewer_s": r["sfu_cpu_ms_per_viewer_s"],
+            "sfu_cpu_ms_per_viewer_s_exact": r["sfu_cpu_ms_per_viewer_s_exact"],
+            "sfu_cpu_cores": r["sfu_cpu_cores"],
+            "sfu_threads": r["sfu_threads"],
+            "sfu_cpu_us_per_delivered_packet": r["sfu_cpu_us_per_delivered_packet"],
+            "loss_pct": r["loss_pct"], "gap_loss_pct": r["gap_loss_pct"],
+            "bitrate_mbps": {k: r["bitrate_mbps"][k] for k in ("mean", "min")},
+            "viewer_distinct_mean": r["viewer_distinct_mean"], "published_packets": r["published_packets"],
+            "join": {k: j[k] for k in ("total_s", "failed", "errors", "answer_ms", "connected_ms", "first_packet_ms",
+                                       "first_keyframe_ms", "no_keyframe")},
+            "window_s": r["window_s"], "calibration": r.get("calibration"),
+            "other_processes_cpu_cores": r["load_generator"]["other_processes_cpu_cores"],
+            "host_busy_frac": r["load_generator"]["host_busy_frac"],
+            "udp_rcvbuf_errors": r["load_generator"]["udp_rcvbuf_errors"],
+        }
+
+    def problems(r: dict) -> list[str]:
+        out = []
+        if r["join"]["failed"] or r["join"]["no_keyframe"]:
+            out.append(f"{r['sfu']}: {r['join']['failed']} joins failed, {r['join']['no_keyframe']} without keyframe")
+        if r["loss_pct"]["worst"] is None or r["loss_pct"]["worst"] > 1.0:
+            out.append(f"{r['sfu']}: worst viewer lost {r['loss_pct']['worst']}% "
+                       f"(video {r['loss_pct']['video_worst']}%)")
+        return out
+
+    issues = problems(ours) + problems(janus)
+    # a server using (nearly) all of its one CPU, or whose queues took over a second to drain after the window,
+    # was at its limit: it batches more and its CPU per viewer-second stops growing, so the ratio understates
+    saturated = [r["sfu"] for r in (ours, janus)
+                 if r["sfu_cpu_cores"] >= 0.95 or max(r["drain_ms_after_window"], default=0) > 1000]
+    return {"bench": "fanout-vs-janus", "n": ours["n"],
+            # a ratio compares two servers doing the same work: every viewer joined and got (nearly) everything
+            "valid": not issues, "issues": issues, "saturated": saturated,
+            "ratio_cpu_ours_over_janus": ratio("sfu_cpu_ms_per_viewer_s"),
+            "ratio_cpu_exact_ours_over_janus": ratio("sfu_cpu_ms_per_viewer_s_exact"),
+            "liveclass": pick(ours), "janus": {**pick(janus), "version": janus.get("sfu_version")},
+            "sfu_pinned_to_cpu": ours["load_generator"]["sfu_pinned_to_cpu"], "media_addr": ours["media_addr"]}
+
+
+def comparison_line(c: dict) -> str:
+    o, j = c["liveclass"], c["janus"]
+    ratio = c["ratio_cpu_ours_over_janus"]
+    flag = "" if c["valid"] else f"INVALID ({'; '.join(c['issues'])}) "
+    if c["saturated"]:
+        flag += f"(at its CPU limit: {', '.join(c['saturated'])}) "
+    return (f"fanout vs janus: N={c['n']} {flag}cpu ours {o['sfu_cpu_ms_per_viewer_s']:.2f} / janus "
+            f"{j['sfu_cpu_ms_per_viewer_s']:.2f} ms/viewer-s = {ratio if ratio is not None else float('nan'):.2f}x "
+            f"(exact {c['ratio_cpu_exact_ours_over_janus'] or float('nan'):.2f}x) | loss mean/worst ours "
+            f"{o['loss_pct']['mean']:.2f}/{o['loss_pct']['worst']:.2f}% janus {j['loss_pct']['mean']:.2f}/"
+            f"{j['loss_pct']['worst']:.2f}% | bitrate ours {o['bitrate_mbps']['mean']:.2f} janus "
+            f"{j['bitrate_mbps']['mean']:.2f} Mbit/s | failed joins ours {o['join']['failed']} janus "
+            f"{j['join']['failed']}")
 
 
 _LIVE_RUNS: list[Run] = []
@@ -581,28 +696,55 @@ async def orchestrate(args: argparse.Namespace) -> int:
     logdir = Path(args.logs) if args.logs else Path(tempfile.mkdtemp(prefix="liveclass-fanout-"))
     logdir.mkdir(parents=True, exist_ok=True)
     results = []
+    comparisons = []
     failed = False
+    sfus = ["liveclass"]
+    media_addr = "127.0.0.1"
+    janus_version = None
+    if args.against == "janus":
+        from bench.janus import janus_binary, janus_version as version_of, media_address
+        if janus_binary() is None:
+            print(json.dumps({"bench": "fanout", "error": "--against janus: no janus binary (apt-get install "
+                              "janus)"}), flush=True)
+            return 1
+        janus_version = version_of()
+        media_addr = media_address()
+        sfus = ["janus", "liveclass"] if args.janus_first else ["liveclass", "janus"]
+        if args.janus_only:
+            sfus = ["janus"]
     for n in args.n:
-        run = Run(n, args, clip, logdir)
-        _LIVE_RUNS.append(run)
-        try:
-            r = await asyncio.wait_for(run.execute(), timeout=args.run_timeout)
-            r["clip"] = clip_info
-            r["host"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
-            r["code"] = code_state
-            results.append(r)
-            print(json.dumps(r), flush=True)
-        except (Exception, asyncio.TimeoutError) as exc:
-            failed = True
-            why = (f"run exceeded --run-timeout {args.run_timeout:g} s" if isinstance(exc, asyncio.TimeoutError)
-                   and not str(exc) else f"{type(exc).__name__}: {exc}")
-            print(json.dumps({"bench": "fanout", "n": n, "error": why,
-                              "logs": str(logdir)}), flush=True)
-        finally:
-            await run.cleanup()
-            _LIVE_RUNS.remove(run)
+        by_sfu: dict[str, dict] = {}
+        for sfu in sfus:
+            run = Run(n, args, clip, logdir, sfu, media_addr)
+            _LIVE_RUNS.append(run)
+            try:
+                r = await asyncio.wait_for(run.execute(), timeout=args.run_timeout)
+                if sfu == "janus":
+                    r["sfu_version"] = janus_version
+                r["clip"] = clip_info
+                r["host"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                             "machine": platform.machine()}
+                r["code"] = code_state
+                results.append(r)
+                by_sfu[sfu] = r
+                print(json.dumps(r), flush=True)
+            except (Exception, asyncio.TimeoutError) as exc:
+                failed = True
+                why = (f"run exceeded --run-timeout {args.run_timeout:g} s" if isinstance(exc, asyncio.TimeoutError)
+                       and not str(exc) else f"{type(exc).__name__}: {exc}")
+                print(json.dumps({"bench": "fanout", "sfu": sfu, "n": n, "error": why,
+                                  "logs": str(logdir)}), flush=True)
+            finally:
+                await run.cleanup()
+                _LIVE_RUNS.remove(run)
+        if "liveclass" in by_sfu and "janus" in by_sfu:
+            c = comparison(by_sfu["liveclass"], by_sfu["janus"])
+            comparisons.append(c)
+            print(json.dumps(c), flush=True)
     for r in results:
-        print(summary_line(r), flush=True)
+        print(summary_line(r, label=args.against is not None), flush=True)
+    for c in comparisons:
+        print(comparison_line(c), flush=True)
     if not args.logs and not failed:
         shutil.rmtree(logdir, ignore_errors=True)
     elif failed:
@@ -617,6 +759,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--ladder", action="store_true",
                    help="keep the server-side ladder on (a one-layer publisher's room decodes while watched)")
     p.add_argument("--window", type=float, help="measuring window in seconds (default 12)")
+    p.add_argument("--sfu-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for `liveclass serve` (repeatable), e.g. --sfu-arg=--udp-port-per-peer")
     p.add_argument("--settle", type=float, help="seconds to wait after the last join (default 3)")
     p.add_argument("--batch", type=int, default=10, help="viewers joining concurrently (default 10)")
     p.add_argument("--no-stagger", dest="stagger", action="store_false",
@@ -640,6 +784,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-windows", type=int, help="window attempts per run (default 3; 1 with --quick)")
     p.add_argument("--logs", help="keep server/worker logs in this folder")
     p.add_argument("--run-timeout", type=float, default=600, help="give up on one run after this (default 600 s)")
+    p.add_argument("--against", choices=("janus",),
+                   help="at each N run the same bench against Debian's Janus VideoRoom too (apt-get install janus) "
+                   "and print both and the ratio ours/janus; pins the server to CPU 0 unless --pin-sfu")
+    p.add_argument("--janus-first", action="store_true", help="with --against janus: Janus's run before ours")
+    p.add_argument("--janus-only", action="store_true", help="with --against janus: only Janus's run (debugging)")
     # worker mode (internal)
     p.add_argument("--worker", choices=("viewers", "publisher"), help=argparse.SUPPRESS)
     p.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -647,7 +796,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--token", help=argparse.SUPPRESS)
     p.add_argument("--clip", help=argparse.SUPPRESS)
     p.add_argument("--max-seconds", type=float, default=WORKER_MAX_SECONDS, help=argparse.SUPPRESS)
+    p.add_argument("--sfu", choices=("liveclass", "janus"), default="liveclass", help=argparse.SUPPRESS)
+    p.add_argument("--media-addr", default="127.0.0.1", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if (args.janus_first or args.janus_only) and args.against != "janus":
+        p.error("--janus-first and --janus-only go with --against janus")
+    if args.against == "janus" and args.pin_sfu is None and not args.worker:
+        args.pin_sfu = 0  # server on one core, load on the other(s), for both servers
     if args.quick:
         args.n = args.n or [10]
         args.window = args.window or 5.0

@@ -6,6 +6,8 @@ in clear text in SRTP, so counting needs no decryption. Only until the first key
 decrypt video packets (to read the VP8 payload descriptor). A shared `SocketPoller` drains all viewers'
 sockets in batches instead of one asyncio callback per datagram. That makes a viewer cost a few microseconds
 per packet, so one load process can hold hundreds of viewers while the SFU process being measured gets the CPU.
+`JanusCountingViewer` is the same viewer subscribed to a Janus VideoRoom (Janus offers, it answers), for
+bench/fanout.py --against janus.
 
 Like the SFU's own adapter, this reaches into aiortc/aioice private attributes (pinned versions, see
 sfu/webrtc/aiortc_adapter.py): `RTCDtlsTransport.transport._connection._protocols`, `_rx_srtp`, `_tx_srtp`,
@@ -215,6 +217,12 @@ class CountingViewer:
             self.location = r.headers["Location"]
         self.answer_at = time.monotonic()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+        self._map_codecs()
+        if self.mode == "tap":
+            adapter.PacketTap(self.pc, self._on_decrypted_rtp, lambda data: None)
+
+    def _map_codecs(self) -> None:
+        """Counters by negotiated payload type, once both descriptions are set."""
         kinds: dict[str, KindCounter] = {}  # one counter per kind: the SFU sends one codec (one SSRC) per kind
         for t in self.pc.getTransceivers():
             for c in adapter.negotiated_codecs(t):
@@ -224,8 +232,6 @@ class CountingViewer:
                 if c.mimeType.lower() == "video/vp8":
                     self._video_pt = c.payloadType
         self.video, self.audio = kinds.get("video"), kinds.get("audio")
-        if self.mode == "tap":
-            adapter.PacketTap(self.pc, self._on_decrypted_rtp, lambda data: None)
 
     def _hook_sockets(self) -> None:
         connection = self.dtls.transport._connection
@@ -336,6 +342,42 @@ class CountingViewer:
         await self.pc.close()
 
 
+class JanusCountingViewer(CountingViewer):
+    """The same non-decoding viewer (same sockets, same counting, same feedback) subscribed to a Janus
+    VideoRoom feed: Janus sends the offer and the viewer answers. `client` is the worker's shared Janus
+    session (bench/janus.py). `post_at` is the join request, `answer_at` the moment Janus took the answer."""
+
+    def __init__(self, client, room: int, feed: int, mode: str = "poll",
+                 poller: Optional[SocketPoller] = None) -> None:
+        super().__init__(client.base_url, str(room), "", client.http, mode, poller)
+        self.client, self.room_id, self.feed = client, room, feed
+        self.handle: Optional[int] = None
+
+    async def start(self) -> None:
+        from bench.janus import start_subscriber, subscribe
+        self.post_at = time.monotonic()
+        self.handle, offer = await subscribe(self.client, self.room_id, self.feed)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())  # gathers: sockets exist from here
+        self.dtls = adapter.dtls_transports(self.pc)[0]
+        if self.mode in ("poll", "socket"):
+            self._hook_sockets()
+        self._map_codecs()
+        if self.mode == "tap":
+            adapter.PacketTap(self.pc, self._on_decrypted_rtp, lambda data: None)
+        await start_subscriber(self.client, self.handle, self.pc.localDescription.sdp)
+        self.answer_at = time.monotonic()
+
+    async def stop(self) -> None:
+        for transport in self._polled:
+            self.poller.remove(transport)
+        self._polled.clear()
+        if self.handle is not None:
+            await self.client.detach(self.handle)
+            self.handle = None
+        await self.pc.close()
+
+
 class CountingPublisher:
     """testkit's WhipPublisher (pre-encoded clip, no encoding) plus a count of media packets it sent per kind,
     and a pause: while paused no packet is sent, and on resume the clip's clock moves on by the pause so
@@ -343,8 +385,10 @@ class CountingPublisher:
     between publisher and viewers drain, so "sent in the window" and "received" cover exactly the same packets.
     """
 
-    def __init__(self, base_url: str, room: str, token: str, clip: Path) -> None:
-        self.pub = WhipPublisher(base_url, room, token, clip)
+    def __init__(self, base_url: str, room: str, token: str, clip: Path, publisher=None) -> None:
+        """`publisher`: another signalling for the same media (bench/janus.py's JanusPublisher); by default
+        testkit's WhipPublisher."""
+        self.pub = publisher or WhipPublisher(base_url, room, token, clip)
         self.sent: dict[int, int] = {}
         self.kind_of: dict[int, str] = {}
         self.gate = asyncio.Event()
