@@ -134,6 +134,10 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
                              "use by another node on this machine? --udp-port N picks another, 0 a free one)") from None
         if ports:   # what a firewall must let through: one port, not a range
             print("Media on UDP " + ", ".join(f"{h}:{p}" for h, p in ports.items()), flush=True)
+        small = app[SFU].port.small_buffers() if app[SFU].port is not None else []
+        if small:   # every classroom's packets pass this one socket: a small buffer drops them in a loop stall
+            print("Warning: the media socket's buffers are small (" + "; ".join(small) + "): raise the system's "
+                  "limits, e.g. sysctl -w net.core.rmem_max=4194304 net.core.wmem_max=4194304", flush=True)
 
     app.on_startup.append(open_media_port)
     app.router.add_get("/healthz", healthz)

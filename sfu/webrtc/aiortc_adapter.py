@@ -30,7 +30,7 @@ from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
-from sfu.webrtc.udp_mux import MuxedTransport, UdpMux, new_ufrag
+from sfu.webrtc.udp_mux import MuxedTransport, UdpMux, buffers_too_small, new_ufrag
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,12 @@ class NodePort:
 
     def new_ufrag(self) -> str:
         return new_ufrag(lambda u: any(m.has_ufrag(u) for m in self.muxes.values()))
+
+    def small_buffers(self) -> list[str]:
+        """The sockets whose kernel buffers stayed under what one port for every peer needs, and by how much."""
+        return [f"{host}: receive {m.receive_buffer // 1024} KiB, send {m.send_buffer // 1024} KiB"
+                for host, m in self.muxes.items()
+                if buffers_too_small(m.receive_buffer) or buffers_too_small(m.send_buffer)]
 
     def stats(self) -> dict:
         return {"udp_port": self.port, "sockets": self.ports(),

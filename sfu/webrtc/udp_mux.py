@@ -27,7 +27,9 @@ BINDING_REQUEST = 0x0001
 ATTR_USERNAME = 0x0006
 UFRAG_ALPHABET = string.ascii_letters + string.digits
 UFRAG_LENGTH = 16                  # aioice's 4 characters collide on a node with thousands of connections
-RECEIVE_BUFFER = 4 * 1024 * 1024   # every peer's traffic arrives in this one socket's buffer
+SOCKET_BUFFER = 4 * 1024 * 1024    # every peer's traffic passes this one socket's buffers: a loop stall of a
+                                   # few hundred ms at 1,000 datagrams/s must not overflow them (Debian's default
+                                   # limit, net.core.rmem_max/wmem_max, is 208 KiB)
 DRAIN_BATCH = 256                  # datagrams read per wake-up at most (then the loop's other work goes first)
 DATAGRAM_MAX = 16384               # WebRTC keeps datagrams under the path MTU; DTLS flights are fragmented
 
@@ -75,6 +77,25 @@ def new_ufrag(taken: Callable[[str], bool]) -> str:
             return ufrag
 
 
+def _grow_buffer(sock: socket.socket, option: int, force: Optional[int]) -> int:
+    """Ask for SOCKET_BUFFER: past the system's limit where allowed (root, CAP_NET_ADMIN), else up to it.
+    Returns what the kernel granted (it doubles the request for its bookkeeping)."""
+    for opt in (force, option):
+        if opt is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            break
+        except OSError:
+            continue
+    return sock.getsockopt(socket.SOL_SOCKET, option)
+
+
+def buffers_too_small(granted: int) -> bool:
+    """Whether the kernel granted less than asked (it reports twice what it was asked for)."""
+    return granted < SOCKET_BUFFER
+
+
 class UdpMux(asyncio.DatagramProtocol):
     """The node's socket on one local address: routes each datagram to the endpoint of its remote address."""
 
@@ -87,6 +108,7 @@ class UdpMux(asyncio.DatagramProtocol):
         self.unrouted = 0     # datagrams from an address no connection has claimed, and not naming one
         self.rerouted = 0     # addresses taken over by a request naming another connection
         self.handler_errors = 0
+        self.receive_buffer = self.send_buffer = 0   # bytes the kernel granted
         self._loop: asyncio.AbstractEventLoop
         self._reader: Optional[socket.socket] = None
 
@@ -107,10 +129,8 @@ class UdpMux(asyncio.DatagramProtocol):
         self.sock = getattr(transport, "_sock", None)
         if self.sock is None:
             return
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        except OSError:
-            pass   # the kernel's limit stands
+        self.receive_buffer = _grow_buffer(self.sock, socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None))
+        self.send_buffer = _grow_buffer(self.sock, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None))
         # asyncio reads one datagram per readiness: fine for a socket per peer, but this one carries every peer's
         # traffic and would fall behind the loop's pace. Drain it in batches instead (sending stays asyncio's:
         # it buffers when the kernel's buffer is full).

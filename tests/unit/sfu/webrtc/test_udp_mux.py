@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from typing import Optional
@@ -9,7 +10,7 @@ from typing import Optional
 import aioice.stun
 import pytest
 
-from sfu.webrtc.udp_mux import MuxedTransport, UdpMux, binding_request_ufrag, new_ufrag
+from sfu.webrtc.udp_mux import MuxedTransport, UdpMux, binding_request_ufrag, buffers_too_small, new_ufrag
 
 
 def binding_request(username: str, with_integrity: bool = True) -> bytes:
@@ -152,3 +153,18 @@ def test_binding_request_layout_is_what_aioice_sends():
     data = binding_request("u1:u2")
     kind, length = struct.unpack_from("!HH", data, 0)
     assert kind == 0x0001 and length == len(data) - 20
+
+
+async def test_the_one_socket_gets_buffers_for_every_peer():
+    mux = await UdpMux.bind("127.0.0.1", 0)
+    try:
+        # as root the system's limit is passed (SO_RCVBUFFORCE); elsewhere it is what the limit allows, and the
+        # server says so at start
+        granted = (mux.receive_buffer, mux.send_buffer)
+        assert granted == (mux.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                           mux.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+        if os.geteuid() == 0:
+            assert not buffers_too_small(mux.receive_buffer) and not buffers_too_small(mux.send_buffer), granted
+    finally:
+        mux.close()
+    assert buffers_too_small(2 * 212_992)   # Debian's default limit, doubled by the kernel
