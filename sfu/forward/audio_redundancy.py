@@ -18,8 +18,9 @@ DISABLE_LOSS = 0.001   # one frame per packet (~24-32 kbit/s) that even a 300 kb
 TWO_COPIES_LOSS = 0.04
 ONE_COPY_LOSS = 0.025
 MAX_DISTANCE = 2
-MAX_SHARE = 0.2        # copies of the voice cost at most this share of the link: a classroom's ~32 kbit/s Opus
-                       # gets one from 160 kbit/s up; a 180 kbit/s music stream none on 500 kbit/s (video first)
+MAX_SHARE = 0.3        # copies of the voice cost at most this share of the link: a classroom's ~32 kbit/s Opus
+                       # (~40 on the wire) gets one from ~130 kbit/s up; a 180 kbit/s music stream none on
+                       # 500 kbit/s (video first)
 
 
 class AudioRedundancy:

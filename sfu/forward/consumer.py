@@ -388,8 +388,10 @@ class Consumer(SentStream):
         self.limiter.observe(self.rtt, self.loss_floor)
         if self.red is not None:
             # the loss seen without a queue (a congested moment's is no reason), if a copy of the voice is
-            # affordable on this link
-            link_bps = None if self.estimate_bps is None else self.estimate_bps + self.share_bps
+            # affordable on this link: judged by what it carries at most (its known capacity), not by the
+            # estimate's dip after a failed probe, the very moment a thin link loses most
+            link_bps = None if self.estimate_bps is None else \
+                max(self.estimate_bps, self.capacity_bps or 0.0) + self.share_bps
             self.red.set_loss(max(self.loss_floor, self.heard_loss), self.media_bps, link_bps)
         m = self.planner.munger
         source = m.source

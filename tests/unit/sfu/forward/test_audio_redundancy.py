@@ -35,9 +35,9 @@ def test_the_choice_holds_steady_around_its_thresholds():
 def test_copies_only_where_the_link_affords_them():
     voice = 32_000
     thin = AudioRedundancy(RED)
-    thin.set_loss(0.05, voice, 300_000)            # one copy is 11 % of a 300 kbit/s link: taken
+    thin.set_loss(0.05, voice, 150_000)            # one copy is 21 % of a 150 kbit/s link: taken
     assert thin.distance == 1
-    thin.set_loss(0.05, 2 * voice, 300_000)        # (measured with its copy) a second would take 21 %: not
+    thin.set_loss(0.05, 2 * voice, 150_000)        # (measured with its copy) a second would take 43 %: not
     assert thin.distance == 1
     thin.set_loss(0.05, 2 * voice, 1_000_000)      # on 1 Mbit/s both are
     assert thin.distance == 2
