@@ -115,8 +115,8 @@ class ClipPublisher:
 # what the SFU reports per video consumer (see sfu/forward/consumer.py dump())
 CONSUMER_KEYS = ("layer", "target_layer", "temporal_limit", "estimate_bps", "estimate_from", "loss_floor", "red_distance", "bitrate_bps", "fraction_lost",
                  "allocator", "nacks", "rtx_packets", "plis", "probing_bps", "probe_packets", "switches_up",
-                 "switches_down", "thinning", "rtx_skipped", "rtx_suppressed", "rtx_over_budget", "switches",
-                 "keyframes_for_loss")
+                 "switches_down", "thinning", "rtx_skipped", "rtx_suppressed", "repairs_lost", "rtx_over_budget",
+                 "switches", "keyframes_for_loss")
 
 
 AUDIO_KEYS = ("red_distance", "fraction_lost", "loss_floor", "bitrate_bps", "packets")

@@ -69,6 +69,7 @@ NEAR_CAPACITY_PROBE = 1.1    # ... and no further than this above a known capaci
                              # and delays the audio until the feedback shows it (a slow-start probe at twice a
                              # thin link's rate held the voice back ~100 ms); one held there that succeeds shows
                              # the capacity out of date, and frees the next probes from it
+UNCHECKED_ROOM = 1.2         # a probe steps from at most this multiple of what arrived (unless a probe proved more)
 PROBE_CEILING_S = 20.0       # a failed probe's rate caps the next probes (halfway to it) this long, or until
 CEILING_RISE = 2.0           # the estimate passes it; each proven probe lifts that ceiling (the link may have
                              # grown since)
@@ -188,6 +189,8 @@ class LinkReport:
     frame_rates: Sequence[Sequence[float]] = ()   # [s][t]: pictures/s with temporal layers 0..t, where measured
     capacity_bps: Optional[float] = None          # what the link is known to carry for this stream (where a queue
                                                   # last built); None: not known
+    arrived_bps: Optional[float] = None           # what the viewer's feedback says arrived of this stream lately
+                                                  # (None: no transport feedback)
 
 class Allocator:
     def __init__(self) -> None:
@@ -388,11 +391,13 @@ class Allocator:
         if current_bps > usable and not at_bottom:
             return  # sending more than the estimate already: that is probe enough
         base = max(usable, current_bps)  # an estimate starved under the lowest layer probes from what is sent
-        if link.capacity_bps and now < st.capacity_passed_until:
-            # a link that has shown a queue, and a probe just passed it: the estimate may have climbed past what
-            # arrives unchecked (to 1.5x it), and a step from there can overshoot the link by half (the audio
-            # waits in the queue it builds); step from what was seen to arrive
-            base = min(base, max(current_bps, st.proven_bps))
+        if link.arrived_bps:
+            # a delay-based estimate climbs unchecked while the stream sends less than it (to 1.5x what arrives),
+            # and a step from there can overshoot a thin link by half (the voice waits in the queue it builds):
+            # step from what was seen to arrive, or was proven by a probe, with a little room, or from the
+            # link's known capacity (a probe stops just past it)
+            known = link.capacity_bps if link.capacity_bps and now >= st.capacity_passed_until else 0.0
+            base = min(base, max(current_bps, st.proven_bps, UNCHECKED_ROOM * link.arrived_bps, known))
         total = max(base * PROBE_MIN_STEP, min(needed_bps * PROBE_OVERSHOOT, base * gain))
         st.probe_capped = False
         if link.capacity_bps and now >= st.capacity_passed_until:

@@ -13,7 +13,8 @@ from sfu.allocation.priority import YIELD_LOWEST, YIELD_PAUSE
 from sfu.congestion.loss_level import LossLevel
 from sfu.forward.audio_redundancy import AudioRedundancy
 from sfu.forward.contracts import ConsumerOwner
-from sfu.forward.repair import repair
+from sfu.forward.repair import RepairOutcome, repair
+from sfu.forward.repair_watch import Resent
 from sfu.forward.rtx_limiter import RtxLimiter
 from sfu.forward.sent_stream import SentStream
 from sfu.forward.switch_planner import ALL_TIDS, SwitchPlanner
@@ -68,6 +69,7 @@ class Consumer(SentStream):
         self._probe_cursor = 0
         # counters (packets and octets: SentStream's)
         self.rtx_packets = 0
+        self.repairs_lost = 0        # retransmissions the transport feedback reported lost (resent at once)
         self.probe_packets = 0
         self.nacks = 0
         self.plis = 0
@@ -80,6 +82,7 @@ class Consumer(SentStream):
         self.link_loss: Optional[float] = None   # the latest loss interval of transport feedback (else RRs')
         self.heard_loss = 0.0                     # loss seen lately without a queue, whatever its cause
         self.capacity_bps: Optional[float] = None  # the link's known capacity, less the audio's share
+        self.arrived_bps: Optional[float] = None   # what arrived of it lately, by the transport feedback
         # a probe proved its rate: (now, its start, its end), for a send-side estimator to take up
         self.on_probe_proven: Callable[[float, float, float], None] = lambda now, start, end: None
         self._own_loss = LossLevel()     # the floor from receiver reports, while no transport feedback says it
@@ -201,7 +204,7 @@ class Consumer(SentStream):
         link = LinkReport(self.estimate_bps, loss, self.media_bps, rates, cap, self.nacks,
                           now < self.planner.reflex_until, forwarding_single, self._unrepaired, self.loss_floor,
                           self.packets + self.rtx_packets + self.probe_packets,
-                          [s.frame_rates for s in layers], self.capacity_bps)
+                          [s.frame_rates for s in layers], self.capacity_bps, self.arrived_bps)
         proven = self.allocator.state.proven_bps
         choice = self.allocator.update(now, link) if measured else None
         st = self.allocator.state
@@ -258,6 +261,17 @@ class Consumer(SentStream):
             self._nack_burst(len(lost), now)
         if self.allocator.probe_rate(now):  # a probe that overflows a queue must stop at once
             self.allocate(now)
+        outcome = self._repair(lost, now)
+        if self.kind == "video" and outcome.exhausted:
+            self._unrepairable(now)
+
+    def on_repair_lost(self, out_seq: int, now: float) -> None:
+        """The viewer's transport feedback says a retransmission of `out_seq` was lost as well: resend it now
+        (within the same budget and per-packet limits), not when the viewer's next NACK comes."""
+        self.repairs_lost += 1
+        self._repair([out_seq], now)
+
+    def _repair(self, lost: list[int], now: float) -> "RepairOutcome":
         p = self.planner
         m = p.munger
         cur = m.source
@@ -279,8 +293,7 @@ class Consumer(SentStream):
         outcome = repair(lost, find, self.limiter, self.media_bps, now, lambda out_seq, _: self._resend(out_seq, now))
         self.rtx_packets += outcome.resent
         self.rtx_skipped += outcome.skipped
-        if self.kind == "video" and outcome.exhausted:
-            self._unrepairable(now)
+        return outcome
 
     def _unrepairable(self, now: float) -> None:
         """The viewer still misses a packet of the current picture after every resend we allow (each was lost
@@ -336,7 +349,7 @@ class Consumer(SentStream):
             data = hdr + _OSN.pack(out_seq) + payload
         else:
             data = build_header(view.marker, self.planner.pt, out_seq, out_ts, self.ssrc, ext) + payload
-        return self.out.send(data, now, PROBE if probe else RETRANSMISSION)
+        return self.out.send(data, now, PROBE if probe else RETRANSMISSION, None if probe else Resent(self, out_seq))
 
     def _send_time(self) -> bytes:
         """abs-send-time on repairs, probes and fills too: a viewer's receive-side estimator counts only packets
@@ -365,12 +378,13 @@ class Consumer(SentStream):
 
     def on_transport_estimate(self, bitrate: int, loss_floor: float, loss: Optional[float], now: float,
                               allocate_now: bool, capacity_bps: Optional[float] = None,
-                              heard_loss: float = 0.0) -> None:
+                              heard_loss: float = 0.0, arrived_bps: Optional[float] = None) -> None:
         """Our send-side estimate of the viewer's link for this stream, the link's own random loss, the
         latest interval's loss (over all its packets: steadier than one stream's receiver reports), the
         most the link is known to carry for it (None: not known) and the loss seen lately without a queue,
-        whatever its cause (what audio redundancy answers)."""
+        whatever its cause (what audio redundancy answers), and what arrived of it lately by the feedback."""
         self.estimate_bps, self.loss_floor, self.estimate_from = bitrate, loss_floor, "transport-cc"
+        self.arrived_bps = arrived_bps
         self.link_loss, self.capacity_bps, self.heard_loss = loss, capacity_bps, heard_loss
         if allocate_now and self.kind == "video":
             self.allocate(now)
@@ -425,7 +439,8 @@ class Consumer(SentStream):
             "fraction_lost": round(self.fraction_lost, 4), "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
             "estimate_bps": self.estimate_bps, "estimate_from": self.estimate_from,
             "loss_floor": round(self.loss_floor, 4), "bitrate_bps": int(self.media_bps),
-            "rtx_suppressed": self.limiter.suppressed, "rtx_skipped": self.rtx_skipped, "drops": dict(self.drops),
+            "rtx_suppressed": self.limiter.suppressed, "repairs_lost": self.repairs_lost,
+            "rtx_skipped": self.rtx_skipped, "drops": dict(self.drops),
             "rtx_over_budget": self.limiter.over_budget, "keyframes_for_loss": self.keyframes_for_loss,
             "red_distance": None if self.red is None else self.red.distance,
         }

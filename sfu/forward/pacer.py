@@ -80,23 +80,23 @@ class Pacer(Generic[P]):
             self._drain_bps = self.queued_bytes * 8 / MAX_QUEUE_S
         return False
 
-    def due(self, now: float) -> Iterator[tuple[P, bool]]:
+    def due(self, now: float) -> Iterator[tuple[P, bool, object]]:
         """The queued packets that may leave now, in order (retransmissions first, probes last), each with
-        whether it is a probe."""
+        whether it is a probe and the tag it was offered with."""
         self._pay(now)
         for q in self._queues:
             while q and self._room():
-                packet, size, _ = q.popleft()
+                packet, size, tag = q.popleft()
                 self.queued_bytes -= size
                 self._debt += size
-                yield packet, False
+                yield packet, False, tag
         if not self.queued_bytes:
             self._drain_bps = 0.0
             while self._probes and self._room():
                 packet, size = self._probes.popleft()
                 self.probe_bytes -= size
                 self._debt += size
-                yield packet, True
+                yield packet, True, None
 
     def next_due(self, now: float) -> Optional[float]:
         """When the next queued packet may leave (None: nothing queued)."""

@@ -27,10 +27,11 @@ class TransportWideSequencer:
         """An extension block with this sequence's element first (to be stamped) and `more` after it."""
         return one_byte_extensions([(self.ext_id, PLACEHOLDER), *more])
 
-    def stamp(self, packet: bytearray, now: float, probe: bool = False) -> None:
-        """Number a packet about to be sent (built with `extensions`) and note it for the estimator."""
+    def stamp(self, packet: bytearray, now: float, probe: bool = False) -> int:
+        """Number a packet about to be sent (built with `extensions`), note it for the estimator; its number."""
         seq = self.next_seq
         self.next_seq = (seq + 1) & 0xFFFF
         packet[SEQ_OFFSET] = seq >> 8
         packet[SEQ_OFFSET + 1] = seq & 0xFF
         self._on_sent(now, seq, len(packet), probe)
+        return seq

@@ -1,6 +1,7 @@
 """One viewer connection's way out, shared by its consumers: packets are paced (when a pacer is given), numbered
 on the transport-wide sequence at the moment they leave (when the viewer gives transport-cc feedback: the
-estimator needs real send times), and sent on the connection's tap."""
+estimator needs real send times, and a retransmission is watched until the feedback says it arrived), and sent
+on the connection's tap."""
 from __future__ import annotations
 
 import asyncio
@@ -8,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Optional, Protocol
 
 from sfu.forward.pacer import AUDIO, PROBE, Pacer
+from sfu.forward.repair_watch import RepairWatch, Resent
 from sfu.forward.transport_wide import TransportWideSequencer
 from sfu.rtp.rtp_header import one_byte_extensions
 
@@ -31,6 +33,7 @@ class ViewerOut:
         self.transport = transport
         self.pacer = pacer
         self.ext_id = transport.ext_id if transport is not None else 0
+        self.repairs: Optional[RepairWatch] = RepairWatch() if transport is not None else None
         self._timer: Optional[asyncio.TimerHandle] = None
 
     @property
@@ -47,10 +50,10 @@ class ViewerOut:
         if not self.wire.ready:
             return False
         if self.pacer is None:
-            return self._emit(packet, now, cls == PROBE)
+            return self._emit(packet, now, cls == PROBE, tag)
         refused = self.pacer.probes_refused
         if self.pacer.offer(now, cls, packet, len(packet), tag):
-            return self._emit(packet, now, cls == PROBE)
+            return self._emit(packet, now, cls == PROBE, tag)
         if self.pacer.probes_refused != refused:
             return False   # a probe with no room left for it
         self._schedule(now)
@@ -73,9 +76,11 @@ class ViewerOut:
             self._timer.cancel()
             self._timer = None
 
-    def _emit(self, packet: bytearray, now: float, probe: bool) -> bool:
+    def _emit(self, packet: bytearray, now: float, probe: bool, tag: object = None) -> bool:
         if self.transport is not None:
-            self.transport.stamp(packet, now, probe)
+            seq = self.transport.stamp(packet, now, probe)
+            if type(tag) is Resent and self.repairs is not None:
+                self.repairs.sent(seq, tag)
         return self.wire.send_rtp(packet)
 
     def _schedule(self, now: float) -> None:
@@ -93,6 +98,6 @@ class ViewerOut:
         now = time.monotonic()
         if not self.wire.ready:
             return
-        for packet, probe in self.pacer.due(now):
-            self._emit(packet, now, probe)
+        for packet, probe, tag in self.pacer.due(now):
+            self._emit(packet, now, probe, tag)
         self._schedule(now)

@@ -338,6 +338,9 @@ class ViewerSession(Session, RtcpReceiver):
         if self.estimator is None or self.out is None:
             return
         self.estimator.on_feedback(now, feedback)
+        if self.out.repairs is not None:
+            for lost in self.out.repairs.on_feedback(feedback):
+                lost.owner.on_repair_lost(lost.out_seq, now)
         self._abort_failed_probes(now)
         estimate = self.estimator.estimate(now)
         self.out.set_rate(estimate * PACING_FACTOR)
@@ -348,11 +351,13 @@ class ViewerSession(Session, RtcpReceiver):
             self._estimate_allocated = estimate   # from the last fall: its peak
         audio_bps = sum(c.share_bps for kind, c in self.consumers if kind == "audio")
         capacity = self.estimator.capacity_bps()
+        acked = self.estimator.acked_bps()
         for kind, c in self.consumers:
             c.on_transport_estimate(max(0, int(estimate - audio_bps)), self.estimator.loss_level,
                                     self.estimator.interval_loss, now, fell,
                                     None if capacity is None else max(0.0, capacity - audio_bps),
-                                    self.estimator.heard_loss_level)
+                                    self.estimator.heard_loss_level,
+                                    None if acked is None else max(0.0, acked - audio_bps))
 
     def _abort_failed_probes(self, now: float) -> None:
         """The estimator judges each probe from the feedback on its own packets. One whose packets already show

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from sfu.allocation.allocator import (HOLD_MIN, PROBE_GAIN, PROBE_GRACE_S, PROBE_RAMP_S, PROBE_S, SPATIAL_UP_FILL,
+                                      UNCHECKED_ROOM,
                                       Allocator, LinkReport)
 from tests.unit.sfu.forward.simulcast_rig import RATES
 
@@ -133,10 +134,36 @@ def test_after_passing_the_capacity_a_probe_steps_from_what_arrived_not_from_a_r
     while t < 20 and len(starts) < 2:
         t += 0.25
         window = a.probe_window(t)
-        a.update(t, LinkReport(300e3, 0.0, 120e3, RATES, capacity_bps=200e3))
+        a.update(t, LinkReport(300e3, 0.0, 120e3, RATES, capacity_bps=200e3, arrived_bps=115e3))
         if a.probe_window(t) and a.probe_window(t) != window:
             starts.append(a.state.probe_total_bps)
     assert starts == pytest.approx([220e3, 220e3 * PROBE_GAIN], rel=0.01)
+
+
+def test_a_probe_steps_from_what_arrives_not_from_an_estimate_run_past_it():
+    """No capacity known yet: a stream sends 150k, 150k arrives, and the delay-based estimate has climbed to 285k
+    unchecked. The probe steps from a little over what arrived (1.2x 150k, then 1.2x that: 216k), not 1.2x the
+    285k (342k video into a 300k link: the voice waits in its queue). Without transport feedback (REMB, which
+    Chromium holds under 1.5x what arrives) the estimate is the base."""
+    def first_probe(arrived):
+        a = Allocator()
+        a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+        t = 0.0
+        while not a.probe_rate(t) and t < 10:
+            t += 0.25
+            a.update(t, LinkReport(285e3, 0.0, 150e3, RATES, arrived_bps=arrived))
+        return a.state.probe_total_bps
+    assert first_probe(150e3) == pytest.approx(150e3 * UNCHECKED_ROOM * PROBE_GAIN, rel=0.01)
+    assert first_probe(None) == pytest.approx(285e3 * PROBE_GAIN, rel=0.01)
+    # a probe that proved more than arrives since (the stream has not grown into it yet) is stepped from
+    a = Allocator()
+    a.state.proven_bps = 260e3
+    a.update(0.0, LinkReport(150e3, 0.0, 0, RATES))
+    t = 0.0
+    while not a.probe_rate(t) and t < 10:
+        t += 0.25
+        a.update(t, LinkReport(285e3, 0.0, 150e3, RATES, arrived_bps=150e3))
+    assert a.state.probe_total_bps == pytest.approx(260e3 * PROBE_GAIN, rel=0.01)
 
 
 def test_allocator_probe_backs_off_and_stays_under_a_failed_rate():

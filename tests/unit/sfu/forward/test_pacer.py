@@ -11,7 +11,7 @@ RATE = 1_000_000   # pacing rate, bit/s
 def drain(p: Pacer, start: float, until: float, step: float = 0.001) -> list[tuple[float, object]]:
     out, t = [], start
     while t <= until:
-        out += [(t, pkt) for pkt, _ in p.due(t)]
+        out += [(t, pkt) for pkt, _, _ in p.due(t)]
         t = round(t + step, 6)
     return out
 
@@ -52,7 +52,7 @@ def test_probes_are_paced_after_media_and_refused_beyond_their_queue():
     q.offer(0.0, VIDEO, "v", 1250)
     q.offer(0.0, VIDEO, "w", 1250)
     q.offer(0.0, PROBE, "p", 1000)
-    flags = [(pkt, probe) for t in (0.02, 0.04) for pkt, probe in q.due(t)]
+    flags = [(pkt, probe) for t in (0.02, 0.04) for pkt, probe, _ in q.due(t)]
     assert flags == [("w", False), ("p", True)]                                # each says whether it is a probe
 
 
