@@ -31,6 +31,8 @@ from typing import Any, Optional
 
 import aiohttp
 
+from signaling.cluster.processes import stop_process
+
 ROOM_ID = 1234
 PUBLISHER_ID = 1
 PLUGIN = "janus.plugin.videoroom"
@@ -238,13 +240,7 @@ room-{self.room}: {{
         return "\n".join(parts)
 
     def stop(self) -> Optional[int]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10, signal.SIGINT)
         self._out.close()
         shutil.rmtree(self.dir, ignore_errors=True)  # a log asked for elsewhere stays
         return self.proc.returncode
