@@ -87,6 +87,15 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP liveclass_udp_port_rerouted_total addresses taken over by a peer's new connection",
         "# TYPE liveclass_udp_port_rerouted_total counter", f"liveclass_udp_port_rerouted_total {port['rerouted']}",
     ]
+    batch = aiortc_adapter.send_batch()
+    lines += [
+        "# HELP liveclass_native_send_calls_total native protect-and-sendmmsg calls (0: packets sent from Python)",
+        "# TYPE liveclass_native_send_calls_total counter",
+        f"liveclass_native_send_calls_total {batch.flushes if batch else 0}",
+        "# HELP liveclass_native_sent_packets_total RTP packets protected and sent by the native kernel",
+        "# TYPE liveclass_native_sent_packets_total counter",
+        f"liveclass_native_sent_packets_total {batch.packets if batch else 0}",
+    ]
     lines.append("# tasks: " + ", ".join(sorted(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())))
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
@@ -134,6 +143,9 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
                              "use by another node on this machine? --udp-port N picks another, 0 a free one)") from None
         if ports:   # what a firewall must let through: one port, not a range
             print("Media on UDP " + ", ".join(f"{h}:{p}" for h, p in ports.items()), flush=True)
+        native = aiortc_adapter.send_batch() is not None
+        print("Forwarding kernel: " + ("native (libsrtp and sendmmsg in one call per packet)" if native else
+                                       "Python (native kernel not built, or LIVECLASS_NATIVE=0)"), flush=True)
         small = app[SFU].port.small_buffers() if app[SFU].port is not None else []
         if small:   # every classroom's packets pass this one socket: a small buffer drops them in a loop stall
             print("Warning: the media socket's buffers are small (" + "; ".join(small) + "): raise the system's "

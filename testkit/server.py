@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from signaling.auth.tokens import mint
+from signaling.cluster.processes import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,8 +32,8 @@ class ServerProcess:
                  media_hosts: tuple[str, ...] = ("127.0.0.1",), extra: tuple[str, ...] = (),
                  log_path: Optional[Path] = None, netns: Optional[str] = None,
                  library: Optional[Path] = None, port: Optional[int] = None, tls_ca: Optional[Path] = None,
-                 url_host: Optional[str] = None) -> None:
-        """`tls_ca`: the server serves https (its --tls-* options are in `extra`), verified with this CA file.
+                 url_host: Optional[str] = None, env: Optional[dict[str, str]] = None) -> None:
+        """`env`: variables added to the server's environment (LIVECLASS_NATIVE=0, say). `tls_ca`: the server serves https (its --tls-* options are in `extra`), verified with this CA file.
         `netns`: it runs inside that network namespace, and so do the readiness check and `http()`."""
         self.secret = secret
         self.host = host
@@ -53,7 +54,7 @@ class ServerProcess:
         self.log_path = log_path
         self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self._wait_ready()
 
     def ssl_context(self) -> Optional[ssl.SSLContext]:
@@ -99,13 +100,7 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10, signal.SIGINT)
         if self._log is not subprocess.DEVNULL:
             self._log.close()
         if self._own_library:

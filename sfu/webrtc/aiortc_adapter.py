@@ -30,6 +30,8 @@ from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from sfu.native import native_forward
+from sfu.webrtc.send_batch import SendBatch
 from sfu.webrtc.udp_mux import MuxedTransport, UdpMux, buffers_too_small, new_ufrag
 
 log = logging.getLogger(__name__)
@@ -357,6 +359,27 @@ def fast_protect(session) -> Callable[[bytes | bytearray], bytes]:
     return fn
 
 
+_batch: Optional[SendBatch] = None
+_batch_made = False
+
+
+def send_batch() -> Optional[SendBatch]:
+    """The process's one send batch, through the native kernel with pylibsrtp's own srtp_protect (None when
+    the kernel was not built or LIVECLASS_NATIVE=0: each packet is then protected and sent from Python)."""
+    global _batch, _batch_made
+    if not _batch_made:
+        kernel = native_forward()
+        if kernel is not None:
+            _batch = SendBatch(kernel, srtp_address(srtp_ffi.addressof(srtp_lib, "srtp_protect")))
+        _batch_made = True
+    return _batch
+
+
+def srtp_address(cdata: object) -> int:
+    """A libsrtp pointer (a function, a session) as the native kernel takes it."""
+    return int(srtp_ffi.cast("uintptr_t", cdata))
+
+
 class PacketTap:
     """Raw decrypted RTP/RTCP from one peer connection, and a lean SRTP send path back to it."""
 
@@ -373,6 +396,13 @@ class PacketTap:
         self._addr: tuple = ()
         self._protect: Callable[[bytes | bytearray], bytes] | None = None
         self._protect_rtcp: Callable[[bytes], bytes] | None = None
+        # the native path: the node's batch, this connection's socket, SRTP session (held: the kernel uses its
+        # address) and remote address as the kernel takes them
+        self._batch: Optional[SendBatch] = None
+        self._fd = -1
+        self._session: object = None
+        self._session_address = 0
+        self._sockaddr = b""
         # True once DTLS is up and the send path is cached: checked per packet instead of aiortc's state.
         self.ready = False
         self.on_ready: Callable[[], None] = lambda: None
@@ -392,6 +422,8 @@ class PacketTap:
         except Exception:
             self.hook_errors += 1
             log.exception("RTP handler failed; packet dropped")
+        if _batch is not None:
+            _batch.flush()   # every viewer's copy of this packet is built: send them
 
     async def _rtcp_hook(self, data: bytes) -> None:
         try:
@@ -399,6 +431,8 @@ class PacketTap:
         except Exception:
             self.hook_errors += 1
             log.exception("RTCP handler failed; packet dropped")
+        if _batch is not None:
+            _batch.flush()   # its repairs
 
     def _on_dtls_state(self) -> None:
         try:
@@ -437,6 +471,15 @@ class PacketTap:
         self._addr = pair.remote_addr
         self._protect = fast_protect(srtp)
         self._protect_rtcp = srtp.protect_rtcp
+        self._batch = send_batch()
+        if self._batch is not None:
+            try:
+                self._sockaddr = native_forward().sockaddr(self._addr[0], self._addr[1])  # type: ignore[union-attr]
+                self._fd = transport._sock.fileno()
+            except (ValueError, OSError):
+                self._batch = None   # (a name, not an address): this connection sends from Python
+            self._session = srtp
+            self._session_address = srtp_address(srtp._srtp[0])
         self.ready = True
         return True
 
@@ -444,6 +487,9 @@ class PacketTap:
         """Protect and send one RTP packet; False (dropped) when not connected."""
         if not self.ready:
             return False
+        if self._batch is not None:
+            self._batch.add(self._fd, packet, self._session, self._session_address, self._sockaddr, self)
+            return True
         try:
             data = self._protect(packet)  # type: ignore[misc]
             try:
@@ -456,6 +502,13 @@ class PacketTap:
             self.send_errors += 1
             self._refresh()
             return False
+
+    def send_leftover(self, datagram: bytes) -> None:
+        """A protected packet the socket had no room for: asyncio's transport queues it."""
+        try:
+            self._buffered_sendto(datagram, self._addr)  # type: ignore[misc]
+        except Exception:
+            self.send_errors += 1
 
     def send_rtcp(self, packet: bytes) -> bool:
         if not self.ready:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.server import REPO, ServerProcess
 from testkit.udp_sockets import free_udp_port, udp_sockets_of
@@ -33,9 +35,11 @@ async def wait_for(cond, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_publisher_and_viewers_share_one_port_and_a_viewer_comes_back(tmp_path, clip):
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native-kernel", "python-fallback"])
+async def test_a_publisher_and_viewers_share_one_port_and_a_viewer_comes_back(tmp_path, clip, native):
     port = free_udp_port()
-    server = ServerProcess(log_path=tmp_path / "server.log", extra=("--udp-port", str(port)))
+    server = ServerProcess(log_path=tmp_path / "server.log", extra=("--udp-port", str(port)),
+                           env={"LIVECLASS_NATIVE": native})
     pub = WhipPublisher(server.base_url, "one", server.token("one", "teacher"), clip)
     viewers = [WhepViewer(server.base_url, "one", server.token("one", "student"), count_only=True)
                for _ in range(5)]
@@ -55,6 +59,11 @@ async def test_a_publisher_and_viewers_share_one_port_and_a_viewer_comes_back(tm
         await asyncio.sleep(3)
         got = [v.distinct_packets() - s for v, s in zip(viewers, snap)]
         assert min(got) > 0.95 * max(got) > 0, got
+        # ... sent by the path asked for: the native kernel (built at install) or Python's
+        kernel = "native" if native == "1" else "Python"
+        assert f"Forwarding kernel: {kernel}" in server.log_tail()
+        batched = metric(server, "liveclass_native_sent_packets_total")
+        assert batched > sum(got) if native == "1" else batched == 0, (batched, got)
         # one viewer leaves and comes back with a new connection: it plays, and the one it left is gone
         await viewers[0].stop()
         await wait_for(lambda: metric(server, "liveclass_udp_port_connections") == 5, 10, "the old connection to end")
