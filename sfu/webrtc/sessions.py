@@ -119,7 +119,8 @@ class Session:
 
     def dump(self) -> dict:
         return {"id": self.id, "role": self.role, "source": str(self.slot), "owner": self.owner,
-                "state": self.pc.connectionState, "age_s": round(time.monotonic() - self.created, 1)}
+                "state": self.pc.connectionState, "age_s": round(time.monotonic() - self.created, 1),
+                "srtp_profile": self.tap.srtp_profile if self.tap is not None else None}
 
 
 class PublisherSession(Session):

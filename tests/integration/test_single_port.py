@@ -3,6 +3,7 @@ on one socket, with real aiortc peers in this process and the server in its own.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import subprocess
@@ -64,6 +65,11 @@ async def test_a_publisher_and_viewers_share_one_port_and_a_viewer_comes_back(tm
         assert f"Forwarding kernel: {kernel}" in server.log_tail()
         batched = metric(server, "liveclass_native_sent_packets_total")
         assert batched > sum(got) if native == "1" else batched == 0, (batched, got)
+        # the SRTP profile each session's DTLS chose is reported (aiortc peers offer AES-GCM first)
+        status, body = server.http(f"/api/stats?room=one&token={server.token('one', 'admin')}")
+        room = json.loads(body)["rooms"][0]
+        profiles = {s["srtp_profile"] for s in [room["publisher"], *room["viewers"]]}
+        assert status == 200 and profiles == {"SRTP_AEAD_AES_256_GCM"}, profiles
         # one viewer leaves and comes back with a new connection: it plays, and the one it left is gone
         await viewers[0].stop()
         await wait_for(lambda: metric(server, "liveclass_udp_port_connections") == 5, 10, "the old connection to end")
