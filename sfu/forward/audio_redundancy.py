@@ -15,12 +15,14 @@ from sfu.rtp.red import MAX_OFFSET, RedBlock, build_red
 
 ENABLE_LOSS = 0.003    # each lost packet is 20 ms concealed: at 0.3 % that is 0.3 % of the voice, and RED costs
 DISABLE_LOSS = 0.001   # one frame per packet (~24-32 kbit/s) that even a 300 kbit/s classroom link can spare
-TWO_COPIES_LOSS = 0.04
-ONE_COPY_LOSS = 0.025
+TWO_COPIES_LOSS = 0.02  # one copy still loses a frame when a packet and the next are both lost (p squared):
+ONE_COPY_LOSS = 0.012   # at 3 % that is a click every ~20 s; two copies leave p cubed (one in ~12 minutes)
 MAX_DISTANCE = 2
 MAX_SHARE = 0.3        # copies of the voice cost at most this share of the link: a classroom's ~32 kbit/s Opus
                        # (~40 on the wire) gets one from ~130 kbit/s up; a 180 kbit/s music stream none on
                        # 500 kbit/s (video first)
+TWO_COPIES_SHARE = 0.15  # ... and two at most this share: from ~430 kbit/s up (on a 300 kbit/s link a second
+                         # copy would take the picture's frame rate)
 
 
 class AudioRedundancy:
@@ -46,7 +48,8 @@ class AudioRedundancy:
             self.distance = 1
         if link_bps is not None:
             frame_bps = sent_bps / (1 + self._sent_distance)   # the voice alone
-            while self.distance and self.distance * frame_bps > MAX_SHARE * link_bps:
+            while self.distance and self.distance * frame_bps > (MAX_SHARE if self.distance == 1 else
+                                                                  TWO_COPIES_SHARE) * link_bps:
                 self.distance -= 1
         self._sent_distance = self.distance
 

@@ -15,7 +15,7 @@ def test_plain_opus_on_a_clean_link_then_redundancy_as_loss_shows():
     r = AudioRedundancy(RED)
     r.set_loss(0.001)
     assert frames(r, 0, 3) == [None, None, None]                 # clean: plain Opus
-    r.set_loss(0.03)
+    r.set_loss(0.015)
     assert r.distance == 1
     out = parse_red(frames(r, 3 * 960, 1)[0])                    # the frame before comes along at once
     assert out == [RedBlock(OPUS, 960, bytes([2]) * 50), RedBlock(OPUS, 0, bytes([0]) * 50)]
@@ -26,7 +26,7 @@ def test_plain_opus_on_a_clean_link_then_redundancy_as_loss_shows():
 def test_the_choice_holds_steady_around_its_thresholds():
     r = AudioRedundancy(RED)
     seen = []
-    for loss in (0.004, 0.002, 0.0015, 0.045, 0.03, 0.035, 0.02, 0.0005):
+    for loss in (0.004, 0.002, 0.0015, 0.025, 0.015, 0.018, 0.01, 0.0005):
         r.set_loss(loss)
         seen.append(r.distance)
     assert seen == [1, 1, 1, 2, 2, 2, 1, 0]
@@ -38,6 +38,8 @@ def test_copies_only_where_the_link_affords_them():
     thin.set_loss(0.05, voice, 150_000)            # one copy is 21 % of a 150 kbit/s link: taken
     assert thin.distance == 1
     thin.set_loss(0.05, 2 * voice, 150_000)        # (measured with its copy) a second would take 43 %: not
+    assert thin.distance == 1
+    thin.set_loss(0.05, 2 * voice, 300_000)        # a second on 300 kbit/s: 21 %, the picture's frame rate: not
     assert thin.distance == 1
     thin.set_loss(0.05, 2 * voice, 1_000_000)      # on 1 Mbit/s both are
     assert thin.distance == 2
