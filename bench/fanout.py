@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -56,8 +57,8 @@ if str(REPO) not in sys.path:
 
 from bench.clips import CLIP, ensure_clip  # noqa: E402
 from bench.procs import (Worker, WorkerIO, calibrate, errors_reported, host_cpu_times,  # noqa: E402
-                         proc_cpu_seconds, proc_cpu_split, proc_exec_seconds, proc_threads, serve_commands,
-                         sleep_until, udp_errors)
+                         proc_cpu_seconds, proc_cpu_split, proc_exec_seconds, proc_threads, process_tree,
+                         serve_commands, sleep_until, summed, udp_errors)
 
 ROOM = "bench"
 WORKER_MAX_SECONDS = 1800       # a worker ends itself after this, whatever happens to the orchestrator
@@ -251,6 +252,24 @@ async def fetch_stats(server) -> Optional[dict]:
         return None
 
 
+async def held_histogram(urls: list[str]) -> Optional[list[int]]:
+    """liveclass_forward_latency_seconds from each server's /metrics, as per-bucket counts summed."""
+    import aiohttp
+    total: Optional[list[int]] = None
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+            for url in urls:
+                async with http.get(url) as r:
+                    text = await r.text()
+                cumulative = [int(m.group(1)) for m in
+                              re.finditer(r'^liveclass_forward_latency_seconds_bucket\{le="[^"]+"\} (\d+)$', text, re.M)]
+                counts = [b - a for a, b in zip([0] + cumulative, cumulative)]
+                total = counts if total is None else [x + y for x, y in zip(total, counts)]
+    except Exception:
+        return None
+    return total
+
+
 def summarize_server_stats(room: Optional[dict]) -> dict:
     if room is None:
         return {}
@@ -298,9 +317,35 @@ class Run:
         # --no-ladder unless asked: the forwarding path alone, as with the teacher page's simulcast (no ladder
         # exists then); --ladder measures a one-layer (OBS-like) teacher, whose ladder decodes while watched
         # every viewer comes from this machine's one address: lift the per-address join rate
+        workers: tuple[str, ...] = ()
+        port = None
+        if a.workers:   # a supervisor and its workers: the public port and one of its own each
+            from testkit.ports import free_run
+            port, workers = free_run(a.workers), ("--workers", str(a.workers))
         self.server = ServerProcess(log_path=self.logdir / f"server-n{n}.log", media_hosts=(self.media_addr,),
+                                    port=port,
                                     extra=(*(() if a.ladder else ("--no-ladder",)), "--rate-per-address", "100000",
-                                           *a.sfu_arg))
+                                           *workers, *a.sfu_arg))
+        if a.workers:
+            self._wait_workers(port, a.workers)
+
+    @staticmethod
+    def _wait_workers(port: int, count: int, timeout: float = 30) -> None:
+        import urllib.request
+        deadline = time.monotonic() + timeout
+        for p in range(port + 1, port + 1 + count):
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{p}/healthz", timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"worker on port {p} did not start")
+                    time.sleep(0.2)
+
+    def server_pids(self) -> list[int]:
+        """The server's processes: one, or a supervisor, its workers and their private Redis."""
+        return process_tree(self.server.proc.pid) if self.server is not None else []
 
     async def execute(self) -> dict:
         a, n = self.args, self.n
@@ -312,7 +357,8 @@ class Run:
         await asyncio.get_running_loop().run_in_executor(None, self._start_server)
         server_pid = self.server.proc.pid
         if a.pin_sfu is not None:
-            self._pin(server_pid, {a.pin_sfu})
+            for pid in self.server_pids():
+                self._pin(pid, {a.pin_sfu})
         teacher = self.server.token(self.room, "teacher")
         pub = await Worker.spawn("publisher", self._argv("publisher", "--token", teacher, "--clip", str(self.clip)),
                                  self.logdir / f"publisher-n{n}.log", REPO)
@@ -389,7 +435,8 @@ class Run:
                 pass
 
     def _our_pids(self) -> list[int]:
-        return ([self.server.proc.pid] if self.server else []) + [w.pid for w in self.workers]
+        return (self.server_pids() if self.sfu == "liveclass" else
+                [self.server.proc.pid] if self.server else []) + [w.pid for w in self.workers]
 
     async def _other_cores(self, seconds: float) -> float:
         """CPU cores used by processes other than this benchmark's, over `seconds`."""
@@ -417,18 +464,22 @@ class Run:
         pub = self.workers[0]
         before = (await pub.call({"cmd": "pause"}, "paused", 20))["sent"]
         opened = await asyncio.gather(*(w.call({"cmd": "open"}, "opened", 60) for w in viewer_workers))
+        held0 = await self._held()   # (the publisher is paused: the snapshots bound exactly the window's packets)
         cpu0 = {w.name: proc_cpu_seconds(w.pid) for w in self.workers}
-        server_cpu0 = self.server.cpu_seconds()
-        split0 = proc_cpu_split(server_pid)
-        exact0 = proc_exec_seconds(server_pid)
+        pids = self.server_pids() if self.sfu == "liveclass" else [server_pid]
+        server_cpu0 = summed([proc_cpu_seconds(p) for p in pids])
+        split0 = summed([proc_cpu_split(p) for p in pids])
+        exact0 = summed([proc_exec_seconds(p) for p in pids])
+        each0 = {p: proc_cpu_seconds(p) for p in pids}
         host0, udp0 = host_cpu_times(), udp_errors()
         t0 = time.monotonic()
         await pub.call({"cmd": "resume"}, "resumed", 20)
         profiler = await self._start_profiler(server_pid) if a.profile else None
         await sleep_until(t0 + a.window)
-        server_cpu1 = self.server.cpu_seconds()
-        split1 = proc_cpu_split(server_pid)
-        exact1 = proc_exec_seconds(server_pid)
+        server_cpu1 = summed([proc_cpu_seconds(p) for p in pids])
+        split1 = summed([proc_cpu_split(p) for p in pids])
+        exact1 = summed([proc_exec_seconds(p) for p in pids])
+        each1 = {p: proc_cpu_seconds(p) for p in pids}
         threads = proc_threads(server_pid)
         host1, udp1 = host_cpu_times(), udp_errors()
         cpu1 = {w.name: proc_cpu_seconds(w.pid) for w in self.workers}
@@ -436,23 +487,38 @@ class Run:
         after = (await pub.call({"cmd": "pause"}, "paused", 20))["sent"]
         closed = await asyncio.gather(*(w.call({"cmd": "close"}, "closed", 60 + self.n * 0.05)
                                         for w in viewer_workers))
+        held1 = await self._held()
         await pub.call({"cmd": "resume"}, "resumed", 20)
         if profiler is not None:
             await self._finish_profiler(profiler)
-        server_cpu = server_cpu1 - server_cpu0
+        server_cpu = server_cpu1 - server_cpu0  # type: ignore[operator]
+        each = {p: round((each1[p] - each0[p]) / window, 3) for p in pids
+                if each0.get(p) is not None and each1.get(p) is not None}
         cpu = {k: (cpu1[k] - cpu0[k]) / window if cpu0.get(k) is not None and cpu1.get(k) is not None else None
                for k in cpu0}
         busy = (host1[0] - host0[0]) / max(1, host1[1] - host0[1])
         steal = (host1[2] - host0[2]) / max(1, host1[1] - host0[1])
         other = max(0.0, busy * (os.cpu_count() or 1) - server_cpu / window - sum(x for x in cpu.values() if x))
-        return {"window": window, "server_cpu": server_cpu, "cpu": cpu, "busy": busy, "steal": steal,
+        return {"window": window, "server_cpu": server_cpu, "server_cpu_each": each, "cpu": cpu, "busy": busy,
+                "steal": steal,
                 "server_user_sys": (split1[0] - split0[0], split1[1] - split0[1]) if split0 and split1 else None,
                 "server_threads": threads,
+                "held": [b - a for a, b in zip(held0, held1)] if held0 and held1 else None,
                 "server_exact": exact1 - exact0 if exact0 is not None and exact1 is not None else None,
                 "other_cores": other,
                 "udp": {k: udp1[k] - udp0[k] for k in udp0},
                 "sent": {k: n - before.get(k, 0) for k, n in after.items()},
                 "opened": opened, "closed": closed}
+
+    async def _held(self) -> Optional[list[int]]:
+        """The server's forwarding-latency histogram (per-bucket counts, summed over its workers), or None."""
+        if self.sfu != "liveclass":
+            return None
+        a = self.args
+        port = self.server.port
+        urls = [f"http://127.0.0.1:{p}/metrics" for p in range(port + 1, port + 1 + a.workers)] if a.workers \
+            else [f"{self.server.base_url}/metrics"]
+        return await held_histogram(urls)
 
     async def _start_profiler(self, pid: int):
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
@@ -504,6 +570,9 @@ class Run:
             "sfu_cpu_ms_per_viewer_s_exact": round(m["server_exact"] * 1000 / (n * window), 3)
             if m["server_exact"] is not None else None,
             "sfu_cpu_cores": round(server_cpu / window, 3),
+            "held_ms": held_quantiles(m["held"]),
+            "sfu_workers": self.args.workers or None,
+            "sfu_cpu_cores_per_process": m["server_cpu_each"],   # pid -> cores (supervisor, workers, Redis)
             "sfu_cpu_user_system_cores": [round(x / window, 3) for x in m["server_user_sys"]]
             if m["server_user_sys"] else None,
             "sfu_threads": m["server_threads"],
@@ -582,6 +651,15 @@ class Run:
             await asyncio.get_running_loop().run_in_executor(None, self.server.stop)
 
 
+def held_quantiles(counts: Optional[list[int]]) -> Optional[dict]:
+    """p50/p99 of how long the server held a packet (arrival to every viewer's copy sent), in ms."""
+    from sfu.webrtc.forward_latency import quantile
+    if not counts or not sum(counts):
+        return None
+    return {"packets": sum(counts), "p50": round(quantile(counts, 0.5) * 1000, 2),
+            "p99": round(quantile(counts, 0.99) * 1000, 2)}
+
+
 def git_state() -> dict:
     """Which code was measured: the commit and the files changed on top of it (sfu/ is being worked on)."""
     import subprocess
@@ -603,7 +681,9 @@ def summary_line(r: dict, label: bool = False) -> str:
             f"loss={r['loss_pct']['mean']:.2f}% (worst viewer {r['loss_pct']['worst']:.2f}%) "
             f"bitrate={r['bitrate_mbps']['mean']:.2f} Mbit/s "
             f"first-frame p50={fk / 1000 if fk is not None else float('nan'):.2f} s "
-            f"join={r['join']['total_s']:.0f} s failed={r['join']['failed']} | "
+            f"join={r['join']['total_s']:.0f} s failed={r['join']['failed']}"
+            + (f" held p50/p99={r['held_ms']['p50']:.1f}/{r['held_ms']['p99']:.1f} ms" if r.get("held_ms") else "")
+            + (f" workers={r['sfu_workers']}" if r.get("sfu_workers") else "") + " | "
             f"sfu {r['sfu_cpu_cores']:.2f} cores, viewers {sum(x or 0 for x in lg['viewer_procs_cpu_cores']):.2f}, "
             f"host busy {lg['host_busy_frac'] * 100:.0f}% of {lg['host_cores']}, "
             f"other load {lg['other_processes_cpu_cores']:.2f} cores")
@@ -771,6 +851,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    "one asyncio callback per datagram; tap: through aiortc's DTLS/SRTP path")
     p.add_argument("--viewer-rtcp", choices=("browser", "none"), default="browser",
                    help="browser: each viewer sends RR+REMB every 250 ms like Chromium (default); none: silent")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="serve with `--workers N` (one lesson's viewers spread over the workers): CPU summed over "
+                        "the supervisor, its workers and their Redis, all pinned together with --pin-sfu")
     p.add_argument("--pin-sfu", type=int, metavar="CPU",
                    help="pin the SFU to this CPU and the load generator to the others (default: no pinning)")
     p.add_argument("--profile", metavar="PREFIX", help="py-spy the SFU during each window into PREFIX-nN.txt "

@@ -60,6 +60,29 @@ def proc_exec_seconds(pid: int) -> Optional[float]:
     return total if found else None
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (a supervisor and its workers, and what they started)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return out
+
+
+def summed(values: list) -> Optional[float | tuple]:
+    """The sum of per-process figures (numbers, or tuples summed element-wise); None if any is missing."""
+    if not values or any(v is None for v in values):
+        return None
+    if isinstance(values[0], tuple):
+        return tuple(sum(x) for x in zip(*values))
+    return sum(values)
+
+
 def proc_threads(pid: int) -> Optional[int]:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

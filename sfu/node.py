@@ -333,7 +333,9 @@ class SfuNode:
                 "publishers": sum(1 for s in self.sessions.values() if s.role == "publisher"),
                 "viewers": sum(1 for s in self.sessions.values() if s.role == "viewer"),
                 "relays_out": sum(1 for s in self.sessions.values() if s.role == "relay"),
-                "relays_in": len(self.relays_in)}
+                "relays_in": len(self.relays_in),
+                "ladders": sum(1 for r in self.rooms.values() for f in r.feeds() for t in f.tracks.values()
+                               if t.ladder is not None and t.ladder.encoding)}
 
     def dump(self, room_id: Optional[str] = None) -> dict:
         rooms = [r for r in self.rooms.values() if room_id is None or r.id == room_id]

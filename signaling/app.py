@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 from aiohttp import web
 
 from sfu.webrtc import aiortc_adapter
+from sfu.webrtc.forward_latency import BOUNDS, LatencyHistogram
 from sfu.node import SfuNode
 from sfu.ladder.track_ladder import DEFAULT_RUNGS
 
@@ -96,8 +97,22 @@ async def metrics(request: web.Request) -> web.Response:
         "# TYPE liveclass_native_sent_packets_total counter",
         f"liveclass_native_sent_packets_total {batch.packets if batch else 0}",
     ]
+    lines += forward_latency_lines(aiortc_adapter.forward_latency)
     lines.append("# tasks: " + ", ".join(sorted(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())))
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def forward_latency_lines(h: LatencyHistogram) -> list[str]:
+    """A Prometheus histogram: receipt of an RTP packet to its last copy sent (sfu/webrtc/forward_latency.py)."""
+    name = "liveclass_forward_latency_seconds"
+    lines = [f"# HELP {name} an RTP packet's arrival on the node's socket to every viewer's copy sent "
+             "(copies a pacer holds back excepted)", f"# TYPE {name} histogram"]
+    cumulative = 0
+    for bound, n in zip(BOUNDS, h.counts):
+        cumulative += n
+        lines.append(f'{name}_bucket{{le="{bound:.6g}"}} {cumulative}')
+    lines += [f'{name}_bucket{{le="+Inf"}} {h.total}', f"{name}_sum {h.sum_s:.6f}", f"{name}_count {h.total}"]
+    return lines
 
 
 async def stats(request: web.Request) -> web.Response:

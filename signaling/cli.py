@@ -136,13 +136,16 @@ def cluster_config(args: argparse.Namespace, tls: bool = False):
 
 
 def cascade_config(args: argparse.Namespace):
-    """--region / --max-viewers (or LIVECLASS_REGION / LIVECLASS_MAX_VIEWERS): viewer routing to edge nodes."""
+    """--region / --max-viewers / --spread-viewers (or LIVECLASS_REGION / LIVECLASS_MAX_VIEWERS /
+    LIVECLASS_SPREAD_VIEWERS=1): viewer routing to edge nodes."""
     import os
 
     from signaling.cascade.cascade_policy import CascadeConfig
     env = os.environ.get
+    spread = args.spread_viewers if args.spread_viewers is not None else env("LIVECLASS_SPREAD_VIEWERS") == "1"
     return CascadeConfig.build(args.region or env("LIVECLASS_REGION"),
-                               args.max_viewers if args.max_viewers is not None else env("LIVECLASS_MAX_VIEWERS"))
+                               args.max_viewers if args.max_viewers is not None else env("LIVECLASS_MAX_VIEWERS"),
+                               spread)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -236,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-viewers", type=int, metavar="N",
                    help="cluster mode: viewer sessions this node takes at most, then viewers go to an edge node "
                         "that relays the room (default: LIVECLASS_MAX_VIEWERS, else 0: no limit)")
+    s.add_argument("--spread-viewers", action=argparse.BooleanOptionalAction, default=None,
+                   help="cluster mode: spread one room's viewers over this region's nodes by load, each relaying "
+                        "the room from its origin, so one big lesson uses every node (default: on for --workers, "
+                        "else LIVECLASS_SPREAD_VIEWERS=1)")
     s.add_argument("--rate-per-address", type=float, metavar="N",
                    help="new WHIP/WHEP sessions and room sockets a second from one client address (default 20, "
                         "bursts of 200: a school's classrooms share one address); beyond: 429 with Retry-After")

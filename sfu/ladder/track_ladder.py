@@ -65,6 +65,11 @@ class TrackLadder:
         self._idle_since: Optional[float] = None
         self._closing: set[asyncio.Task] = set()
 
+    @property
+    def encoding(self) -> bool:
+        """Decoding the source and encoding rungs now (for a viewer, or kept warm): the work a node carries."""
+        return self.ladder is not None and (bool(self.active) or self.warm)
+
     def index_of(self, stream: InboundStream) -> Optional[int]:
         for i, s in enumerate(self.streams):
             if s is stream:

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import random
+import re
 import time
 import weakref
 from typing import Callable, Iterable, Optional
@@ -31,6 +32,7 @@ from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
 from sfu.native import native_forward
+from sfu.webrtc.forward_latency import ArrivalStamps, LatencyHistogram
 from sfu.webrtc.send_batch import SendBatch
 from sfu.webrtc.udp_mux import MuxedTransport, UdpMux, buffers_too_small, new_ufrag
 
@@ -109,6 +111,11 @@ aioice.ice.Connection.check_incoming = _check_incoming_noting_life  # type: igno
 # get an endpoint on the node's one socket per address (udp_mux.py); others (test clients in the same process,
 # load peers) keep aioice's way.
 
+# RTP datagrams' arrival on the node's sockets, and how long until their copies were sent (forward_latency.py)
+arrivals = ArrivalStamps()
+forward_latency = LatencyHistogram()
+
+
 class NodePort:
     """A node's one UDP port: a socket per host address, bound at start (or at the first connection)."""
 
@@ -168,6 +175,8 @@ class _MuxedStunProtocol(aioice.ice.StunProtocol):
 
     def datagram_received(self, data: bytes | str, addr: tuple) -> None:
         if data[0] > 3:   # type: ignore[operator]
+            if 127 < data[0] < 192:   # type: ignore[operator]
+                arrivals.note(data, time.monotonic())   # type: ignore[arg-type]
             self.receiver.data_received(data, self.local_candidate.component)
         else:
             super().datagram_received(data, addr)
@@ -333,6 +342,22 @@ def dtls_transports(pc: RTCPeerConnection) -> list[RTCDtlsTransport]:
     return seen
 
 
+def answer_as_dtls_server(pc: RTCPeerConnection) -> None:
+    """Answer `a=setup:passive` where the offer leaves the choice to us (`actpass`): the offerer becomes the DTLS
+    client and lists its SRTP profiles, and aiortc's list puts AES-GCM first. Chromium offers AES-GCM but, as
+    the DTLS server aiortc's `active` answer makes it, picks AES-CM/HMAC-SHA1 itself; GCM protects a 1,200-byte
+    packet in 0.55 us here against 1.41 us (and is authenticated encryption in one pass)."""
+    remote = pc.remoteDescription
+    if remote is None:
+        return
+    setups = set(re.findall(r"^a=setup:(\w+)", remote.sdp, re.M))
+    if setups != {"actpass"}:
+        return   # the offerer chose its role (or said nothing): aiortc answers to match
+    for t in dtls_transports(pc):
+        if t._role == "auto":
+            t._set_role("server")
+
+
 class SrtpError(Exception):
     pass
 
@@ -424,6 +449,9 @@ class PacketTap:
             log.exception("RTP handler failed; packet dropped")
         if _batch is not None:
             _batch.flush()   # every viewer's copy of this packet is built: send them
+        arrived = arrivals.take(int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big"))
+        if arrived is not None:
+            forward_latency.add(time.monotonic() - arrived)
 
     async def _rtcp_hook(self, data: bytes) -> None:
         try:

@@ -88,6 +88,7 @@ class Session:
 
     async def _answer(self, public_ip: Optional[str]) -> str:
         adapter.use_node_port(self.pc, self.port)
+        adapter.answer_as_dtls_server(self.pc)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         # a timer, not a sleeping task: a connected session then holds no task for the timeout's 20 s

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from typing import Optional
 
 import aiohttp
@@ -29,7 +30,8 @@ from sfu.cascade.relay_in import RelayNotNeeded, RelayUnavailable, Signal
 
 from signaling.cluster import peer_requests
 from signaling.http.app_keys import LESSON_BUS, SECRET, SFU
-from signaling.cascade.cascade_policy import EDGE, FULL, LOCAL, CascadeConfig, EdgeInfo, route_viewer
+from signaling.cascade.cascade_policy import (EDGE, FULL, LOCAL, REDIRECT, CascadeConfig, EdgeInfo, other_work,
+                                              route_viewer)
 from signaling.cluster.placement import PREFIX, NodeInfo
 from signaling.cluster.cluster_registry import LOOKUP_CACHE_S, ClusterUnavailable, Registry
 from signaling.cluster.cluster_routes import CASCADE, node_http_session
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 SIGNAL_TIMEOUT_S = 10.0
 WHEP_POST = re.compile(r"^/whep/([^/]+)$")
 RETRY_AFTER_S = "2"
+CHANGE_S = 0.1         # a change of this node's counts is published within this
+PENDING_S = 2.0        # a viewer sent to a node shows in its count by then (it publishes within CHANGE_S)
+PENDING_MAX = 10_000
 
 
 def cascade_key(node_id: str) -> str:
@@ -58,25 +63,50 @@ class Cascade:
         self.node: SfuNode = app[SFU]
         self.http: Optional[aiohttp.ClientSession] = None
         self._task: Optional[asyncio.Task] = None
+        self._sent: dict[str, deque[float]] = {}   # spread: when viewers were sent to each other node
 
     # --- this node's routing facts in Redis ----------------------------------------------------------------
 
     def me(self) -> EdgeInfo:
-        return EdgeInfo(self.registry.me(), self.config.region, self.node.counts()["viewers"],
-                        self.config.max_viewers)
+        c = self.node.counts()
+        return EdgeInfo(self.registry.me(), self.config.region, c["viewers"], self.config.max_viewers,
+                        other_work(c["publishers"], c["ladders"], c["relays_out"], c["relays_in"]),
+                        frozenset(self.node.relays_in))
+
+    def _pending(self, live: dict[str, EdgeInfo]) -> dict[str, int]:
+        """Viewers this node sent to each other node since that node last published its count."""
+        horizon = time.time() - PENDING_S
+        out = {}
+        for node_id, times in list(self._sent.items()):
+            edge = live.get(node_id)
+            since = max(horizon, edge.published_at if edge is not None else 0.0)
+            while times and times[0] < since:
+                times.popleft()
+            if times:
+                out[node_id] = len(times)
+            else:
+                del self._sent[node_id]
+        return out
 
     async def _publish_loop(self) -> None:
+        """Every heartbeat, and within CHANGE_S of a change: a burst of joins is spread by fresh counts."""
         ttl_ms = int(self.registry.config.ttl_s * 1000)
+        published: Optional[dict[str, str]] = None
+        due = 0.0
         while True:  # the node's lifetime; each round bounded by the Redis socket timeouts
-            try:
-                key = cascade_key(self.registry.node_id)
-                pipe = self.registry.redis.pipeline(transaction=False)
-                pipe.hset(key, mapping=self.me().to_hash())
-                pipe.pexpire(key, ttl_ms)
-                await pipe.execute()
-            except (RedisError, OSError):
-                pass  # the registry's heartbeat logs Redis trouble
-            await asyncio.sleep(self.registry.config.heartbeat_s)
+            facts = self.me().to_hash()
+            if facts != published or time.monotonic() >= due:
+                try:
+                    key = cascade_key(self.registry.node_id)
+                    pipe = self.registry.redis.pipeline(transaction=False)
+                    pipe.hset(key, mapping={**facts, "published_at": f"{time.time():.3f}"})
+                    pipe.pexpire(key, ttl_ms)
+                    await pipe.execute()
+                    published = facts
+                except (RedisError, OSError):
+                    published = None  # the registry's heartbeat logs Redis trouble
+                due = time.monotonic() + self.registry.config.heartbeat_s
+            await asyncio.sleep(CHANGE_S)
 
     async def live_edges(self) -> dict[str, EdgeInfo]:
         live = await self.registry.live_nodes(LOOKUP_CACHE_S)
@@ -104,7 +134,7 @@ class Cascade:
         except ClusterUnavailable:
             return owner  # the middleware's own rules (Redis down: a lesson running here goes on)
         owner_info = live.get(owner.node_id) or EdgeInfo(owner)
-        route = route_viewer(live[here.node_id], owner_info, live)
+        route = route_viewer(live[here.node_id], owner_info, live, self.config.spread, room, self._pending(live))
         if route.action == LOCAL:
             return owner
         if route.action == FULL:
@@ -116,6 +146,8 @@ class Cascade:
             return here
         if route.reason:
             log.info("viewer of %s sent to %s (%s)", room, route.node.node_id if route.node else "?", route.reason)
+        if route.action == REDIRECT and route.node is not None:
+            self._sent.setdefault(route.node.node_id, deque(maxlen=PENDING_MAX)).append(time.time())
         return route.node
 
     def token_ok(self, request: web.Request, room: str) -> bool:

@@ -145,7 +145,7 @@ def _advertise(args: argparse.Namespace, port: int, scheme: str = "http") -> str
 
 def plan_workers(args: argparse.Namespace, n: int, redis_url: str, tls: bool = False) -> list[Worker]:
     """Each worker's command line: the supervisor's own options, then the worker's node id, ports and Redis
-    (later options win in argparse)."""
+    (later options win in argparse). One lesson's viewers spread over the workers unless --no-spread-viewers."""
     base = args.node_id or os.environ.get("LIVECLASS_NODE_ID") or f"{socket.gethostname()}-{args.port}"
     base = "".join(c if c.isalnum() or c in "._-" else "-" for c in base)[:56]
     forward = args.cluster_forward or os.environ.get("LIVECLASS_CLUSTER_FORWARD") or "proxy"
@@ -155,7 +155,8 @@ def plan_workers(args: argparse.Namespace, n: int, redis_url: str, tls: bool = F
         node_id = f"{base}-w{i}"
         argv = [sys.executable, "-m", "signaling.cli", *args.argv, "--redis", redis_url, "--node-id", node_id,
                 "--advertise-url", _advertise(args, port, "https" if tls else "http"), "--cluster-forward", forward,
-                "--worker-port", str(port), "--udp-port", str(args.udp_port + i if args.udp_port else 0)]
+                "--worker-port", str(port), "--udp-port", str(args.udp_port + i if args.udp_port else 0),
+                *(() if args.spread_viewers is False else ("--spread-viewers",))]
         workers.append(Worker(i, node_id, port, argv))
     return workers
 

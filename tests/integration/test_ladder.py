@@ -469,6 +469,7 @@ async def test_track_ladder_serves_a_capped_viewer_and_idles_otherwise(clip720):
     source.update_rates(1.0)
     full.allocate(1.0)
     assert full.target is source and full_tap.sent and track.ladder is not None and track.ladder.ladder is None  # nobody wants a rung
+    assert not track.ladder.encoding   # an idle ladder costs its node nothing (placement counts only working ones)
 
     capped = Consumer("video", ViewerOut(capped_tap), 3, 4, {"VP8": (96, 97)}, 0, track)
     capped.max_height = 360
@@ -485,7 +486,7 @@ async def test_track_ladder_serves_a_capped_viewer_and_idles_otherwise(clip720):
                 break
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.005)
-    assert track.ladder.active == {0}
+    assert track.ladder.active == {0} and track.ladder.encoding
     out = [parse(p) for p in capped_tap.sent]
     assert len(out) > 50 and {v.ssrc for v, _ in out} == {3}
     seqs = [v.seq for v, _ in out]

@@ -65,6 +65,10 @@ async def test_a_publisher_and_viewers_share_one_port_and_a_viewer_comes_back(tm
         assert f"Forwarding kernel: {kernel}" in server.log_tail()
         batched = metric(server, "liveclass_native_sent_packets_total")
         assert batched > sum(got) if native == "1" else batched == 0, (batched, got)
+        # how long the node held each of the publisher's packets until its 5 copies were out, on loopback
+        held = metric(server, "liveclass_forward_latency_seconds_count")
+        held_s = metric(server, "liveclass_forward_latency_seconds_sum")
+        assert held > 0.9 * max(got) and 0 < held_s / held < 0.02, (held, held_s)
         # the SRTP profile each session's DTLS chose is reported (aiortc peers offer AES-GCM first)
         status, body = server.http(f"/api/stats?room=one&token={server.token('one', 'admin')}")
         room = json.loads(body)["rooms"][0]

@@ -2,6 +2,7 @@
 cluster node with its own port; real redis-server, real aiortc WHIP/WHEP peers."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,34 +15,16 @@ import aiohttp
 import pytest
 import redis
 
+from signaling.cascade.cascade_policy import SPREAD_SLACK, other_work
 from testkit.lesson_peers import frames_grow
 from testkit.peers import WhepViewer, WhipPublisher
 from testkit.redis_server import RedisServer
+from testkit.ports import free_run, free_udp_run
 from testkit.server import REPO, ServerProcess
 from testkit.udp_sockets import udp_sockets_of
 from tests.integration.test_cluster import wait_for
 
 ROOM_KEY = "liveclass:room:{}"
-
-
-def free_run(n: int) -> int:
-    """A port p with p .. p+n free on loopback (the public port and the workers' own ports)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p + n < 65000 and all(_free(p + i) for i in range(1, n + 1)):
-            return p
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def children(pid: int) -> list[int]:
@@ -56,17 +39,6 @@ def healthy(port: int) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def free_udp_run(n: int) -> int:
-    """A UDP port p with p .. p+n-1 free on loopback (the workers' media ports)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p + n < 65000 and all(_free(p + i, socket.SOCK_DGRAM) for i in range(1, n)):
-            return p
-    raise RuntimeError("no run of free UDP ports")
 
 
 async def test_two_workers_share_the_port_and_spread_the_rooms(redis_server, tmp_path, clip) -> None:
@@ -112,6 +84,52 @@ async def test_two_workers_share_the_port_and_spread_the_rooms(redis_server, tmp
         assert not any(healthy(p) for p in (port, port + 1, port + 2))
     finally:
         for p in (*viewers, *pubs):
+            try:
+                await p.stop()
+            except (aiohttp.ClientError, OSError):
+                pass
+        sup.stop()
+
+
+async def test_one_lesson_spreads_its_viewers_over_both_workers(redis_server, tmp_path, clip) -> None:
+    """One room, many viewers: past what a new link costs, viewers go to the other worker (an edge relaying the
+    room from the origin worker), whichever worker the kernel hands each request to; every one of them plays."""
+    port, udp = free_run(2), free_udp_run(2)
+    sup = ServerProcess(port=port, extra=("--workers", "2", "--redis", redis_url(redis_server), "--node-id", "s",
+                                          "--udp-port", str(udp), "--no-ladder", "--rate-per-address", "1000"),
+                        log_path=tmp_path / "supervisor.log")
+    db = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    pub = WhipPublisher(sup.base_url, "big", sup.token("big", "teacher"), clip)
+    viewers = [WhepViewer(sup.base_url, "big", sup.token("big", "terminal"), count_only=True) for _ in range(12)]
+    try:
+        wait_for(lambda: all(db.exists(f"liveclass:alive:s-w{i}") for i in (0, 1)), 15, "both workers registered")
+        await pub.start()
+        origin = db.get(ROOM_KEY.format("big"))
+        edge = "s-w1" if origin == "s-w0" else "s-w0"
+        wait_for(lambda: float(db.hget(f"liveclass:cascade:{origin}", "other_work") or 0) > 0, 5,
+                 "the origin's teacher counted in its published load")
+        for v in viewers:   # a class joining: each viewer placed with fresh counts
+            await v.start()
+            await asyncio.sleep(0.45)
+        started = time.monotonic()
+        while time.monotonic() - started < 15 and not all(v.packets for v in viewers):
+            await asyncio.sleep(0.2)
+        assert all(v.packets for v in viewers), [sum(v.packets.values()) for v in viewers]
+
+        def served() -> dict[str, int]:
+            return {w: int(db.hget(f"liveclass:cascade:{w}", "viewers") or 0) for w in (origin, edge)}
+        wait_for(lambda: sum(served().values()) == len(viewers), 10, "every viewer counted on a worker")
+        counts = served()
+        print(f"\nviewers per worker: {counts} (origin {origin})")
+        # the origin carries the teacher and the link out, the edge the link in: even loads, within the slack
+        loads = (counts[origin] + other_work(1, 0, 1, 0), counts[edge] + other_work(0, 0, 0, 1))
+        assert counts[origin] > 0 and abs(loads[0] - loads[1]) <= SPREAD_SLACK + 1, (counts, loads)
+        before = [len(s) for v in viewers for s in v.seqs.values()]
+        await asyncio.sleep(1.5)
+        after = [len(s) for v in viewers for s in v.seqs.values()]
+        assert all(b > a for a, b in zip(before, after)), "every viewer keeps receiving, on either worker"
+    finally:
+        for p in (*viewers, pub):
             try:
                 await p.stop()
             except (aiohttp.ClientError, OSError):

@@ -35,7 +35,7 @@ async def test_a_viewer_gets_the_publishers_media_and_the_node_counts_both(node:
     pub_id, viewer_id = pub.session_id, viewer.session_id
     await until(lambda: viewer.of("audio"), 5, "audio at the viewer")
     assert node.counts() == {"room_count": 1, "sessions": 2, "publishers": 1, "viewers": 1, "relays_out": 0,
-                             "relays_in": 0}
+                             "relays_in": 0, "ladders": 0}
     assert node.room_sessions(ROOM) == 2 and node.local_rooms() == {ROOM} and node.busy_rooms() == {ROOM}
     assert node.has_session(pub_id) and node.has_session(viewer_id) and not node.is_edge_for(ROOM)
     assert node.session(ROOM, viewer_id, "viewer").owner == "t1"

@@ -7,8 +7,8 @@ import pytest
 from sfu.room.feed import LessonFacts, Slot
 from sfu.cascade.relay_map import (RelayedStream, RelayMessageError, decode, encode_streams, encode_want, layer_id,
                            parse_slot, plan, streams_of, wants_of)
-from signaling.cascade.cascade_policy import (EDGE, FULL, LOCAL, REDIRECT, CascadeConfig, CascadeConfigError, EdgeInfo,
-                                      route_viewer)
+from signaling.cascade.cascade_policy import (EDGE, FULL, LINK_VIEWERS, LOCAL, REDIRECT, CascadeConfig,
+                                              CascadeConfigError, EdgeInfo, other_work, route_viewer)
 from signaling.cluster.placement import NodeInfo
 from signaling.cascade.lesson_bus import decode as decode_lesson, encode as encode_lesson
 from signaling.auth.tokens import TokenError, mint, mint_relay, verify, verify_relay
@@ -175,7 +175,66 @@ def test_cascade_config_and_published_facts() -> None:
     n = NodeInfo("a", "http://a:1")
     assert EdgeInfo.from_hash(n, node("a", "west", 3, 9).to_hash()) == EdgeInfo(n, "west", 3, 9)
     assert EdgeInfo.from_hash(n, {"region": "<script>", "viewers": "x"}) == EdgeInfo(n)
+    linked = EdgeInfo(n, "w", 3, 0, 12.5, frozenset({"r1", "r-2"}))
+    assert EdgeInfo.from_hash(n, linked.to_hash()) == linked
+    assert EdgeInfo.from_hash(n, {"links": "ok,<bad>,,also.ok"}).links == {"ok", "also.ok"}
+    assert EdgeInfo.from_hash(n, {"published_at": "1796000000.5"}).published_at == 1796000000.5
+    assert EdgeInfo.from_hash(n, {"published_at": "inf"}).published_at == 0.0
+    for bad in ("nan", "-1", "1e9", "x"):
+        assert EdgeInfo.from_hash(n, {"other_work": bad}).other_work == 0.0
+    assert CascadeConfig.build(None, None, spread=True).spread
     assert node("a", viewers=5, limit=0).full is False and node("a", viewers=5, limit=5).full
+
+
+# --- one lesson spread over the workers of a machine ----------------------------------------------------------
+
+def worker(node_id: str, viewers: int = 0, work: float = 0.0, limit: int = 0, region: str = "m",
+           links: tuple[str, ...] = ()) -> EdgeInfo:
+    return EdgeInfo(NodeInfo(node_id, f"http://{node_id}:1"), region, viewers, limit, work, frozenset(links))
+
+
+def test_a_small_lesson_stays_on_its_origin() -> None:
+    origin = worker("w0", 3, other_work(1, 0, 0, 0))            # the teacher's ingest and 3 viewers
+    other = worker("w1")
+    assert route_viewer(origin, origin, live(origin, other), spread=True).action == LOCAL
+    r = route_viewer(other, origin, live(origin, other), spread=True)   # no link on w1 yet: not worth one
+    assert (r.action, r.node.node_id) == (REDIRECT, "w0")
+
+
+def test_a_big_lesson_spreads_by_load_counting_the_origins_own_work() -> None:
+    origin = worker("w0", 60, other_work(1, 1, 1, 0))           # ingest, the ladder, the link out
+    edge = worker("w1", 175, other_work(0, 0, 0, 1), links=("big",))   # the link in: 185 against 193
+    assert origin.other_work > edge.other_work + 100
+    r = route_viewer(origin, origin, live(origin, edge), spread=True, room="big")
+    assert (r.action, r.node.node_id) == (REDIRECT, "w1")       # fewer viewers, but the heavier node
+    assert route_viewer(edge, origin, live(origin, edge), spread=True, room="big").action == EDGE
+    r = route_viewer(origin, origin, live(origin, edge), spread=True, room="other")
+    assert r.action == LOCAL                        # w1 has no link for that room: with a new one's cost, 198
+    light = worker("w1", 40 - int(LINK_VIEWERS))
+    r = route_viewer(light, worker("w0", 60), live(worker("w0", 60), light), spread=True)
+    assert r.action == EDGE and "spread" in r.reason           # lighter even with a new link's cost
+
+
+def test_spread_counts_viewers_sent_but_not_yet_published_and_skips_full_or_draining_nodes() -> None:
+    origin, a, b = worker("w0", 50, 10), worker("w1", 30, 10), worker("w2", 31, 10)
+    nodes = live(origin, a, b)
+    assert route_viewer(origin, origin, nodes, spread=True).node.node_id == "w1"
+    assert route_viewer(origin, origin, nodes, spread=True, pending={"w1": 5}).node.node_id == "w2"
+    full = worker("w0", 50, 10, limit=50)
+    r = route_viewer(full, full, live(full, worker("w1", 80, 10)), spread=True)
+    assert (r.action, r.node.node_id) == (REDIRECT, "w1")       # full: passes it on even to a heavier node
+    draining = EdgeInfo(NodeInfo("w1", "http://w1:1", draining=True), "m", 0)
+    assert route_viewer(origin, origin, live(origin, draining), spread=True).action == LOCAL
+    r = route_viewer(full, full, live(full, draining), spread=True)
+    assert r.action == FULL and "region m" in r.reason
+
+
+def test_spread_stays_within_the_region_and_is_off_by_default() -> None:
+    origin, far = worker("w0", 90, 10, region="central"), worker("e1", 0, region="east")
+    assert route_viewer(origin, origin, live(origin, far), spread=True).action == LOCAL
+    assert route_viewer(far, origin, live(origin, far), spread=True).action == EDGE   # the region rule still
+    near = worker("w1", 0, region="central")
+    assert route_viewer(origin, origin, live(origin, near)).action == LOCAL           # without spread
 
 
 # --- lesson facts and relay tokens ---------------------------------------------------------------------------

@@ -110,7 +110,7 @@ async def test_the_link_ends_once_the_edges_last_viewer_has_gone(nodes: Callable
     await edge.end(ROOM, viewer_id, "viewer")
     await until(lambda: not edge.is_edge_for(ROOM), 5, "the link closed after the linger")
     assert relay.closed and edge.counts() == {"room_count": 0, "sessions": 0, "publishers": 0,
-                                                           "viewers": 0, "relays_out": 0, "relays_in": 0}
+                                                           "viewers": 0, "relays_out": 0, "relays_in": 0, "ladders": 0}
     await until(lambda: origin.counts()["relays_out"] == 0, 5, "the origin forgetting the link")
 
 
