@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Protocol
 
-from recorder.store.catalogue import EDITABLE
+from recorder.store.catalogue import EDITABLE, LINKS
 from recorder.store.library import Library
 from recorder.session import KindSink, Outcome, RecordingSession, SessionConfig
 from recorder.webm.webm_writer import Finished, repair
@@ -109,13 +109,16 @@ class Recorder:
 
     # ---- the interface the room WebSocket calls ------------------------------------------------------------
 
-    async def start(self, room: str, grant: Any = None, meta: Optional[dict] = None) -> dict:
-        """Start recording `room` (no-op returning the lesson if it is already being recorded)."""
+    async def start(self, room: str, grant: Any = None, meta: Optional[dict] = None,
+                    links: Optional[dict] = None) -> dict:
+        """Start recording `room` (no-op returning the lesson if it is already being recorded). `links`: the
+        course and held lesson a timetabled lesson's recording belongs to (catalogue.LINKS), set by the server."""
         async with self._lock(room):
             a = self.active.get(room)
             if a is not None:
                 return self.library.catalogue.get(a.lesson_id) or {}
             fields = self._metadata(room, grant, meta or {})
+            fields.update({k: str(v) for k, v in (links or {}).items() if k in LINKS})
             if len(self.active) >= self.max_recordings:
                 raise RecorderError(f"this server records {self.max_recordings} rooms already; try later", 503)
             if self.library.free_bytes() < MIN_FREE_BYTES:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian's chromium and redis-server, iproute2 and nftables for network
-# namespaces and their firewalls, coturn for TURN over TCP/TLS, caddy and docker-compose to check the production
-# layout, janus for the side-by-side fan-out benchmark, Python deps) and run the whole suite. Extra arguments go to pytest.
+# Install everything the tests need (Debian's chromium, with fonts-noto-cjk for the pages in Chinese, and
+# redis-server, iproute2 and nftables for network namespaces and their firewalls, coturn for TURN over TCP/TLS,
+# caddy and docker-compose to check the production layout, janus for the side-by-side fan-out benchmark, Python
+# deps) and run the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in chromium redis-server iproute2 nftables coturn caddy docker-compose janus; do
+for pkg in chromium fonts-noto-cjk redis-server iproute2 nftables coturn caddy docker-compose janus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from signaling.media.ice_servers import TurnConfig
     from signaling.http.request_limits import Limits
     from signaling.http.tls import ServerCertificate
+    from signaling.school.setup import WebhookConfig
 
 CLIENT_WEB = Path(__file__).resolve().parent.parent / "client_web"
 
@@ -133,7 +134,7 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
                drain_grace_s: Optional[float] = None, cascade: Optional["CascadeConfig"] = None,
                tls: Optional["ServerCertificate"] = None, client_ssl: Optional["ssl.SSLContext"] = None,
                behind_proxy: bool = False, limits: Optional["Limits"] = None,
-               udp_port: Optional[int] = 0) -> web.Application:
+               udp_port: Optional[int] = 0, webhooks: Optional["WebhookConfig"] = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=media_endpoints.MAX_SDP_BYTES)
     quiet_bad_requests()   # unparsable requests get their 400 from aiohttp: one log line each, not a traceback
     app[SECRET] = secret
@@ -177,6 +178,8 @@ def create_app(secret: str, media_hosts: Optional[Iterable[str]] = None, public_
     if library is not None:  # the recorder at app[library_api.RECORDER], /api/library, /api/rooms/{room}/recording
         from signaling.media import library_api
         library_api.setup(app, library, auto_rooms=record_rooms, node_id=cluster.node_id if cluster else "")
+        from signaling.school import setup as school  # timetable, attendance and reports, webhooks
+        school.setup(app, node_id=cluster.node_id if cluster else "", webhooks=webhooks)
     registry = None
     if cluster is not None:  # Redis node registry + room placement, 307/proxy to a room's node
         from signaling.cluster import cluster_routes

@@ -44,11 +44,16 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"liveclass serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        webhooks = webhook_config(args)
+    except ValueError as exc:
+        print(f"liveclass serve: {exc}", file=sys.stderr)
+        return 2
     app = create_app(secret, args.media_host or None, args.public_ip, library=args.library,
                      record_rooms=args.record or (), ladder=not args.no_ladder, cluster=cluster, turn=turn,
                      drain_grace_s=args.drain_grace, cascade=cascade, tls=tls, client_ssl=client_ssl,
                      behind_proxy=behind_proxy(args), limits=limits,
-                     udp_port=None if args.udp_port_per_peer else args.udp_port)
+                     udp_port=None if args.udp_port_per_peer else args.udp_port, webhooks=webhooks)
     ssl_context = tls.context if tls is not None else None
     if args.worker_port is not None:  # one of `--workers N`: the shared public port and its own port
         from signaling.cluster.workers import run_worker
@@ -57,6 +62,28 @@ def _serve(args: argparse.Namespace) -> int:
     web.run_app(app, host=args.host, port=args.port, print=lambda *a: print(f"Serving on {base}", flush=True),
                 access_log=None, ssl_context=ssl_context)
     return 0
+
+
+def webhook_config(args: argparse.Namespace):
+    """--webhook URL... and the signing secret (--webhook-secret, LIVECLASS_WEBHOOK_SECRET, else generated and
+    printed: one process only, the workers of --workers must share one); None without webhooks."""
+    import os
+    from urllib.parse import urlsplit
+
+    from signaling.school.setup import WebhookConfig
+    from signaling.school.webhooks import secret_from
+    if not args.webhook:
+        return None
+    for url in args.webhook:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"--webhook takes an http(s) URL, not {url!r}")
+    secret, generated = secret_from(args.webhook_secret, os.environ.get("LIVECLASS_WEBHOOK_SECRET"))
+    if generated:
+        if args.worker_port is not None:
+            raise ValueError("--webhook with --workers needs --webhook-secret (or LIVECLASS_WEBHOOK_SECRET)")
+        print(f"No --webhook-secret or LIVECLASS_WEBHOOK_SECRET given: webhooks are signed with {secret}", flush=True)
+    return WebhookConfig(tuple(args.webhook), secret)
 
 
 def _env_flag(name: str) -> bool:
@@ -189,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the recorded lessons and their catalogue (default ./library)")
     s.add_argument("--record", action="append", metavar="ROOM",
                    help="record this room's lessons automatically, lesson_start to lesson_end (repeatable; '*': all)")
+    s.add_argument("--webhook", action="append", metavar="URL",
+                   help="POST lesson_started, lesson_ended (with its attendance report), recording_ready, "
+                        "classroom_joined and classroom_left to this URL as JSON (repeatable), retried with back-off")
+    s.add_argument("--webhook-secret", metavar="S",
+                   help="HMAC-SHA256 key of the webhooks' X-Liveclass-Signature: sha256=<hex> (default: "
+                        "LIVECLASS_WEBHOOK_SECRET, else generated and printed)")
     s.add_argument("--no-ladder", action="store_true",
                    help="make no lower layers for single-layer publishers (saves a decode + encodes per room)")
     s.add_argument("--redis", metavar="URL",

@@ -1,5 +1,7 @@
 // The lesson's chat panel, shared by the teacher and terminal pages. Names and text are user data: they are
 // only ever put into the page as text (textContent), never as HTML.
+import { msg, setText } from "./i18n.js";
+import { lessonErrorText } from "./lesson-socket.js";
 
 const SHOWN = 200;
 
@@ -44,9 +46,9 @@ export function attachChat(lesson, { list, form, input, note }) {
     try {
       await lesson.request("chat", { text: text.slice(0, 1000) });
       input.value = "";
-      if (note) note.textContent = "";
+      if (note) setText(note, "");
     } catch (err) {
-      if (note) note.textContent = `Not sent: ${err.message}`;
+      if (note) setText(note, msg("common.chat.not_sent", { reason: lessonErrorText(err) }));
     }
   });
 }

@@ -7,6 +7,7 @@
 //   await lesson.request("hand_raise");                                         // rejects with {code, message}
 
 import { checkServer, currentServer, wsServerUrl } from "./server-list.js";
+import { has, msg } from "./i18n.js";
 
 const STOP_CODES = new Set([1000, 4000, 4003, 4005, 4006]);  // the protocol says: do not reconnect
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
@@ -27,6 +28,13 @@ export class LessonError extends Error {
     this.name = "LessonError";
     this.code = code;
   }
+}
+
+/** What to show for an `error` from the server ({code, message}) or a LessonError: its code's text in the page's
+ *  language (a msg()), else the server's own message. */
+export function lessonErrorText(err) {
+  const key = `common.room_error.${err.code}`;
+  return has(key) ? msg(key) : err.message || String(err.code);
 }
 
 function emptyState() {

@@ -1,6 +1,9 @@
 // Lesson library and replay: search the library (GET /api/library), play a lesson with a seek bar, jump by
 // chapter, and come back where this browser left off (localStorage). Everything from the server is put in the
 // page as text (textContent, attributes), never as HTML.
+import {
+  loadCatalogues, applyTranslations, mountLanguageSwitch, currentLang, msg, onLangChange, setText, t,
+} from "./i18n.js";
 
 const PAGE_SIZE = 12;
 const SAVE_EVERY_MS = 2000;
@@ -11,7 +14,8 @@ const $ = (id) => document.getElementById(id);
 const video = $("video");
 const screenVideo = $("screen-video");   // the teacher's screen share, when the lesson has one
 const SCREEN_DRIFT_S = 0.25;             // the screen is re-aligned to the lesson when further apart than this
-const state = { offset: 0, total: 0, lesson: null, lastSaved: 0 };
+const state = { offset: 0, total: 0, lesson: null, lastSaved: 0, lessons: [] };
+const BADGES = { recording: "replay.badge.recording", recovered: "replay.badge.recovered", failed: "replay.badge.failed" };
 // for tests and operators
 window.liveclass = { video, screenVideo, state, resumedAt: null, error: null };
 
@@ -24,7 +28,7 @@ function fmtTime(s) {
 
 function fmtDate(iso) {
   const d = new Date(iso);
-  return isNaN(d) ? "" : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  return isNaN(d) ? "" : d.toLocaleString(currentLang(), { dateStyle: "medium", timeStyle: "short" });
 }
 
 async function getJson(url) {
@@ -49,18 +53,20 @@ async function loadList() {
   p.set("limit", PAGE_SIZE);
   p.set("offset", state.offset);
   const status = $("list-status");
-  status.textContent = "Loading…";
+  setText(status, msg("replay.loading"));
   try {
     const data = await getJson(`/api/library?${p}`);
     state.total = data.total;
+    state.lessons = data.lessons;
     renderList(data.lessons);
-    status.textContent = data.total ? `${data.total} lesson${data.total === 1 ? "" : "s"}` : "No lessons found.";
+    setText(status, !data.total ? msg("replay.none_found")
+      : msg(data.total === 1 ? "replay.count_one" : "replay.count_other", { n: data.total }));
   } catch (e) {
-    status.textContent = `Cannot load the library: ${e.message}`;
+    setText(status, msg("replay.load_failed", { reason: e.message }));
     window.liveclass.error = e.message;
   }
   const pages = Math.max(1, Math.ceil(state.total / PAGE_SIZE));
-  $("page-info").textContent = `Page ${Math.floor(state.offset / PAGE_SIZE) + 1} of ${pages}`;
+  setText($("page-info"), msg("replay.page_of", { page: Math.floor(state.offset / PAGE_SIZE) + 1, pages }));
   $("prev").disabled = state.offset === 0;
   $("next").disabled = state.offset + PAGE_SIZE >= state.total;
 }
@@ -75,11 +81,10 @@ function renderList(lessons) {
     if (l.thumbnail_url) img.src = l.thumbnail_url; else img.remove();
     li.querySelector(".duration").textContent = fmtTime(l.duration_s);
     li.querySelector(".title").textContent = l.title;
-    li.querySelector(".meta").textContent = [l.teacher, l.subject, l.grade && `Grade ${l.grade}`, fmtDate(l.started_at)]
-      .filter(Boolean).join(" · ");
+    li.querySelector(".meta").textContent = [l.teacher, l.subject, l.grade && t("replay.grade", { grade: l.grade }),
+      fmtDate(l.started_at)].filter(Boolean).join(" · ");
     const st = li.querySelector(".state");
-    const badges = { recording: "Recording now", recovered: "Recovered", failed: "Stopped early", ready: "" };
-    st.textContent = badges[l.state] || "";
+    setText(st, BADGES[l.state] ? msg(BADGES[l.state]) : "");
     st.dataset.state = l.state;
     const open = li.querySelector(".open");
     open.disabled = !l.media_url;
@@ -89,6 +94,15 @@ function renderList(lessons) {
 }
 
 // ---- playing -------------------------------------------------------------------------------------------
+
+/** The library (or one lesson's) address, keeping a chosen ?lang=. */
+function pageUrl(lessonId) {
+  const u = new URL("replay.html", location.href);
+  if (lessonId) u.searchParams.set("lesson", lessonId);
+  const lang = new URLSearchParams(location.search).get("lang");
+  if (lang) u.searchParams.set("lang", lang);
+  return u.href;
+}
 
 function storeKey(id) { return STORE_PREFIX + id; }
 
@@ -117,25 +131,24 @@ async function openLesson(id, push) {
   try {
     l = await getJson(`/api/library/${encodeURIComponent(id)}`);
   } catch (e) {
-    $("list-status").textContent = `Cannot open the lesson: ${e.message}`;
+    setText($("list-status"), msg("replay.open_failed", { reason: e.message }));
     window.liveclass.error = e.message;
     return;
   }
-  if (push) history.pushState({ lesson: id }, "", `?lesson=${encodeURIComponent(id)}`);
+  if (push) history.pushState({ lesson: id }, "", pageUrl(id));
   state.lesson = l;
   $("browse").hidden = true;
   $("player").hidden = false;
-  document.title = `${l.title} · liveclass`;
+  setText(document.querySelector("title"), msg("replay.lesson_title", { title: l.title }));
   $("lesson-title").textContent = l.title;
-  $("lesson-meta").textContent = [l.teacher, l.school, l.subject, l.grade && `Grade ${l.grade}`,
-    fmtDate(l.started_at), fmtTime(l.duration_s)].filter(Boolean).join(" · ");
+  renderLessonMeta(l);
   const st = $("lesson-state");
   st.hidden = l.state === "ready";
-  st.textContent = {
-    recording: "This lesson is being recorded right now.",
-    recovered: "The server stopped during this lesson: it was recovered up to its last seconds.",
-    failed: `The recording stopped early${l.error ? ": " + l.error : "."}`,
-  }[l.state] || "";
+  setText(st, {
+    recording: msg("replay.state.recording"),
+    recovered: msg("replay.state.recovered"),
+    failed: l.error ? msg("replay.state.failed_because", { reason: l.error }) : msg("replay.state.failed"),
+  }[l.state] || "");
   renderChapters(l);
   $("resume-note").hidden = true;
   window.liveclass.resumedAt = null;
@@ -143,19 +156,24 @@ async function openLesson(id, push) {
   if (l.media_url) {
     video.src = l.media_url;
     if (l.thumbnail_url) video.poster = l.thumbnail_url; else video.removeAttribute("poster");
-    const t = savedPosition(l.id);
-    if (t !== null && t > RESUME_MIN_S && (!l.duration_s || t < l.duration_s - RESUME_MIN_S)) {
+    const saved = savedPosition(l.id);
+    if (saved !== null && saved > RESUME_MIN_S && (!l.duration_s || saved < l.duration_s - RESUME_MIN_S)) {
       video.addEventListener("loadedmetadata", () => {
-        video.currentTime = t;
-        window.liveclass.resumedAt = t;
+        video.currentTime = saved;
+        window.liveclass.resumedAt = saved;
         const note = $("resume-note");
-        note.textContent = `Resumed where you left off (${fmtTime(t)}).`;
+        setText(note, msg("replay.resumed", { at: fmtTime(saved) }));
         note.hidden = false;
       }, { once: true });
     }
   } else {
     video.removeAttribute("src");
   }
+}
+
+function renderLessonMeta(l) {
+  $("lesson-meta").textContent = [l.teacher, l.school, l.subject, l.grade && t("replay.grade", { grade: l.grade }),
+    fmtDate(l.started_at), fmtTime(l.duration_s)].filter(Boolean).join(" · ");
 }
 
 // ---- the screen share: a second file on the lesson's timeline, `screen_offset_s` in ----------------------
@@ -223,8 +241,8 @@ function showLibrary(push) {
   state.lesson = null;
   $("player").hidden = true;
   $("browse").hidden = false;
-  document.title = "Lesson library · liveclass";
-  if (push) history.pushState({}, "", "replay.html");
+  setText(document.querySelector("title"), msg("replay.title"));
+  if (push) history.pushState({}, "", pageUrl(null));
   loadList();
 }
 
@@ -233,10 +251,9 @@ video.addEventListener("pause", () => savePosition(true));
 video.addEventListener("seeked", () => { savePosition(true); highlightChapter(); });
 window.addEventListener("pagehide", () => savePosition(true));
 video.addEventListener("error", () => {
-  const msg = "This lesson cannot be played in this browser.";
-  $("resume-note").textContent = msg;
+  setText($("resume-note"), msg("replay.unplayable"));
   $("resume-note").hidden = false;
-  window.liveclass.error = msg;
+  window.liveclass.error = $("resume-note").textContent;
 });
 
 $("search").addEventListener("submit", (e) => { e.preventDefault(); state.offset = 0; loadList(); });
@@ -249,5 +266,14 @@ window.addEventListener("popstate", () => {
   if (id) openLesson(id, false); else showLibrary(false);
 });
 
+// the dates and grades in the cards and the lesson's line are drawn in the page's language
+onLangChange(() => {
+  if (state.lesson) renderLessonMeta(state.lesson);
+  else renderList(state.lessons);
+});
+
+await loadCatalogues();
+applyTranslations();
+mountLanguageSwitch($("lang-slot"));
 const initial = new URLSearchParams(location.search).get("lesson");
 if (initial) openLesson(initial, false); else loadList();

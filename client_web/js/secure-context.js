@@ -1,6 +1,7 @@
 // Browsers give a page the camera and microphone only in a secure context: https, or localhost. A page opened
 // over plain http on another machine's address has no navigator.mediaDevices at all, so instead of failing
 // quietly the pages say why and which address to use.
+import { msg, setText } from "./i18n.js";
 
 /** Whether this page may ask for the camera and microphone. */
 export function canCapture() {
@@ -14,24 +15,21 @@ export function httpsUrl(href = window.location.href) {
   return u.href;
 }
 
-/** A plain-language reason, with the address to use, for a page that cannot capture; null when it can. */
+/** A plain-language reason (msg()s, i18n.js), with the address to use, for a page that cannot capture; null
+ *  when it can. */
 export function captureBlockedReason() {
   if (canCapture()) return null;
   if (!window.isSecureContext) {
-    return {
-      text: "This page was opened over plain http on another machine's address, so the browser does not let it " +
-        "use the camera or microphone. Open it over https instead:",
-      url: httpsUrl(),
-      hint: "If that address does not open, the server must be started with https " +
-        "(liveclass serve --tls-self-signed, --tls-cert, or behind a TLS front).",
-    };
+    return { text: msg("common.capture.plain_http"), url: httpsUrl(), hint: msg("common.capture.plain_http_hint") };
   }
-  return { text: "This browser offers no camera or microphone access to pages.", url: null, hint: "" };
+  return { text: msg("common.capture.unsupported"), url: null, hint: null };
 }
 
 /** Show `reason` in `el`: the text, the https link and the hint (text only: never markup from the URL). */
 export function showCaptureBlocked(el, reason) {
-  el.textContent = reason.text + " ";
+  const text = document.createElement("span");
+  setText(text, reason.text);
+  el.replaceChildren(text, " ");
   if (reason.url) {
     const a = document.createElement("a");
     a.href = reason.url;
@@ -42,8 +40,8 @@ export function showCaptureBlocked(el, reason) {
   if (reason.hint) {
     const hint = document.createElement("span");
     hint.className = "hint";
-    hint.textContent = " " + reason.hint;
-    el.append(hint);
+    setText(hint, reason.hint);
+    el.append(" ", hint);
   }
   el.dataset.blocked = "insecure";
 }
@@ -51,7 +49,7 @@ export function showCaptureBlocked(el, reason) {
 /** Thrown by a page's device opening when the context forbids capture (not worth retrying). */
 export class CaptureBlocked extends Error {
   constructor(reason) {
-    super(reason.text + (reason.url ? " " + reason.url : ""));
+    super(reason.text.key);
     this.name = "CaptureBlocked";
     this.reason = reason;
   }

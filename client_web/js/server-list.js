@@ -7,6 +7,8 @@
 // session request, /api/ice-servers and room WebSocket goes to that node's base URL (any node serves any room).
 // One list per page (module state): the page's players, publishers and socket all follow the same server.
 
+import { msg } from "./i18n.js";
+
 const REFRESH_MS = 30000;
 const FETCH_TIMEOUT_MS = 3000;
 // a node that failed is skipped this long: another node lists it as live until its Redis key expires (3 s)
@@ -50,10 +52,10 @@ const keyOf = (s) => s.id || s.url;
 /** The base URL of the server in use now (no trailing slash). */
 export function currentServer() { return current.url; }
 
-/** A short label for status overlays: host:port, and the node id when the server told it. */
+/** A short label for status overlays: host:port, and the node id when the server told it (a msg(), i18n.js). */
 export function serverLabel() {
   const host = new URL(current.url).host;
-  return current.id && current.id !== current.url ? `${host} (node ${current.id})` : host;
+  return current.id && current.id !== current.url ? msg("common.server_node", { host, node: current.id }) : host;
 }
 
 /** An absolute URL on the server in use: serverUrl("/whep/room"). */

@@ -1,11 +1,18 @@
 // The teacher's console over the room WebSocket: start and end the lesson, the grid of classrooms (each one's
 // return camera and microphone over WHEP `?source=classroom&identity=…`), the hand queue, the stage, microphones
 // and chat. Names are user data and only ever set as text.
-import { LessonSocket } from "./lesson-socket.js";
+import { LessonSocket, lessonErrorText } from "./lesson-socket.js";
 import { attachChat } from "./lesson-chat.js";
 import { WhepPlayer } from "./whep-player.js";
+import { msg, onLangChange, setText, t } from "./i18n.js";
 
-const ORDER_QUALITY = { good: "good link", fair: "fair link", poor: "poor link", unknown: "" };
+const LINK_QUALITY = { good: "teacher.tile.link_good", fair: "teacher.tile.link_fair", poor: "teacher.tile.link_poor" };
+// what a refused request was, for the note under the lesson controls
+const ACTIONS = {
+  lesson_start: "teacher.action.lesson_start", lesson_end: "teacher.action.lesson_end",
+  stage_call: "teacher.action.stage_call", stage_end: "teacher.action.stage_end",
+  mute: "teacher.action.mute", unmute: "teacher.action.unmute",
+};
 
 export function startConsole({ room, token, liveclass, onLessonEnded = () => {} }) {
   const $ = (id) => document.getElementById(id);
@@ -24,7 +31,7 @@ export function startConsole({ room, token, liveclass, onLessonEnded = () => {} 
   attachChat(lesson, { list: $("chat-list"), form: $("chat-form"), input: $("chat-input"), note: $("chat-note") });
 
   function note(text, error = false) {
-    els.note.textContent = text;
+    setText(els.note, text);
     els.note.classList.toggle("error", error);
   }
 
@@ -33,7 +40,7 @@ export function startConsole({ room, token, liveclass, onLessonEnded = () => {} 
       await lesson.request(type, fields);
       note("");
     } catch (e) {
-      note(`${type.replace("_", " ")}: ${e.message}`, true);
+      note(msg("teacher.action_failed", { action: msg(ACTIONS[type]), reason: lessonErrorText(e) }), true);
     }
   }
 
@@ -98,20 +105,21 @@ export function startConsole({ room, token, liveclass, onLessonEnded = () => {} 
     tile.el.dataset.stage = String(onStage);
     tile.el.dataset.hand = String(hand >= 0);
     tile.el.dataset.connected = String(!!p.connected);
-    tile.el.setAttribute("aria-label", `Classroom ${p.name}`);
+    tile.el.setAttribute("aria-label", t("teacher.tile.label", { name: p.name }));
     tile.name.textContent = p.name;
+    tile.name.dataset.handNote = t("teacher.tile.hand_up");
     const parts = [];
-    if (!p.connected) parts.push("reconnecting…");
-    if (onStage) parts.push("on stage");
-    if (hand >= 0) parts.push(`hand raised (${hand + 1})`);
-    parts.push(muted ? "mic off" : "mic on");
-    if (p.link && ORDER_QUALITY[p.link.quality]) parts.push(ORDER_QUALITY[p.link.quality]);
-    if (s.live && !(p.publishing || []).includes("camera")) parts.push("no camera yet");
+    if (!p.connected) parts.push(t("teacher.tile.reconnecting"));
+    if (onStage) parts.push(t("teacher.tile.on_stage"));
+    if (hand >= 0) parts.push(t("teacher.tile.hand_raised", { n: hand + 1 }));
+    parts.push(t(muted ? "teacher.tile.mic_off" : "teacher.tile.mic_on"));
+    if (p.link && LINK_QUALITY[p.link.quality]) parts.push(t(LINK_QUALITY[p.link.quality]));
+    if (s.live && !(p.publishing || []).includes("camera")) parts.push(t("teacher.tile.no_camera"));
     tile.info.textContent = parts.join(" · ");
     tile.info.dataset.quality = (p.link && p.link.quality) || "unknown";
-    tile.stageBtn.textContent = onStage ? "Take off stage" : "Call on stage";
+    tile.stageBtn.textContent = t(onStage ? "teacher.tile.stage_end" : "teacher.tile.stage_call");
     tile.stageBtn.disabled = !lesson.connected || !s.live || !p.connected;
-    tile.muteBtn.textContent = muted ? "Unmute" : "Mute";
+    tile.muteBtn.textContent = t(muted ? "teacher.tile.unmute" : "teacher.tile.mute");
     tile.muteBtn.disabled = !lesson.connected || !s.live;
     tile.video.dataset.playing = String(tile.player.active);
   }
@@ -152,7 +160,7 @@ export function startConsole({ room, token, liveclass, onLessonEnded = () => {} 
       name.textContent = lesson.name(identity);
       const call = document.createElement("button");
       call.type = "button";
-      call.textContent = "Call on stage";
+      call.textContent = t("teacher.tile.stage_call");
       call.disabled = !s.live;
       call.addEventListener("click", () => act("stage_call", { identity }));
       li.append(name, call);
@@ -165,8 +173,9 @@ export function startConsole({ room, token, liveclass, onLessonEnded = () => {} 
     const s = lesson.state;
     const c = lesson.connected;
     els.console.dataset.live = String(s.live);
-    els.state.textContent = !c ? (lesson.lastError ? `Not connected: ${lesson.lastError.message}` : "Connecting…")
-      : s.live ? "Lesson live" : wasLive ? "Lesson ended" : "Lesson not started";
+    setText(els.state, !c ? (lesson.lastError
+      ? msg("teacher.lesson.not_connected", { reason: lessonErrorText(lesson.lastError) }) : msg("common.connecting"))
+      : msg(s.live ? "teacher.lesson.live" : wasLive ? "teacher.lesson.ended" : "teacher.lesson.not_started"));
     els.start.disabled = !c || s.live;
     els.end.disabled = !c || !s.live;
     renderHands();
@@ -193,6 +202,7 @@ export function startConsole({ room, token, liveclass, onLessonEnded = () => {} 
   });
   lesson.addEventListener("change", render);
   lesson.addEventListener("connection", render);
+  onLangChange(render);  // the tiles and the hand queue are drawn from the lesson's state, in the page's language
   window.addEventListener("pagehide", () => {
     for (const t of tiles.values()) t.player.unload();
     lesson.stop({ leave: false });

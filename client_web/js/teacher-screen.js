@@ -3,6 +3,7 @@
 // and the teacher's camera and voice keep their share of a thin uplink.
 import { describeError } from "./whip-client.js";
 import { publishStream } from "./whip-publish.js";
+import { msg, setText } from "./i18n.js";
 
 const SCREEN_ENCODING = { maxBitrate: 800_000, maxFramerate: 10, scalabilityMode: "L1T3" };
 
@@ -24,24 +25,24 @@ export class ScreenShare {
 
   _render(message = null) {
     const on = !!this.session;
-    this.button.textContent = on ? "End screen share" : "Share screen";
+    setText(this.button, msg(on ? "teacher.share_end" : "teacher.share_screen"));
     this.button.setAttribute("aria-pressed", String(on));
     this.button.disabled = this.busy;
-    if (message !== null) this.note.textContent = message;
+    if (message !== null) setText(this.note, message);
   }
 
   async start() {
     if (this.busy || this.session) return;
     if (!window.isSecureContext) {
-      this._render("Screen sharing needs this page over https (see above).");
+      this._render(msg("teacher.share_needs_https"));
       return;
     }
     if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
-      this._render("This browser cannot share a screen.");
+      this._render(msg("teacher.share_unsupported"));
       return;
     }
     this.busy = true;
-    this._render("Choose the screen or window to share…");
+    this._render(msg("teacher.share_choose"));
     try {
       this.stream = await navigator.mediaDevices.getDisplayMedia({
         video: { frameRate: { ideal: 10, max: 15 } }, audio: false,
@@ -51,25 +52,26 @@ export class ScreenShare {
         if ("contentHint" in track) track.contentHint = "detail";
         track.addEventListener("ended", () => this.stop());  // "Stop sharing" in the browser's own bar
       }
-      this._render("Connecting the screen share…");
+      this._render(msg("teacher.share_connecting"));
       this.session = await publishStream(this.stream, {
         room: this.room, token: this.token, query: { source: "screen" }, video: SCREEN_ENCODING,
       });
       this.session.pc.addEventListener("connectionstatechange", () => {
         const st = this.session && this.session.pc.connectionState;
-        if (st === "failed" || st === "closed") this.stop({ message: "The screen share was cut off. Share it again." });
+        if (st === "failed" || st === "closed") this.stop({ message: msg("teacher.share_cut") });
       });
       this.busy = false;
       this.onPublishing(true);
-      this._render("Every classroom sees your screen.");
+      this._render(msg("teacher.share_live"));
     } catch (e) {
       this.busy = false;
       this._release();
-      this._render(e && e.name === "NotAllowedError" ? "Screen sharing was not allowed." : `Could not share the screen: ${describeError(e)}`);
+      this._render(e && e.name === "NotAllowedError" ? msg("teacher.share_denied")
+        : msg("teacher.share_failed", { reason: describeError(e) }));
     }
   }
 
-  async stop({ serverEnded = false, message = "Screen sharing ended." } = {}) {
+  async stop({ serverEnded = false, message = msg("teacher.share_ended") } = {}) {
     const s = this.session;
     this.session = null;
     this._release();

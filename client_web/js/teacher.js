@@ -10,6 +10,7 @@ import { ScreenShare } from "./teacher-screen.js";
 import { waitConnected } from "./whip-publish.js";
 import { startServerList, onServerChange, serverLabel, currentServer } from "./server-list.js";
 import { captureBlockedReason, showCaptureBlocked } from "./secure-context.js";
+import { loadCatalogues, applyTranslations, mountLanguageSwitch, msg, setText, t, text } from "./i18n.js";
 
 // Three encodings (about 320x180, 640x360 and 1280x720 from a 720p camera), each with three VP8 temporal
 // layers: the server gives every classroom the one its link can carry. `?simulcast=0` sends one encoding.
@@ -34,6 +35,9 @@ function retryDelay(attempt, error = null) {
 }
 
 const { room, token } = pageParams();
+await loadCatalogues();
+applyTranslations();
+mountLanguageSwitch(document.getElementById("lang-slot"));
 const $ = (id) => document.getElementById(id);
 const stateEl = $("state");
 const messageEl = $("message");
@@ -43,7 +47,13 @@ const stopBtn = $("stop");
 const preview = $("preview");
 const previewNote = $("preview-note");
 
-const LABELS = { idle: "Not live", connecting: "Connecting…", live: "Live", error: "Error" };
+const LABELS = {
+  idle: "teacher.state.idle", connecting: "teacher.state.connecting", live: "teacher.state.live",
+  error: "teacher.state.error",
+};
+const LIMITS = {  // the encoder's qualityLimitationReason
+  cpu: "teacher.stats.limit_cpu", bandwidth: "teacher.stats.limit_bandwidth", other: "teacher.stats.limit_other",
+};
 
 // Debugging hook for tests and operators: the current peer connection and state.
 const liveclass = (window.liveclass = { pc: null, state: "idle", error: null, resource: null, stream: null });
@@ -53,12 +63,13 @@ let session = null;   // { pc, resource, stopped }
 let retries = 0;
 let lessonConsole = null;  // { lesson, setPublishing } once the page has its room and token
 
+/** `message`: a msg() or plain text. */
 function setState(state, message = "") {
   liveclass.state = state;
-  liveclass.error = state === "error" ? message : null;
   stateEl.dataset.state = state;
-  stateEl.textContent = LABELS[state] || state;
-  messageEl.textContent = message;
+  setText(stateEl, msg(LABELS[state]));
+  setText(messageEl, message);
+  liveclass.error = state === "error" ? messageEl.textContent : null;
   messageEl.classList.toggle("error", state === "error");
   document.body.dataset.state = state;
   const active = state === "connecting" || state === "live";
@@ -69,9 +80,9 @@ function setState(state, message = "") {
 async function startCamera() {
   const blocked = captureBlockedReason();
   if (blocked) {  // plain http on another machine's address: say so, with the https address to open
-    previewNote.textContent = "No camera over plain http";
+    setText(previewNote, msg("teacher.no_camera_http"));
     setState("error", "");
-    liveclass.error = blocked.text;
+    liveclass.error = text(blocked.text);
     liveclass.captureBlocked = true;
     showCaptureBlocked(messageEl, blocked);
     return;
@@ -82,15 +93,15 @@ async function startCamera() {
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
   } catch (e) {
-    previewNote.textContent = "No camera";
-    setState("error", `Cannot use the camera or microphone: ${e.message || e.name}`);
+    setText(previewNote, msg("teacher.no_camera"));
+    setState("error", msg("teacher.camera_failed", { reason: e.message || e.name }));
     return;
   }
   liveclass.stream = stream;
   preview.srcObject = stream;
   preview.play().catch(() => {});
   previewNote.hidden = true;
-  setState("idle", "Camera ready. Press “Go live” to start the lesson.");
+  setState("idle", msg("teacher.camera_ready"));
 }
 
 async function teardown(s, { keepalive = false, skipDelete = false } = {}) {
@@ -110,7 +121,8 @@ async function goLive() {
   const s = (session = { pc: newPeerConnection(), resource: null, stopped: false, disconnectTimer: 0 });
   const pc = s.pc;
   liveclass.pc = pc;
-  setState("connecting", retries ? `Connection lost. Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES})…` : "Connecting to the server…");
+  setState("connecting", retries ? msg("teacher.lost_reconnecting", { n: retries, max: MAX_AUTO_RETRIES })
+    : msg("teacher.connecting_server"));
   for (const track of stream.getAudioTracks()) {
     pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   }
@@ -128,7 +140,7 @@ async function goLive() {
     await waitConnected(pc, CONNECT_TIMEOUT_MS);
     if (s.stopped) return;
     retries = 0;
-    setState("live", "You are live. Classrooms can see and hear you.");
+    setState("live", msg("teacher.live_message"));
     if (lessonConsole) lessonConsole.setPublishing(sentSources(), true);
   } catch (e) {
     if (s.stopped) return;
@@ -138,16 +150,16 @@ async function goLive() {
     const permanent = e instanceof HttpError && (e.permanent || e.status === 409);
     if (retries > 0 && retries < MAX_AUTO_RETRIES && !permanent) {  // an automatic reconnect failed: go on
       retries += 1;
-      setState("connecting", `Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES}): ${reason}`);
+      setState("connecting", msg("teacher.reconnecting_reason", { n: retries, max: MAX_AUTO_RETRIES, reason }));
       setTimeout(() => { if (!session && liveclass.state === "connecting") goLive(); }, retryDelay(retries, e));
       return;
     }
     const gaveUp = retries > 0;
     retries = 0;
     if (gaveUp) {
-      setState("error", `The connection was lost and reconnecting failed (${reason}). Press “Go live” to try again.`);
+      setState("error", msg("teacher.reconnect_failed", { reason }));
     } else {
-      setState("error", e instanceof HttpError ? `The server refused: ${reason}` : `Could not go live: ${reason}`);
+      setState("error", msg(e instanceof HttpError ? "teacher.server_refused" : "teacher.go_live_failed", { reason }));
     }
   }
 }
@@ -158,11 +170,11 @@ function onConnectionState(s) {
   if (st === "connected") {
     clearTimeout(s.disconnectTimer);
     s.disconnectTimer = 0;
-    if (liveclass.state === "live") messageEl.textContent = "You are live. Classrooms can see and hear you.";
+    if (liveclass.state === "live") setText(messageEl, msg("teacher.live_message"));
   } else if (st === "failed") {
     connectionLost(s);
   } else if (st === "disconnected" && liveclass.state === "live") {
-    messageEl.textContent = "Connection unstable…";
+    setText(messageEl, msg("teacher.unstable"));
     if (!s.disconnectTimer) s.disconnectTimer = setTimeout(() => connectionLost(s), DISCONNECTED_GRACE_MS);
   }
 }
@@ -175,10 +187,10 @@ async function connectionLost(s) {
   if (retries < MAX_AUTO_RETRIES) {
     retries += 1;
     setTimeout(() => { if (!session && liveclass.state !== "idle") goLive(); }, retryDelay(retries));
-    setState("connecting", `Connection lost. Reconnecting (attempt ${retries} of ${MAX_AUTO_RETRIES})…`);
+    setState("connecting", msg("teacher.lost_reconnecting", { n: retries, max: MAX_AUTO_RETRIES }));
   } else {
     retries = 0;
-    setState("error", "The connection to the server was lost. Press “Go live” to try again.");
+    setState("error", msg("teacher.lost"));
   }
 }
 
@@ -206,14 +218,13 @@ async function stop({ serverEnded = false } = {}) {
   const s = session;
   session = null;
   retries = 0;
-  setState("idle", "Stopping…");
+  setState("idle", msg("teacher.stopping"));
   if (lessonConsole) lessonConsole.setPublishing(["camera", "microphone"], false);
   await teardown(s, { skipDelete: serverEnded });
   liveclass.pc = null;
   liveclass.resource = null;
   if (!session) {
-    setState("idle", serverEnded ? "The lesson has ended: publishing stopped. Press “Go live” to start again."
-      : "The lesson has stopped. Press “Go live” to start again.");
+    setState("idle", msg(serverEnded ? "teacher.ended_by_server" : "teacher.stopped"));
   }
 }
 
@@ -233,9 +244,9 @@ async function showStats() {
     showStats.prev = { id: v.id, bytes: v.bytesSent, at: now };
     const size = v.frameWidth ? `${v.frameWidth}×${v.frameHeight}` : "–";
     const fps = v.framesPerSecond ? ` · ${Math.round(v.framesPerSecond)} fps` : "";
-    const limit = v.qualityLimitationReason && v.qualityLimitationReason !== "none"
-      ? ` · limited by ${v.qualityLimitationReason}` : "";
-    statsEl.textContent = `Sending ${size}${fps}${rate}${limit}`;
+    const why = LIMITS[v.qualityLimitationReason];
+    const limit = why ? ` · ${t("teacher.stats.limited", { why: msg(why) })}` : "";
+    statsEl.textContent = t("teacher.stats.sending", { what: `${size}${fps}${rate}${limit}` });
   } catch { /* pc closed meanwhile */ }
 }
 
@@ -248,12 +259,12 @@ $("room-name").textContent = room ? `· ${room}` : "";
 // the server in use (and liveclass.serverUrl for tests): it changes when a cluster node dies
 function showServer() {
   liveclass.serverUrl = currentServer();
-  $("server-name").textContent = `Server ${serverLabel()}`;
+  setText($("server-name"), msg("common.server_line", { server: serverLabel() }));
 }
 onServerChange(showServer);
 showServer();
 if (!room || !token) {
-  setState("error", "This page needs ?room=…&token=… in its address (ask for a teacher link).");
+  setState("error", msg("teacher.needs_link"));
 } else {
   startServerList({ room, token });  // the cluster's nodes: where to go if this page's server dies
   startCamera();
@@ -262,7 +273,7 @@ if (!room || !token) {
     room, token, liveclass,
     onLessonEnded: () => {  // the server closed every publisher of the room, this page's included
       if (session || liveclass.state === "connecting") stop({ serverEnded: true });
-      if (screen && screen.sharing) screen.stop({ serverEnded: true, message: "The lesson has ended." });
+      if (screen && screen.sharing) screen.stop({ serverEnded: true, message: msg("teacher.lesson_over") });
     },
   });
   screen = new ScreenShare({

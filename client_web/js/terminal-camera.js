@@ -6,6 +6,7 @@ import { describeError, HttpError } from "./whip-client.js";
 import { publishStream } from "./whip-publish.js";
 import { captureBlockedReason, CaptureBlocked } from "./secure-context.js";
 import { Backoff } from "./backoff.js";
+import { msg } from "./i18n.js";
 
 const CAMERA = { width: { ideal: 320 }, height: { ideal: 180 }, frameRate: { ideal: 15, max: 15 } };
 // L1T3: three VP8 temporal layers, so the SFU can halve a viewer's frame rate instead of freezing it
@@ -111,11 +112,11 @@ export class ClassroomCamera {
       const permanent = e instanceof HttpError && e.permanent;
       if (e instanceof CaptureBlocked) {  // the lesson still plays; only our camera stays off
         this.blocked = e.reason;
-        this._set("error", `off: ${e.reason.text} ${e.reason.url || ""}`.trim());
+        this._set("error", msg("terminal.camera.blocked"));
         return;
       }
       if (e instanceof DOMException && !this.stream) {
-        this._set("error", `No camera or microphone: ${e.message || e.name}`);
+        this._set("error", msg("terminal.camera.no_devices", { reason: e.message || e.name }));
         return;
       }
       if (permanent) {
@@ -144,12 +145,12 @@ export class ClassroomCamera {
     this.session = null;
     await session.stop();
     this.onPublishing([]);
-    this._retry(gen, "the connection was lost");
+    this._retry(gen, msg("terminal.camera.lost"));
   }
 
   _retry(gen, why) {
     const delay = this.backoff.next();
-    this._set("retrying", `${why}; trying again in ${Math.round(delay / 1000)} s`);
+    this._set("retrying", msg("terminal.camera.retry", { reason: why, s: Math.round(delay / 1000) }));
     clearTimeout(this._retryTimer);
     this._retryTimer = setTimeout(() => this._attempt(gen), delay);
   }

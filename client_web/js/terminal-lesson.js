@@ -2,14 +2,16 @@
 // the classroom on stage (inset), raise hand, chat, status, and the classroom's own camera and microphone sent
 // back while the lesson is live (microphone closed until the teacher calls the class on stage).
 // Remote-control friendly: every control is a large focusable button; H raises the hand, C opens the chat.
-import { LessonSocket } from "./lesson-socket.js";
+import { LessonSocket, lessonErrorText } from "./lesson-socket.js";
 import { attachChat } from "./lesson-chat.js";
 import { WhepPlayer } from "./whep-player.js";
 import { ClassroomCamera } from "./terminal-camera.js";
 import { showCaptureBlocked } from "./secure-context.js";
+import { msg, onLangChange, setText } from "./i18n.js";
 
 const CONSOLE_ROLES = new Set(["teacher", "admin"]);
-const ORDINALS = ["1st", "2nd", "3rd"];
+// "Lower hand (1st in line)": English ordinals differ for the first three
+const HAND_PLACES = ["terminal.hand_lower_1", "terminal.hand_lower_2", "terminal.hand_lower_3"];
 
 export function startLesson({ room, token, liveclass, onLive = () => {} }) {
   const $ = (id) => document.getElementById(id);
@@ -83,39 +85,44 @@ export function startLesson({ room, token, liveclass, onLive = () => {} }) {
     const s = lesson.state;
     if (!lesson.connected) {
       const err = lesson.lastError;
-      if (lesson.stopped && err) return `Not connected to the classroom: ${err.message}`;
-      return err ? `Reconnecting to the classroom… (${err.message})` : "Connecting to the classroom…";
+      if (lesson.stopped && err) return msg("terminal.lesson.refused", { reason: lessonErrorText(err) });
+      return err ? msg("terminal.lesson.reconnecting", { reason: lessonErrorText(err) })
+        : msg("terminal.lesson.connecting");
     }
-    if (s.live) return "Lesson live";
-    return everLive ? "The lesson has ended" : "The lesson has not started yet";
+    if (s.live) return msg("terminal.lesson.live");
+    return msg(everLive ? "terminal.lesson.ended" : "terminal.lesson.not_started");
   }
 
   function renderAll() {
     const s = lesson.state;
     const id = me();
     document.body.dataset.lesson = !lesson.connected ? "offline" : s.live ? "live" : everLive ? "ended" : "waiting";
-    els.status.textContent = statusText();
+    setText(els.status, statusText());
 
     // hand
     els.hand.hidden = !isTerminal();
     const pos = s.hands.indexOf(id);
     const onStage = !!id && s.on_stage === id;
     els.hand.setAttribute("aria-pressed", String(pos >= 0));
-    els.hand.textContent = pos >= 0
-      ? `Lower hand (${ORDINALS[pos] || `${pos + 1}th`} in line)`
-      : "Raise hand";
+    setText(els.hand, pos < 0 ? msg("terminal.hand_raise")
+      : msg(HAND_PLACES[pos] || "terminal.hand_lower_n", { n: pos + 1 }));
     els.hand.disabled = !lesson.connected || onStage;
 
     // microphone and camera
     const micOpen = !!id && isTerminal() && !s.muted.has(id) && s.live;
     els.mic.dataset.open = String(micOpen);
-    els.mic.textContent = !isTerminal() ? "" : micOpen ? "Microphone on" : "Microphone off";
+    setText(els.mic, !isTerminal() ? "" : msg(micOpen ? "terminal.mic_on" : "terminal.mic_off"));
     els.mic.hidden = !isTerminal();
-    const camText = { off: "", starting: "Camera starting…", live: "Camera: sending", retrying: `Camera: ${camera.detail}`, error: `Camera: ${camera.detail}` };
+    const camText = {
+      off: "", starting: msg("terminal.camera.starting"), live: msg("terminal.camera.live"),
+      retrying: msg("terminal.camera.detail", { detail: camera.detail }),
+      error: msg("terminal.camera.detail", { detail: camera.detail }),
+    };
     if (camera.blocked && camera.state === "error") {  // plain http: say why, with the https address
-      showCaptureBlocked(els.cameraState, { ...camera.blocked, text: `Camera off. ${camera.blocked.text}` });
+      const text = msg("terminal.camera.off", { reason: camera.blocked.text });
+      showCaptureBlocked(els.cameraState, { ...camera.blocked, text });
     } else {
-      els.cameraState.textContent = camText[camera.state] || "";
+      setText(els.cameraState, camText[camera.state] || "");
       delete els.cameraState.dataset.blocked;
     }
     els.selfView.hidden = camera.state !== "live";
@@ -146,7 +153,7 @@ export function startLesson({ room, token, liveclass, onLive = () => {} }) {
     try {
       await lesson.request(raised ? "hand_lower" : "hand_raise");
     } catch (e) {
-      els.status.textContent = `Could not ${raised ? "lower" : "raise"} the hand: ${e.message}`;
+      setText(els.status, msg(raised ? "terminal.hand_lower_failed" : "terminal.hand_raise_failed", { reason: lessonErrorText(e) }));
     }
   }
 
@@ -186,6 +193,7 @@ export function startLesson({ room, token, liveclass, onLive = () => {} }) {
     else if (everLive) onLive(false);  // ended (not merely "not started")
   });
   lesson.addEventListener("change", () => { follow(); renderAll(); });
+  onLangChange(renderAll);
   lesson.addEventListener("connection", () => { follow(); renderAll(); });
   lesson.start();
   renderAll();

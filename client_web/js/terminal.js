@@ -7,6 +7,7 @@ import { WhepPlayer, BACKOFF_MS, PERMANENT_RETRY_MS } from "./whep-player.js";
 import { Backoff } from "./backoff.js";
 import { startLesson } from "./terminal-lesson.js";
 import { startServerList, onServerChange, serverLabel, currentServer } from "./server-list.js";
+import { loadCatalogues, applyTranslations, mountLanguageSwitch, msg, setText, t } from "./i18n.js";
 
 const STALL_MS = 4000;               // frames were being decoded and stopped this long → new session
 const WAITING_AFTER_MS = 2500;       // connected, no frames yet: say the lesson has not started
@@ -17,6 +18,9 @@ const FAST_RETRY_MS = 500;
 const FAST_RETRIES = 8;
 
 const { room, token } = pageParams();
+await loadCatalogues();
+applyTranslations();
+mountLanguageSwitch(document.getElementById("lang-slot"));
 const query = new URLSearchParams(window.location.search);
 // `?max=360`: this classroom never wants more than 360 lines (a small screen or a link known to be thin).
 const MAX_HEIGHT = query.get("max") || "";
@@ -30,10 +34,10 @@ const badge = $("badge");
 const soundHint = $("sound-hint");
 
 const TITLES = {
-  waiting: "Waiting for the lesson…",
-  live: "Live",
-  reconnecting: "Reconnecting…",
-  error: "Cannot play the lesson",
+  waiting: "terminal.state.waiting",
+  live: "terminal.state.live",
+  reconnecting: "terminal.state.reconnecting",
+  error: "terminal.state.error",
 };
 
 // Debugging hook for tests and operators: the current peer connection and state (pc, sessions and resource
@@ -44,14 +48,15 @@ let everLive = false;       // this page has shown the lesson at some point
 let lessonOver = false;     // the room WebSocket said the lesson ended (until the next one starts)
 let soundBlocked = false;   // autoplay with sound was refused: waiting for a key press or tap
 
+/** `detail`: a msg() or plain text. */
 function setState(state, detail = "") {
-  if (liveclass.state === state && liveclass.detail === detail) return;
+  if (liveclass.state === state && JSON.stringify(liveclass.detail) === JSON.stringify(detail)) return;
   liveclass.state = state;
   liveclass.detail = detail;
-  liveclass.error = state === "error" ? detail : null;
   document.body.dataset.state = state;
-  titleEl.textContent = state === "waiting" && lessonOver ? "The lesson has ended" : TITLES[state] || state;
-  detailEl.textContent = detail;
+  setText(titleEl, msg(state === "waiting" && lessonOver ? "terminal.state.ended" : TITLES[state]));
+  setText(detailEl, detail);
+  liveclass.error = state === "error" ? detailEl.textContent : null;
   overlay.hidden = state === "live";
   badge.hidden = state !== "live";
   updateSoundHint();
@@ -113,8 +118,7 @@ function firstFrame(s) {
 
 function checked(s, now) {
   if (!s.gotFrames && s.connectedAt && now - s.connectedAt > WAITING_AFTER_MS) {
-    setState("waiting", lessonOver ? "The picture will appear when the teacher starts again."
-      : "The picture will appear as soon as the teacher goes live.");
+    setState("waiting", msg(lessonOver ? "terminal.detail.next_lesson" : "terminal.detail.waiting_teacher"));
   }
 }
 
@@ -124,34 +128,35 @@ function retryDelay(outcome) {
     const e = outcome.error;
     const reason = describeError(e);
     if (e instanceof HttpError && e.permanent) {
-      setState("error", `${reason} — trying again in ${PERMANENT_RETRY_MS / 1000} s.`);
+      setState("error", msg("terminal.detail.refused", { reason, s: PERMANENT_RETRY_MS / 1000 }));
       return PERMANENT_RETRY_MS;
     }
     if (fastRetries > 0 && transientError(e)) {
       fastRetries -= 1;
-      setState(everLive ? "reconnecting" : "waiting", "The classroom server is moving the lesson. Connecting again…");
+      setState(everLive ? "reconnecting" : "waiting", msg("terminal.detail.moving"));
       return FAST_RETRY_MS;
     }
     const delay = backoff.next();
-    const what = e instanceof HttpError ? `The server answered: ${reason}.` : `${reason[0].toUpperCase()}${reason.slice(1)}.`;
-    setState(everLive ? "reconnecting" : "waiting", `${what} Trying again in ${Math.round(delay / 1000)} s.`);
+    const s = Math.round(delay / 1000);
+    const key = e instanceof HttpError ? "terminal.detail.answered_retry" : "terminal.detail.failed_retry";
+    setState(everLive ? "reconnecting" : "waiting", msg(key, { reason, s }));
     return delay;
   }
   if (outcome.reason === "server-gone") {
     backoff.reset();
     fastRetries = FAST_RETRIES;
-    setState("reconnecting", "The classroom server went away. Connecting again…");
+    setState("reconnecting", msg("terminal.detail.server_gone"));
     return 0;
   }
   if (outcome.reason === "stalled") {
     backoff.reset();
-    setState("reconnecting", "The picture stopped. Connecting again…");
+    setState("reconnecting", msg("terminal.detail.stalled"));
     return 300;
   }
   if (outcome.reason === "lesson-ended") {
     backoff.reset();
     // the server closed the teacher's publisher: wait for the next lesson in a fresh session
-    setState("waiting", "The picture will appear when the teacher starts again.");
+    setState("waiting", msg("terminal.detail.next_lesson"));
     return 1000;
   }
   if (outcome.reason === "idle") {
@@ -160,8 +165,7 @@ function retryDelay(outcome) {
   }
   if (outcome.gotFrames) backoff.reset();
   const delay = backoff.next();
-  setState(everLive ? "reconnecting" : "waiting",
-           `Lost the connection to the media server. Trying again in ${Math.round(delay / 1000)} s.`);
+  setState(everLive ? "reconnecting" : "waiting", msg("terminal.detail.lost", { s: Math.round(delay / 1000) }));
   return delay;
 }
 
@@ -217,7 +221,10 @@ async function refreshStats() {
       }
       lastInbound = v;
       const lossPct = v.packetsReceived ? (100 * (v.packetsLost || 0)) / (v.packetsReceived + (v.packetsLost || 0)) : 0;
-      lines.push(`${v.frameWidth || "?"}×${v.frameHeight || "?"} · ${Math.round(v.framesPerSecond || 0)} fps · ${fmtRate(bps)} · loss ${lossPct.toFixed(1)} %`);
+      lines.push(t("terminal.stats.inbound", {
+        size: `${v.frameWidth || "?"}×${v.frameHeight || "?"}`, fps: Math.round(v.framesPerSecond || 0), rate: fmtRate(bps),
+        loss: lossPct.toFixed(1),
+      }));
     }
   }
   const resource = liveclass.resource;
@@ -225,10 +232,13 @@ async function refreshStats() {
   const c = server && (server.consumers || []).find((x) => x.kind === "video");
   if (c) {
     liveclass.server = c;
-    lines.push(`layer ${c.layer ?? "–"}${c.target_layer !== c.layer ? `→${c.target_layer}` : ""} T${c.temporal_limit} · estimate ${fmtRate(c.estimate_bps)} · RTT ${c.rtt_ms ?? "–"} ms · switches ↑${c.switches_up} ↓${c.switches_down}`);
+    lines.push(t("terminal.stats.server_view", {
+      layer: `${c.layer ?? "–"}${c.target_layer !== c.layer ? `→${c.target_layer}` : ""}`, temporal: c.temporal_limit,
+      estimate: fmtRate(c.estimate_bps), rtt: c.rtt_ms ?? "–", up: c.switches_up, down: c.switches_down,
+    }));
   }
-  if (!lines.length) lines.push("no media yet");
-  lines.push(`server ${serverLabel()}`);  // which cluster node this classroom uses now
+  if (!lines.length) lines.push(t("terminal.stats.no_media"));
+  lines.push(t("terminal.stats.server", { server: serverLabel() }));  // which cluster node this classroom uses now
   statsBox.textContent = lines.join("\n");
 }
 
@@ -256,14 +266,14 @@ $("room-name").textContent = room;
 // the server in use, in the overlay (and liveclass.serverUrl for tests): it changes when a cluster node dies
 function showServer() {
   liveclass.serverUrl = currentServer();
-  $("server-name").textContent = serverLabel();
+  setText($("server-name"), serverLabel());
 }
 onServerChange(showServer);
 showServer();
 if (query.get("stats") === "1") showStats(true);
-setState("waiting", "Connecting to the classroom server…");
+setState("waiting", msg("terminal.detail.connecting"));
 if (!room || !token) {
-  setState("error", "This page needs ?room=…&token=… in its address (ask for a classroom link).");
+  setState("error", msg("terminal.needs_link"));
 } else {
   keepScreenOn();
   startServerList({ room, token });  // the cluster's nodes: where to go if this page's server dies

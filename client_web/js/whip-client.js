@@ -5,6 +5,7 @@
 // Every request goes to the page's current server (server-list.js), which moves to another cluster node when
 // this one stops answering: endpoint URLs are absolute, and network errors and 5xx are reported to it.
 import { serverUrl, serverFailed, serverAnswered } from "./server-list.js";
+import { has, msg } from "./i18n.js";
 
 export class HttpError extends Error {
   constructor(status, reason) {
@@ -157,7 +158,7 @@ export async function negotiate(pc, endpoint, token, { timeoutMs = 10000 } = {})
   } catch (e) {
     // The server holds a session for us that we cannot use: release it before reporting.
     deleteSession(resource, token);
-    throw new Error(`the browser did not accept the server's SDP answer: ${(e && e.message) || e}`);
+    throw i18nError(msg("common.err.sdp_answer", { detail: (e && e.message) || String(e) }));
   }
   return resource;
 }
@@ -214,11 +215,21 @@ export function endpointUrl(kind, room) {
   return serverUrl(`/${kind}/${encodeURIComponent(room)}`);
 }
 
-/** A short human description of any error thrown while connecting. */
+/** An Error that says what it means as a msg() (describeError shows it in the page's language). */
+export function i18nError(m) {
+  return Object.assign(new Error(m.key), { i18n: m });
+}
+
+/** A short description of any error thrown while connecting: a msg() (i18n.js), or the error's own text. An
+ *  HTTP refusal reads by its status; English keeps the server's own words (`{reason}`). */
 export function describeError(e) {
-  if (e instanceof HttpError) return e.reason;
-  if (e && e.name === "AbortError") return "the server did not answer in time";
-  if (e instanceof TypeError) return "cannot reach the server";
+  if (e instanceof HttpError) {
+    const key = `common.http.${e.status >= 500 ? "5xx" : e.status}`;
+    return msg(has(key) ? key : "common.http.other", { reason: e.reason, status: e.status });
+  }
+  if (e && e.i18n) return e.i18n;
+  if (e && e.name === "AbortError") return msg("common.err.timeout");
+  if (e instanceof TypeError) return msg("common.err.unreachable");
   return (e && e.message) || String(e);
 }
 

@@ -1,6 +1,7 @@
 // Publish a MediaStream with WHIP as one session (the teacher's screen share, a classroom's camera): offer,
 // wait until ICE/DTLS is up, and end it with DELETE. Retrying is the caller's choice.
-import { newPeerConnection, negotiate, deleteSession, preferCodec, endpointUrl } from "./whip-client.js";
+import { newPeerConnection, negotiate, deleteSession, preferCodec, endpointUrl, i18nError } from "./whip-client.js";
+import { msg } from "./i18n.js";
 
 const CONNECT_TIMEOUT_MS = 15000;
 
@@ -9,7 +10,7 @@ export function waitConnected(pc, timeoutMs = CONNECT_TIMEOUT_MS) {
     const check = () => {
       if (pc.connectionState === "connected") finish(null);
       else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-        finish(new Error("could not connect to the media server (ICE/DTLS failed)"));
+        finish(i18nError(msg("common.err.ice_failed")));
       }
     };
     const finish = (err) => {
@@ -17,7 +18,7 @@ export function waitConnected(pc, timeoutMs = CONNECT_TIMEOUT_MS) {
       pc.removeEventListener("connectionstatechange", check);
       err ? reject(err) : resolve();
     };
-    const timer = setTimeout(() => finish(new Error("timed out connecting to the media server")), timeoutMs);
+    const timer = setTimeout(() => finish(i18nError(msg("common.err.connect_timeout"))), timeoutMs);
     pc.addEventListener("connectionstatechange", check);
     check();
   });

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Optional
 STATES = ("recording", "ready", "recovered", "failed")
 TEXT_FIELDS = ("title", "room", "teacher", "school", "subject", "grade")
 EDITABLE = ("title", "teacher", "school", "subject", "grade")
+LINKS = ("course_id", "lesson_id")   # a timetabled lesson's recording: its course and the held lesson's report
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lessons (
@@ -33,7 +34,9 @@ CREATE TABLE IF NOT EXISTS lessons (
     chapters TEXT NOT NULL DEFAULT '[]',
     error TEXT,
     updated_at REAL NOT NULL,
-    node TEXT NOT NULL DEFAULT ''
+    node TEXT NOT NULL DEFAULT '',
+    course_id TEXT NOT NULL DEFAULT '',
+    lesson_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS lessons_started ON lessons (started_at);
 CREATE INDEX IF NOT EXISTS lessons_state ON lessons (state);
@@ -68,11 +71,13 @@ class Catalogue:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-            # catalogues made before cluster mode: add the column naming the node that records a lesson
+            # catalogues made before cluster mode (node) and timetables (course_id, lesson_id): add the columns
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(lessons)")}
-            if "node" not in columns:
+            for column in ("node", *LINKS):
+                if column in columns:
+                    continue
                 try:
-                    self._db.execute("ALTER TABLE lessons ADD COLUMN node TEXT NOT NULL DEFAULT ''")
+                    self._db.execute(f"ALTER TABLE lessons ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
                 except sqlite3.OperationalError as exc:  # another node of the cluster added it meanwhile
                     if "duplicate column" not in str(exc):
                         raise
@@ -103,7 +108,7 @@ class Catalogue:
             self._db.execute(f"INSERT INTO lessons ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                              [values[c] for c in cols])
 
-    def update(self, lesson_id: str, **fields: Any) -> Optional[dict[str, Any]]:
+    def update(self, lesson_id: str, /, **fields: Any) -> Optional[dict[str, Any]]:   # fields may name lesson_id
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}")
         fields["updated_at"] = self.clock()

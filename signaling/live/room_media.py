@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Coroutine, Optional
+from typing import Optional
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ from signaling.live.room_hub import RoomHub
 from signaling.live.room_ws import HUB
 from signaling.lesson.room_state import Change, LessonState
 from signaling.http import lifetime
+from signaling.http.lifetime import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class LessonMediaBridge:
     def __init__(self, hub: RoomHub, node: SfuNode) -> None:
         self.hub = hub
         self.node = node
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet()
         self._links: Optional[asyncio.Task] = None
         node.lesson = lambda room: lesson_facts(hub.state(room))
         self.unsubscribe = hub.on_change(self.on_change)
@@ -75,19 +76,10 @@ class LessonMediaBridge:
         if change.kind in FOLLOWED:
             self.node.apply_lesson(room, lesson_facts(self.hub.state(room)))
         if change.kind == "live" and change.value is False:
-            self._spawn(self.node.end_publishing(room), f"end publishing in {room}")
+            self._tasks.spawn(self.node.end_publishing(room), f"end publishing in {room}")
         elif change.kind == "removed" and change.identity:
-            self._spawn(self.node.end_owner(room, change.identity), f"end {change.identity}'s sessions in {room}")
+            self._tasks.spawn(self.node.end_owner(room, change.identity), f"end {change.identity}'s sessions in {room}")
 
-    def _spawn(self, coro: Coroutine, what: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=what)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
         self.unsubscribe()
@@ -95,8 +87,7 @@ class LessonMediaBridge:
             self._links.cancel()
             await asyncio.gather(self._links, return_exceptions=True)
             self._links = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.wait()
 
 
 LESSON_MEDIA = web.AppKey("lesson_media", LessonMediaBridge)  # setup

@@ -81,6 +81,7 @@ def present(lesson: dict) -> dict:
         "started_at": _iso(lesson["started_at"]), "started_at_epoch": round(lesson["started_at"], 3),
         "duration_s": round(lesson["duration_s"], 3), "state": lesson["state"], "tracks": lesson["tracks"],
         "size": lesson["size"], "error": lesson.get("error"),
+        "course_id": lesson.get("course_id") or None, "lesson_id": lesson.get("lesson_id") or None,
         "media_url": f"{base}/media" if playable else None,
         "screen_url": f"{base}/screen" if playable and lesson.get("screen_file") else None,
         "screen_offset_s": round(lesson.get("screen_offset_s") or 0.0, 3),
