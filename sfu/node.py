@@ -12,6 +12,7 @@ from sfu.errors import BadOffer, RoomBusy, SessionNotFound, SfuError
 from sfu.room.feed import MAIN, LessonFacts, Slot
 from sfu.webrtc.heap_relief import HeapRelief
 from sfu.ladder.ladder_rung import Rung
+from sfu.cascade.reach import Reach, local_reach
 from sfu.cascade.relay_in import RelayIn, Signal
 from sfu.cascade.relay_out import RelayOutSession
 from sfu.room.room import Room
@@ -246,21 +247,32 @@ class SfuNode:
         await asyncio.gather(*(s.close() for s in ending), return_exceptions=True)
         return len(ending)
 
-    def viewer_links(self, room_id: str) -> dict[str, dict[str, Optional[float]]]:
-        """Each identity's downlink as the SFU measures it on its main (teacher camera) session: loss (0..1, from
-        receiver reports), rtt (ms), bitrate (bit/s: the viewer's estimate, else what it was sent)."""
+    def camera_reach(self, room_id: str) -> dict[str, Reach]:
+        """How the teacher's camera reaches each classroom of the room, by identity: its viewers here, and those
+        the room's edges serve (as they last reported them over their links)."""
         room = self.rooms.get(room_id)
-        out: dict[str, dict[str, Optional[float]]] = {}
         if room is None:
-            return out
-        for v in room.viewers:
-            video = next((c for kind, c in v.consumers if kind == "video"), None)
-            if not v.owner or v.slot.source != "camera" or video is None or not video.packets:
-                continue
-            out[v.owner] = {"loss": round(video.fraction_lost, 4),
-                            "rtt": None if video.rtt is None else round(video.rtt * 1000, 1),
-                            "bitrate": float(video.estimate_bps) if video.estimate_bps else round(video.media_bps)}
+            return {}
+        now = time.monotonic()
+        out: dict[str, Reach] = {}
+        for link in room.relays:
+            out.update(link.reach.fresh(now))
+        out.update(local_reach(room.viewers))
         return out
+
+    def camera_forwarded(self, room_id: str) -> Optional[int]:
+        """Packets of the teacher's camera forwarded so far (None: no such room, or no publisher): moving when
+        the camera is live."""
+        room = self.rooms.get(room_id)
+        if room is None or room.main.publisher is None:
+            return None
+        return room.main.tracks["video"].forwarded
+
+    def viewer_links(self, room_id: str) -> dict[str, dict[str, Optional[float]]]:
+        """Each identity's downlink as the SFU measures it on its main (teacher camera) session, here or on an
+        edge: loss (0..1, from receiver reports), rtt (ms), bitrate (bit/s: the viewer's estimate, else what it
+        was sent)."""
+        return {owner: r.link() for owner, r in self.camera_reach(room_id).items() if r.packets}
 
     def session(self, room_id: str, session_id: str, role: str) -> Session:
         s = self.sessions.get(session_id)

@@ -25,6 +25,7 @@ from sfu.errors import RoomBusy, SfuError
 from sfu.room.feed import Feed
 from sfu.ingest.inbound import InboundStream
 from sfu.ingest.publisher import PublisherIngest
+from sfu.cascade.reach import REACH_EVERY_S, encode_reach, local_reach
 from sfu.cascade.relay_map import (RelayedStream, RelayMessageError, decode, encode_want, parse_slot, plan, streams_of)
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class RelayIn(RtcpReceiver):
         self.drops = 0
         self.bad_messages = 0
         self.last_error = ""
+        self.reach_due = 0.0
         self._task: Optional[asyncio.Task] = None
         self.on_closed: Callable[["RelayIn"], None] = lambda relay: None
 
@@ -159,8 +161,12 @@ class RelayIn(RtcpReceiver):
         attempts = 0
         while not self.closed:
             await asyncio.sleep(CHECK_S)
-            if self.pc is not None and self._healthy(time.monotonic()):
+            now = time.monotonic()
+            if self.pc is not None and self._healthy(now):
                 attempts = 0
+                if now >= self.reach_due:
+                    self.reach_due = now + REACH_EVERY_S
+                    self.send_reach()
                 continue
             if self.pc is not None:
                 log.info("relay %s: room %s lost its origin %s (%s); asking again", self.id, self.room_id,
@@ -232,6 +238,17 @@ class RelayIn(RtcpReceiver):
             self.wants_sent = text
         except Exception:
             log.debug("relay %s: wants not sent", self.id, exc_info=True)
+
+    def send_reach(self) -> None:
+        """Tell the origin how the teacher's camera reaches this node's classrooms (its reports and roster)."""
+        channel = self.channel
+        if channel is None or channel.readyState != "open":
+            return
+        try:
+            for text in encode_reach(local_reach(self._room().viewers).values()):
+                channel.send(text)
+        except Exception:
+            log.debug("relay %s: reach not sent", self.id, exc_info=True)
 
     def _on_message(self, message) -> None:
         self.last_heard = time.monotonic()

@@ -3,7 +3,8 @@ slots an edge wants.
 
 The origin sends each layer of each relayed track on its own SSRC over one bundled peer connection, and
 describes them on the link's data channel (`streams`, a full snapshot each time: idempotent, so a lost or
-late message is repaired by the next one). The edge sends `want` with the slots its own viewers play.
+late message is repaired by the next one). The edge sends `want` with the slots its own viewers play, and
+`reach` with how the teacher's camera reaches each of its classrooms (reach.py).
 Nothing here touches the network or the clock; both ends validate what they read (the other end is another
 node of ours, but a bug there must not crash this one).
 """
@@ -89,7 +90,7 @@ def decode(text: str) -> dict:
         msg = json.loads(text)
     except ValueError:
         raise RelayMessageError("control message is not JSON") from None
-    if not isinstance(msg, dict) or msg.get("type") not in ("streams", "want"):
+    if not isinstance(msg, dict) or msg.get("type") not in ("streams", "want", "reach"):
         raise RelayMessageError("control message has no known type")
     return msg
 

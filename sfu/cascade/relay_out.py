@@ -23,6 +23,7 @@ from sfu.rtp import rtcp_dispatch
 from sfu.rtp.rtcp_dispatch import RtcpReceiver, RtcpReceiverInfo
 from sfu.errors import BadOffer, RoomBusy
 from sfu.room.feed import KINDS, Feed, Slot
+from sfu.cascade.reach import ReachError, RemoteReach, reach_of
 from sfu.cascade.relay_map import RelayedStream, RelayMessageError, decode, encode_streams, layer_id, parse_slot, wants_of
 from sfu.forward.repair import repair
 from sfu.forward.rtx_limiter import RtxLimiter
@@ -123,6 +124,7 @@ class RelayOutSession(Session, RtcpReceiver):
         self.plis = 0
         self.nacks = 0
         self.bad_messages = 0
+        self.reach = RemoteReach()   # the edge's classrooms: how the teacher's camera reaches them
 
     # --- negotiation ---------------------------------------------------------------------------------------
 
@@ -233,7 +235,9 @@ class RelayOutSession(Session, RtcpReceiver):
                     log.info("relay %s to %s: room %s wants %s", self.id, self.edge, self.room.id, sorted(wants))
                     self.wants = wants
                     self.refresh()
-        except RelayMessageError as exc:
+            elif msg["type"] == "reach":
+                self.reach.update(reach_of(msg), time.monotonic())
+        except (RelayMessageError, ReachError) as exc:
             self.bad_messages += 1
             log.warning("relay %s: bad control message from %s: %s", self.id, self.edge, exc)
 

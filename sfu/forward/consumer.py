@@ -162,6 +162,10 @@ class Consumer(SentStream):
         self.allocate(now)
 
     @property
+    def picture_height(self) -> Optional[int]:
+        return getattr(self.planner.source, "height", None) or None
+
+    @property
     def trimmed(self) -> bool:
         """The allocator holds this viewer below the best quality on offer (its link is short)."""
         st = self.allocator.state
@@ -429,7 +433,7 @@ class Consumer(SentStream):
             "rtx_packets": self.rtx_packets, "probe_packets": self.probe_packets, "nacks": self.nacks,
             "plis": self.plis, "waiting_keyframe": p.waiting_keyframe, "switches": p.munger.switches,
             "layer": layers.index(cur) if cur in layers else None,  # type: ignore[arg-type]
-            "layer_height": getattr(cur, "height", None) or None,
+            "layer_height": self.picture_height,
             "target_layer": layers.index(self.target) if self.target in layers else None,  # type: ignore[arg-type]
             "temporal_limit": p.tid_limit, "target_temporal": p.target_tid, "thinning": p.thinning,
             "reflex_until": round(p.reflex_until, 3),

@@ -11,6 +11,7 @@ from sfu.room.feed import Slot
 from sfu.room.track import Track
 
 if TYPE_CHECKING:
+    from sfu.cascade.reach import RemoteReach
     from sfu.webrtc.aiortc_adapter import PacketTap
 
 
@@ -23,6 +24,7 @@ class ViewerConsumer(YieldingConsumer, Protocol):
     loss_floor: float            # the viewer link's own steady loss
     owner: ConsumerOwner         # the track it forwards
     media_bps: float
+    picture_height: Optional[int]   # the height of the layer it forwards (None: not known)
 
     def fast_tick(self, now: float, interval: float) -> None: ...
 
@@ -30,6 +32,8 @@ class ViewerConsumer(YieldingConsumer, Protocol):
 
 
 class Viewer(Protocol):
+    id: str
+    closed: bool
     slot: Slot
     owner: str     # the identity of the token that opened it ("" when not known)
     consumers: list[tuple[str, ViewerConsumer]]
@@ -43,6 +47,8 @@ class Viewer(Protocol):
 
 
 class RelayLink(Protocol):
-    """A link to an edge node: it keeps the room alive while it lasts."""
+    """A link to an edge node: it keeps the room alive while it lasts, and hears how the room reaches the
+    classrooms the edge serves."""
+    reach: "RemoteReach"
 
     def dump(self) -> dict: ...

@@ -512,7 +512,7 @@ class PacketTap:
         self._batch = send_batch()
         if self._batch is not None:
             try:
-                self._sockaddr = native_forward().sockaddr(self._addr[0], self._addr[1])  # type: ignore[union-attr]
+                self._sockaddr = self._batch.sockaddr(self._addr[0], self._addr[1])
                 self._fd = transport._sock.fileno()
             except (ValueError, OSError):
                 self._batch = None   # (a name, not an address): this connection sends from Python

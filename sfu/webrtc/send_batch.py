@@ -34,6 +34,10 @@ class SendBatch:
         self.flushes = 0
         self.packets = 0
 
+    def sockaddr(self, host: str, port: int) -> bytes:
+        """A numeric address as the kernel takes it (ValueError for a name)."""
+        return self._kernel.sockaddr(host, port)
+
     def add(self, fd: int, packet: bytes | bytearray, session: object, session_address: int, sockaddr: bytes,
             sender: BatchedSender) -> None:
         """Queue `packet` for `sender`'s SRTP `session` (held until sent: the kernel gets only its address)."""

@@ -226,25 +226,17 @@ class LessonTracker:
         """The SFU's view of each present classroom's viewer of the teacher's camera; then write."""
         live = self.live[room]
         now = self.clock()
-        dump = self.node.dump(room)
-        rooms = dump.get("rooms") or []
         # the teacher's camera is live if its video moved through the SFU since the last sample: a classroom
         # sent nothing meanwhile is frozen only then (a camera off or a teacher gone is nobody's link)
-        forwarded = int(((rooms[0].get("tracks") or {}).get("video") or {}).get("forwarded") or 0) if rooms else 0
+        forwarded = self.node.camera_forwarded(room)
         if now - live.sampled_at < MIN_SOURCE_S:   # too short to tell (a sample soon after an arrival)
             source_live = live.source_live
         else:
-            source_live = bool(rooms) and rooms[0].get("publisher") is not None and \
-                forwarded > live.video_forwarded >= 0
-            live.video_forwarded, live.source_live, live.sampled_at = forwarded, source_live, now
-        viewers: dict[str, VideoSample] = {}
-        for v in (rooms[0].get("viewers") or []) if rooms else []:
-            video = next((c for c in v.get("consumers") or [] if c.get("kind") == "video"), None)
-            if not v.get("owner") or v.get("source") != "camera" or video is None or v.get("state") == "closed":
-                continue
-            viewers[v["owner"]] = VideoSample(v["id"], int(video.get("packets") or 0), video.get("layer_height"),
-                                              video.get("fraction_lost"), video.get("rtt_ms"),
-                                              video.get("estimate_bps") or video.get("bitrate_bps"))
+            source_live = forwarded is not None and forwarded > live.video_forwarded >= 0
+            live.video_forwarded, live.source_live, live.sampled_at = forwarded or 0, source_live, now
+        # every classroom's viewer of it, whether this node or an edge serves it (a big lesson's are spread)
+        viewers = {owner: VideoSample(r.session, r.packets, r.height, r.loss, r.rtt_ms, r.bitrate)
+                   for owner, r in self.node.camera_reach(room).items()}
         for identity, p in live.log.classrooms.items():
             if p.here:
                 live.log.sample(identity, now, viewers.get(identity), source_live)

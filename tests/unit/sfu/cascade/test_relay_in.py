@@ -124,3 +124,24 @@ async def test_the_edge_asks_for_the_slots_its_viewers_play(nodes: Callable[...,
                 "the origin told the edge wants the screen")
     await peers.publisher().publish(origin, ROOM, Slot("screen"))
     await until(lambda: len(viewer.of("video")) > 10, 5, "the teacher's screen on the edge")
+
+
+async def test_the_origin_sees_how_its_camera_reaches_the_classrooms_an_edge_serves(nodes: Callable[..., SfuNode],
+                                                                                    peers: NodePeers):
+    """A classroom served by an edge (a big lesson spread over workers) is in the origin's roster and reports."""
+    origin, edge = nodes(), nodes()
+    relay = await edge.ensure_relay(ROOM, relay_signal(origin, ROOM))
+    far, near = peers.viewer(), peers.viewer()
+    await far.play(edge, ROOM, owner="c-far")
+    await near.play(origin, ROOM, owner="c-near")
+    await until(lambda: relay.state == "connected", 5, "the link up")
+    await peers.publisher().publish(origin, ROOM)
+    await until(lambda: len(far.of("video")) > 10 and len(near.of("video")) > 10, 5, "media on both nodes")
+    await until(lambda: origin.camera_reach(ROOM).get("c-far", None) is not None
+                and origin.camera_reach(ROOM)["c-far"].packets > 10, 6, "the edge's report of its classroom")
+    reach = origin.camera_reach(ROOM)
+    assert set(reach) == {"c-far", "c-near"} and set(origin.viewer_links(ROOM)) == {"c-far", "c-near"}
+    assert reach["c-far"].session == next(v["id"] for v in edge.dump(ROOM)["rooms"][0]["viewers"])
+    assert origin.camera_forwarded(ROOM) and edge.camera_forwarded(ROOM)   # (the edge's stand-in publishes)
+    await far.close()
+    await until(lambda: "c-far" not in origin.camera_reach(ROOM), 10, "the gone classroom forgotten")

@@ -84,3 +84,19 @@ async def test_a_session_dropped_by_its_connection_stays_alive_until_its_packets
     assert receiver.unprotect(rx.recv(2048)) == rtp(1)
     out.close()
     rx.close()
+
+
+def test_a_connections_address_is_made_once_for_the_kernel(batch):
+    a, b = udp(), udp()
+    try:
+        addr = batch.sockaddr(*b.getsockname())
+        assert addr == native_forward().sockaddr(*b.getsockname())
+        sessions = Session(policy=Policy(key=KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+        batch.add(a.fileno(), rtp(1), sessions, srtp_address(sessions._srtp[0]), addr, Sender())
+        batch.flush()
+        assert len(b.recv(2048)) > len(rtp(1))      # protected: the authentication tag is on it
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(ValueError):
+        batch.sockaddr("localhost", 5)             # a name, not an address: that connection sends from Python
