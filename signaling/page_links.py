@@ -41,6 +41,8 @@ def print_pages(args: argparse.Namespace, secret: str, tls: bool = False) -> str
     print(f"Teacher page:  {base}/teacher.html?room={quote(room)}&token={teacher}", flush=True)
     print(f"Terminal page: {base}/terminal.html?room={quote(room)}&token={terminal}", flush=True)
     print(f"Lesson library: {base}/replay.html", flush=True)
+    admin = mint(secret, "*", "admin", PAGE_TOKEN_TTL, name="Admin")
+    print(f"Timetable and reports (admin): {base}/timetable.html?token={admin}", flush=True)
     if len(bases) > 1:
         print("Also reachable at: " + ", ".join(bases[1:]), flush=True)
     if not tls and base.startswith("http://") and not _loopback(args.host):

@@ -134,3 +134,23 @@ async def test_the_week_and_reports_of_a_timetable_nobody_taught(api):
     assert {r["classroom"] for r in due} <= {"cun-a", "cun-b"} and all(r["attended"] == "no" for r in due)
     status, rate, _ = await api.call("GET", f"/api/reports/start-rate?{week}&utc_offset=480", ADMIN)
     assert status == 200 and rate["lessons_held"] == 0
+
+
+def test_the_server_prints_the_timetable_page_with_an_admin_token(tmp_path):
+    """What a user sees at start: a link to the timetable (and from it the reports) that works."""
+    import re
+    import urllib.request
+
+    from testkit.server import ServerProcess
+    server = ServerProcess(log_path=tmp_path / "server.log")
+    try:
+        link = re.search(r"Timetable and reports \(admin\): (\S+/timetable\.html\?token=(\S+))", server.log_tail())
+        assert link, server.log_tail()
+        with urllib.request.urlopen(link.group(1)) as r:
+            assert r.status == 200 and b'data-i18n-ns="common timetable"' in r.read()
+        req = urllib.request.Request(f"{server.base_url}/api/courses",
+                                     headers={"Authorization": f"Bearer {link.group(2)}"})
+        with urllib.request.urlopen(req) as r:
+            assert r.status == 200 and json.load(r)["courses"] == []
+    finally:
+        server.stop()
