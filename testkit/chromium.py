@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 CHROMIUM = Path("/usr/bin/chromium")
 # the flags tests/browser/test_browser.py uses: fake camera and microphone, WebRTC on loopback without mDNS names
@@ -26,6 +26,15 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 VIEWPORT = {"width": 1280, "height": 720}
+
+
+def headless_chromium() -> Iterator[Any]:
+    """Debian's Chromium launched headless through Playwright, for a module's tests (a pytest fixture body)."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
 def browser_marks(timeout_s: int) -> list:

@@ -3,7 +3,7 @@
 // chart per classroom of the picture's resolution and freezes over the lesson (inline SVG), and the bureau's CSV.
 import { loadCatalogues, applyTranslations, mountLanguageSwitch, currentLang, msg, onLangChange, setText, t }
   from "./i18n.js";
-import { api, addDays, token, utcOffset, weekStart, ymd } from "./school-api.js";
+import { api, showStatus, addDays, token, utcOffset, weekStart, ymd } from "./school-api.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -11,15 +11,10 @@ const LIVE_REFRESH_MS = 5000;   // a live lesson's report is read again this oft
 const state = { rate: null, lessons: [], report: null, refresh: 0 };
 window.liveclass = { state, error: null };   // for tests and operators
 
-function status(m, kind = "") {
-  setText($("status"), m);
-  $("status").dataset.kind = kind;
-  if (kind === "error") window.liveclass.error = $("status").textContent;
-}
 
 function failed(e) {
   const key = { 401: "report.err.401", 403: "report.err.403", 404: "report.err.404" }[e.status];
-  status(msg(key || "report.err.other", { reason: e.message }), "error");
+  showStatus(msg(key || "report.err.other", { reason: e.message }), "error");
 }
 
 function range() {
@@ -52,7 +47,7 @@ async function query() {
     state.lessons = lessons.lessons;
     renderRate();
     renderLessons();
-    status("");
+    showStatus("");
   } catch (e) { failed(e); }
 }
 

@@ -1,5 +1,7 @@
 // What the timetable and report pages share: the admin's (or teacher's) token, given as ?token= once and kept
 // for this tab (sessionStorage, then dropped from the address bar), and JSON requests that carry it.
+import { setText } from "./i18n.js";
+
 const TOKEN_KEY = "liveclass.school.token";
 
 export function token() {
@@ -48,3 +50,11 @@ export function ymd(d) {
 
 /** Minutes this browser's clock is ahead of UTC (the server counts weeks on the school's clock). */
 export function utcOffset() { return -new Date().getTimezoneOffset(); }
+
+/** The page's status line (#status): a message, and an error one also for tests and operators. */
+export function showStatus(m, kind = "") {
+  const el = document.getElementById("status");
+  setText(el, m);
+  el.dataset.kind = kind;
+  if (kind === "error" && window.liveclass) window.liveclass.error = el.textContent;
+}

@@ -3,21 +3,16 @@
 // its lessons. Server data is shown as text (textContent), never as HTML.
 import { loadCatalogues, applyTranslations, mountLanguageSwitch, currentLang, msg, onLangChange, setText, t }
   from "./i18n.js";
-import { api, addDays, weekStart, ymd } from "./school-api.js";
+import { api, showStatus, addDays, weekStart, ymd } from "./school-api.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { monday: weekStart(new Date()), week: [], courses: [], editing: null };
 window.liveclass = { state, error: null };   // for tests and operators
 
-function status(m, kind = "") {
-  setText($("status"), m);
-  $("status").dataset.kind = kind;
-  if (kind === "error") window.liveclass.error = $("status").textContent;
-}
 
 function failed(e) {
   const key = { 401: "timetable.err.401", 403: "timetable.err.403" }[e.status];
-  status(key ? msg(key, { reason: e.message }) : msg("timetable.err.other", { reason: e.message }), "error");
+  showStatus(key ? msg(key, { reason: e.message }) : msg("timetable.err.other", { reason: e.message }), "error");
 }
 
 const hm = (d) => d.toLocaleTimeString(currentLang(), { hour: "2-digit", minute: "2-digit", hour12: false });
@@ -126,7 +121,7 @@ async function removeCourse(c) {
   if (!window.confirm(t("timetable.confirm_delete", { title: c.title }))) return;
   try {
     await api("DELETE", `/api/courses/${encodeURIComponent(c.id)}`);
-    status(msg("timetable.deleted", { title: c.title }));
+    showStatus(msg("timetable.deleted", { title: c.title }));
     if (state.editing === c.id) resetEditor();
     await Promise.all([loadCourses(), loadWeek()]);
   } catch (e) { failed(e); }
@@ -197,14 +192,14 @@ async function save(e) {
   try {
     body.lessons = lessonsOfForm();
   } catch {
-    status(msg("timetable.err.bad_time"), "error");
+    showStatus(msg("timetable.err.bad_time"), "error");
     return;
   }
   try {
     const saved = state.editing
       ? await api("PUT", `/api/courses/${encodeURIComponent(state.editing)}`, body)
       : await api("POST", "/api/courses", body);
-    status(msg("timetable.saved", { title: saved.title }));
+    showStatus(msg("timetable.saved", { title: saved.title }));
     resetEditor();
     await Promise.all([loadCourses(), loadWeek()]);
   } catch (err) { failed(err); }

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from testkit.chromium import CHROMIUM, browser_marks, CHROMIUM_ARGS, BrowserContexts, wait_for
+from testkit.chromium import browser_marks, BrowserContexts, headless_chromium, wait_for
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -49,10 +49,7 @@ TILES = """
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from headless_chromium()
 
 
 @pytest.fixture

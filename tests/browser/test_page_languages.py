@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from signaling.lesson.room_protocol import Code
-from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, BrowserContexts, browser_marks
+from testkit.chromium import BrowserContexts, browser_marks, headless_chromium
 from testkit.server import ServerProcess
 
 WEB = Path(__file__).resolve().parents[2] / "client_web"
@@ -179,11 +179,7 @@ def lang_of(mode: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from headless_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from testkit.chromium import CHROMIUM, CHROMIUM_ARGS, BrowserContexts, browser_marks
+from testkit.chromium import BrowserContexts, browser_marks, headless_chromium
 from testkit.school import course_now
 from testkit.server import ServerProcess
 
@@ -26,10 +26,7 @@ TOLERANCE_S = 2.0   # a page's load and its WebSocket's open and close, seen fro
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from headless_chromium()
 
 
 @pytest.fixture
